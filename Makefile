@@ -1,0 +1,45 @@
+# Two commands for a newcomer: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+
+.PHONY: run test lint typecheck unit bench definitions clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## make run: set up, load the demo clinic into ./data/fhir.db if empty, serve on :8080
+run: $(STAMP)
+	$(BIN)/fhir-server serve --host $(HOST) --port $(PORT) --demo
+
+## make test: set up and run the whole suite (lint, types, import layers, pytest)
+test: $(STAMP) lint typecheck
+	$(BIN)/lint-imports
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -x
+
+## make bench: throughput/latency against a bare Starlette ceiling (needs ../shared/data)
+bench: $(STAMP)
+	$(BIN)/python bench/rest.py
+
+## make definitions: regenerate resources/search_parameters.json from ../shared/data/hl7-r4
+definitions: $(STAMP)
+	$(BIN)/python scripts/generate_definitions.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

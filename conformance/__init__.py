@@ -1,0 +1,1 @@
+"""Conformance resources: the CapabilityStatement, OperationDefinitions, .well-known documents."""

@@ -1,0 +1,1 @@
+"""FHIR R4 scheduling server: the core (config, storage, search, bundles) and its edges."""

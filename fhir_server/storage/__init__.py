@@ -1,0 +1,1 @@
+"""Persistence: the ResourceStore protocol and one adapter per engine (SQLite, MongoDB)."""

@@ -1,0 +1,1 @@
+"""FHIR operations, one module per OperationDefinition, and the scheduling engine they share."""
