@@ -3,6 +3,38 @@ values kept apart, independent of any storage engine (R4 `search.html`).
 
 `fhir_server.search.parse` builds these from a query string; each storage adapter compiles them
 for its engine. Instants are microseconds since the epoch (UTC); ranges are half-open.
+
+Matching semantics (every adapter implements exactly these; `tests/storage/contract.py` checks
+them). A condition's values are ORed; a query's conditions are ANDed. "An entry" is an index entry
+(`resources.index_values`) of the resource for the condition's `param`.
+
+* String: "" -> some entry's `norm` starts with the value; "exact" -> some `exact` equals it;
+  "contains" -> some `norm` contains it.
+* Token: a value matches an entry when system "*" (any) and code equal (code None: any entry);
+  system None: entry system is None and codes equal; else systems equal and (code None or codes
+  equal). `text`: some entry's `text` starts with the value (normalised). `negate` (`:not`):
+  the resource matches when NO entry matches any value (resources without the param included).
+* Date (entry `[tl, th)`, search `[low, high)`): eq `low <= tl and th <= high`; ne `not eq`;
+  gt `th > high`; ge `th > low`; lt `tl < low`; le `tl < high`; sa `tl >= high`; eb `th <= low`;
+  ap `tl < high and th > low` (the parser has already widened the range).
+* Number / Quantity (entry value `v`): eq, ap `low <= v < high`; ne `not (low <= v < high)`;
+  gt `v > low`; ge `v >= low`; lt `v < low`; le `v <= low`; sa as gt; eb as lt. Quantity also
+  needs system ("*" = any) and code to match when given (code None = any unit).
+* Reference: `ref_id` given -> entry ref_id equal and (ref_type None or equal); `url` given ->
+  entry url equal; `identifier` -> identifier values equal and (system "*" or equal).
+* Uri: "" equals; "below": entry starts with the value; "above": the value starts with entry.
+* Missing: `missing=True` -> no entry for the param; False -> at least one.
+* Chain: a reference entry of `param` with ref_type == target_type whose ref_id is the id of a
+  current `target_type` resource matching `inner`.
+* Has: the resource's id is the ref_id (with ref_type == the searched type) of a reference entry
+  for `source_param` of a current `source_type` resource matching `inner`.
+* Compartment: the value is among the resource's `ResourceIndex.compartments`.
+
+Order: by each SortSpec on the resource's `SortKey` for that param (`asc` ascending, `desc`
+descending), resources without a value last in either direction, ties by `seq` ascending; with
+no SortSpec, by `seq` ascending. Paging is keyset: a Cursor holds the boundary row's sort values
+and seq; `after=True` returns rows strictly after it, `after=False` rows strictly before it (in
+page order).
 """
 
 from __future__ import annotations
