@@ -22,7 +22,6 @@ class Settings(BaseSettings):
         max_body_bytes: the largest request body accepted (default 10 MB) -> 413 beyond.
         default_count / max_count: `_count` default and ceiling for searches.
         default_timezone: IANA zone used for dates without an offset.
-        auth: `on` (default) or `off` (development only; a loud warning is logged).
     """
 
     model_config = SettingsConfigDict(env_prefix="FHIR_SERVER_", extra="ignore")
@@ -33,7 +32,6 @@ class Settings(BaseSettings):
     default_count: int = 20
     max_count: int = 1000
     default_timezone: str = "UTC"
-    auth: str = "on"
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,111 @@
+"""The CapabilityStatement served at `GET [base]/metadata`, generated from what is really
+served: resource types, interactions, search parameters and operations (R4
+capabilitystatement.html, http.html#capabilities)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fhir_server.interactions import Operation
+from resources.search_parameters import search_params
+from resources.types import RESOURCE_TYPES
+
+SOFTWARE_NAME = "fhir-scheduling-server"
+SOFTWARE_VERSION = "0.1.0"
+SUPPORTED_PARAM_TYPES = frozenset({"string", "token", "date", "reference", "number", "quantity", "uri"})
+TYPE_INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
+
+
+def _resource_entry(rtype: str, operations: Mapping[str, Operation]) -> dict[str, Any]:
+    params = [
+        {
+            "name": p.code,
+            "definition": f"http://hl7.org/fhir/SearchParameter/{p.id}",
+            "type": p.type,
+        }
+        for p in sorted(search_params(rtype).values(), key=lambda p: p.code)
+        if p.type in SUPPORTED_PARAM_TYPES and p.expression is not None
+    ]
+    entry: dict[str, Any] = {
+        "type": rtype,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+        "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": True,
+        "conditionalDelete": "single",
+        "referencePolicy": ["literal", "logical"],
+        "searchInclude": ["*"],
+        "searchRevInclude": ["*"],
+        "searchParam": params,
+    }
+    ops = [
+        {"name": op.name, "definition": _definition_url(op)}
+        for op in operations.values()
+        if (op.type_level or op.instance)
+        and (op.resource_types is None or rtype in op.resource_types)
+    ]
+    if ops:
+        entry["operation"] = ops
+    return entry
+
+
+def _definition_url(op: Operation) -> str:
+    if op.definition and "url" in op.definition:
+        return str(op.definition["url"])
+    return f"http://hl7.org/fhir/OperationDefinition/{op.name}"
+
+
+def capability_statement(
+    base_url: str, operations: Mapping[str, Operation], date: str = "2026-11-22"
+) -> dict[str, Any]:
+    """Build the CapabilityStatement (kind `instance`, fhirVersion 4.0.1, json and xml)."""
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": date,
+        "publisher": "fhir-scheduling-server",
+        "kind": "instance",
+        "software": {"name": SOFTWARE_NAME, "version": SOFTWARE_VERSION},
+        "implementation": {"description": "FHIR R4 scheduling server", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [_resource_entry(t, operations) for t in sorted(RESOURCE_TYPES)],
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "history-system"},
+                ],
+                "searchParam": [
+                    {"name": "_count", "type": "number"},
+                    {"name": "_sort", "type": "string"},
+                    {"name": "_total", "type": "token"},
+                    {"name": "_summary", "type": "token"},
+                    {"name": "_elements", "type": "string"},
+                ],
+                "operation": [
+                    {"name": op.name, "definition": _definition_url(op)}
+                    for op in operations.values()
+                    if op.system
+                ],
+            }
+        ],
+    }

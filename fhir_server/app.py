@@ -1,0 +1,118 @@
+"""The composition root: `create_app(settings)` builds the FastAPI application.
+
+It opens the configured ResourceStore at start-up (creating schema and indexes), wires the
+repository, operations, bundle processor and CapabilityStatement into the interaction
+dispatcher, mounts the FHIR endpoint at `/fhir`, and installs the OperationOutcome error
+handlers. Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from conformance.capability import capability_statement
+from fhir_server.api.errors import (
+    fhir_error_handler,
+    http_error_handler,
+    unexpected_error_handler,
+    unexpected_error_response,
+)
+from fhir_server.api.fhir_endpoint import FHIR_PREFIX, fhir_endpoint
+from fhir_server.bundles import BundleProcessor
+from fhir_server.config import Settings, get_settings
+from fhir_server.interactions import Interactions, Operation
+from fhir_server.repository import Repository
+from fhir_server.search.parse import SearchContext
+from fhir_server.storage.base import ResourceStore
+from fhir_server.storage.factory import open_store
+from operations import patient_everything, validate
+from resources.errors import FhirError
+
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def default_operations() -> dict[str, Operation]:
+    """The operations this server registers, by name (without `$`)."""
+    ops = [validate.OPERATION, patient_everything.OPERATION]
+    return {op.name: op for op in ops}
+
+
+def build_interactions(store: ResourceStore, settings: Settings) -> Interactions:
+    """Wire repository, operations, bundles and capabilities over a started store."""
+    context = SearchContext(
+        default_count=settings.default_count,
+        max_count=settings.max_count,
+        default_tz=settings.default_timezone,
+        base_url=settings.base_url,
+    )
+    repository = Repository(store, context)
+    operations = default_operations()
+    cache: dict[str, dict[str, Any]] = {}
+
+    def capabilities(base_url: str) -> dict[str, Any]:
+        if base_url not in cache:
+            cache[base_url] = capability_statement(base_url, operations)
+        return cache[base_url]
+
+    interactions = Interactions(repository, operations, capabilities)
+    interactions.bundle_handler = BundleProcessor(repository, interactions.dispatch)
+    return interactions
+
+
+async def _guarded(request: Request) -> Response:
+    try:
+        return await fhir_endpoint(request)
+    except FhirError as exc:
+        return await fhir_error_handler(request, exc)
+    except Exception as exc:  # anything else: a 500 OperationOutcome, never a traceback
+        return unexpected_error_response(exc)
+
+
+def create_app(settings: Settings | None = None, store: ResourceStore | None = None) -> FastAPI:
+    """Build the application.
+
+    Args:
+        settings: configuration (default: from the environment).
+        store: an unstarted store to use instead of opening `settings.database_url`
+            (tests pass in-memory or mongomock stores).
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        the_store = store or open_store(settings.database_url)
+        await the_store.start()
+        app.state.store = the_store
+        app.state.interactions = build_interactions(the_store, settings)
+        try:
+            yield
+        finally:
+            await the_store.close()
+
+    app = FastAPI(
+        title="FHIR R4 scheduling server",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.add_exception_handler(FhirError, fhir_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
+    app.router.routes.append(Route(FHIR_PREFIX, _guarded, methods=METHODS))
+    app.router.routes.append(Route(FHIR_PREFIX + "/{path:path}", _guarded, methods=METHODS))
+
+    async def root(_request: Request) -> Response:
+        return RedirectResponse(FHIR_PREFIX + "/metadata")
+
+    app.router.routes.append(Route("/", root, methods=["GET"]))
+    return app

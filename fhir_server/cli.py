@@ -1,0 +1,158 @@
+"""The `fhir-server` command: `serve` the FHIR API, `load` FHIR files into the store.
+
+Examples:
+    fhir-server serve --port 8080 --demo
+    fhir-server load ../shared/data/synthea-bulk-1000/
+    FHIR_SERVER_DATABASE_URL=mongodb://localhost/fhir fhir-server load data.ndjson
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from fhir_server.app import build_interactions
+from fhir_server.bundles import BundleProcessor
+from fhir_server.config import Settings
+from fhir_server.loader import Item, Loader, LoadReport, iter_files
+from fhir_server.storage.factory import open_store
+
+app = typer.Typer(help="FHIR R4 scheduling server.", no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="sqlite:///path.db or mongodb://host/db "
+                 "(default: FHIR_SERVER_DATABASE_URL or sqlite:///./data/fhir.db)"),
+]
+
+
+def _settings(database_url: str | None) -> Settings:
+    settings = Settings()
+    if database_url:
+        settings = settings.model_copy(update={"database_url": database_url})
+    return settings
+
+
+async def _load(settings: Settings, paths: list[Path], show_progress: bool) -> LoadReport:
+    store = open_store(settings.database_url)
+    await store.start()
+    try:
+        interactions = build_interactions(store, settings)
+        bundles = interactions.bundle_handler
+        assert isinstance(bundles, BundleProcessor)
+        loader = Loader(interactions.repository, bundles, settings.base_url)
+        files = list(iter_files(paths))
+        with Progress(
+            TextColumn("[bold]loading"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            disable=not show_progress,
+        ) as progress:
+            task = progress.add_task("", total=len(files))
+
+            def advance(name: str) -> None:
+                progress.update(task, advance=1, description=Path(name).name)
+
+            return await loader.load_paths(files, advance)
+    finally:
+        await store.close()
+
+
+async def _load_demo(settings: Settings) -> int:
+    """Load the demo clinic if the store holds no Organization yet; returns resources loaded."""
+    from fhir_server.demo import demo_clinic
+
+    store = open_store(settings.database_url)
+    await store.start()
+    try:
+        interactions = build_interactions(store, settings)
+        existing = [r async for r in store.iter_all("Organization")]
+        if existing:
+            return 0
+        bundles = interactions.bundle_handler
+        assert isinstance(bundles, BundleProcessor)
+        loader = Loader(interactions.repository, bundles)
+        report = LoadReport()
+        for resource in demo_clinic(dt.date.today()):
+            await loader.load_item(Item("demo", resource), report)
+        for rejection in report.rejected:
+            console.print(f"[red]demo resource rejected[/red] {orjson.dumps(rejection.outcome).decode()}")
+        return report.loaded
+    finally:
+        await store.close()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    database_url: DatabaseUrl = None,
+    demo: Annotated[bool, typer.Option(help="Load the demo clinic if the store is empty.")] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the FHIR API at http://HOST:PORT/fhir."""
+    import uvicorn
+
+    settings = _settings(database_url)
+    if database_url:
+        os.environ["FHIR_SERVER_DATABASE_URL"] = database_url
+    if demo:
+        loaded = asyncio.run(_load_demo(settings))
+        if loaded:
+            console.print(f"Loaded the demo clinic ({loaded} resources).")
+    base = f"http://{host}:{port}/fhir"
+    console.print(f"[bold green]FHIR base URL:[/bold green] {base}")
+    console.print(f"  store: {settings.database_url}")
+    console.print(f"  try:   curl -s '{base}/metadata' | head -c 300")
+    console.print(f"         curl -s '{base}/Patient?_count=5'")
+    uvicorn.run(
+        "fhir_server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )
+
+
+@app.command()
+def load(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories to load.", exists=True)],
+    database_url: DatabaseUrl = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Load FHIR JSON, NDJSON and Bundles (files or directories) into the store.
+
+    Exit code 1 if anything was rejected; each rejection is printed with its OperationOutcome.
+    """
+    logging.basicConfig(level=logging.WARNING)
+    settings = _settings(database_url)
+    report = asyncio.run(_load(settings, paths, show_progress=not quiet))
+    for rejection in report.rejected:
+        console.print(f"[red]rejected[/red] {rejection.source}")
+        console.print(f"  {orjson.dumps(rejection.outcome).decode()}")
+    console.print(
+        f"loaded {report.loaded} (created {report.created}, updated {report.updated}), "
+        f"unchanged {report.unchanged}, rejected {len(report.rejected)}"
+    )
+    if report.rejected:
+        raise typer.Exit(code=1)
+
+
+def main() -> None:
+    """Entry point of the `fhir-server` console script."""
+    app()

@@ -1,0 +1,110 @@
+"""Run a parsed search: the page from the store, `_total`, `_include`/`_revinclude`
+(with `:iterate`), on any ResourceStore (R4 search.html#include, #total)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import orjson
+
+from fhir_server.search.query import (
+    Condition,
+    Include,
+    ReferenceCondition,
+    ReferenceValue,
+    SearchRequest,
+    StoreQuery,
+)
+from fhir_server.storage.base import Page, ResourceStore, StoredResource
+from resources.index_values import ReferenceEntry
+from resources.indexing import extract_index
+
+MAX_INCLUDED = 1000
+MAX_ITERATIONS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """A page of matches plus included resources.
+
+    Attributes:
+        page: the store page (matches and cursors).
+        included: resources added by `_include`/`_revinclude` (search mode `include`).
+        total: the number of matches, when asked for or known cheaply; else None.
+    """
+
+    page: Page
+    included: list[StoredResource]
+    total: int | None
+
+
+async def run_search(
+    store: ResourceStore,
+    request: SearchRequest,
+    extra_conditions: tuple[Condition, ...] = (),
+    default_tz: str = "UTC",
+) -> SearchResult:
+    """Execute `request` (plus `extra_conditions`, e.g. a compartment or scope narrowing)."""
+    query = request.query
+    if extra_conditions:
+        query = replace(query, conditions=query.conditions + extra_conditions)
+    want_total = request.total in ("accurate", "estimate")
+    if request.summary == "count":
+        total = await store.count(query.resource_type, query.conditions)
+        return SearchResult(Page([], None, None, total), [], total)
+    page = await store.search(query, with_total=want_total)
+    total = page.total
+    if total is None and query.cursor is None and page.next_cursor is None:
+        total = len(page.resources)
+    included: list[StoredResource] = []
+    if (request.includes or request.revincludes) and page.resources:
+        included = await _included(store, page.resources, request, default_tz)
+    return SearchResult(page, included, total)
+
+
+def _references(resource: StoredResource, inc: Include, default_tz: str) -> list[tuple[str, str]]:
+    if resource.content is None or inc.source_type not in ("*", resource.resource_type):
+        return []
+    index = extract_index(orjson.loads(resource.content), default_tz)
+    refs: list[tuple[str, str]] = []
+    for entry in index.entries:
+        if not isinstance(entry, ReferenceEntry) or entry.ref_type is None or entry.ref_id is None:
+            continue
+        if inc.param != "*" and entry.param != inc.param:
+            continue
+        if inc.target_type is not None and entry.ref_type != inc.target_type:
+            continue
+        refs.append((entry.ref_type, entry.ref_id))
+    return refs
+
+
+async def _included(
+    store: ResourceStore, matches: list[StoredResource], request: SearchRequest, default_tz: str
+) -> list[StoredResource]:
+    seen = {(r.resource_type, r.id) for r in matches}
+    out: list[StoredResource] = []
+    frontier = matches
+    for depth in range(MAX_ITERATIONS):
+        includes = [i for i in request.includes if depth == 0 or i.iterate]
+        revincludes = [i for i in request.revincludes if depth == 0 or i.iterate]
+        if not (includes or revincludes) or not frontier:
+            break
+        wanted: list[tuple[str, str]] = []
+        for inc in includes:
+            for resource in frontier:
+                wanted.extend(r for r in _references(resource, inc, default_tz) if r not in seen)
+        found = await store.read_many(wanted[: MAX_INCLUDED - len(out)]) if wanted else []
+        for inc in revincludes:
+            targets = tuple(ReferenceValue(r.resource_type, r.id) for r in frontier)
+            cond = ReferenceCondition(inc.param, targets)
+            page = await store.search(StoreQuery(inc.source_type, (cond,), count=MAX_INCLUDED))
+            found.extend(page.resources)
+        frontier = []
+        for resource in found:
+            key = (resource.resource_type, resource.id)
+            if key in seen or len(out) >= MAX_INCLUDED:
+                continue
+            seen.add(key)
+            out.append(resource)
+            frontier.append(resource)
+    return out

@@ -1,0 +1,190 @@
+"""The MongoDB document schema of the ResourceStore: collections, indexes, document builders.
+
+µs are microseconds since the epoch, UTC.
+
+`resources`: one document per logical resource, holding its current version::
+
+    {_id: "Type/id", type, id, seq: int (store-wide, fixed at first creation),
+     version_id: int, last_updated: µs, deleted: bool, method: "POST"|"PUT"|"PATCH"|"DELETE",
+     content: bytes | null (BSON binary of the FHIR JSON as given), w: str (the apply() that
+     wrote it),
+     idx: {string: [{p, n, e}], token: [{p, s, c, t}], date: [{p, lo, hi}],
+           reference: [{p, rt, ri, u, is, iv}], number: [{p, v}],
+           quantity: [{p, v, s, c, u}], uri: [{p, v}]},
+     sort: {<param>: {h: 1, a: ascending value, d: descending value}},
+     comp: ["Patient/1", ...]}
+
+    `p` is the search parameter code; the other letters are the `resources.index_values` entry
+    fields (`n`orm, `e`xact, `s`ystem, `c`ode, `t`ext, `lo`w, `hi`gh, `r`ef `t`ype, `r`ef
+    `i`d, `u`rl, `i`dentifier `s`ystem / `v`alue, `v`alue, `u`nit). Every `idx` list is present
+    (maybe empty) and absent values are stored as null. `sort.<param>.h` is a presence flag:
+    sorting on it descending puts resources without a value last in either direction, the
+    same on MongoDB and mongomock. A deletion marker keeps `seq` and has empty `idx`, `sort`
+    and `comp`.
+
+`history`: one document per version::
+
+    {_id: "Type/id/version", type, id, version_id, last_updated: µs, deleted, method,
+     content, hseq: int (write order, breaks ties of last_updated), w}
+
+`counters`: `{_id: "seq", value: int}`, advanced with `$inc` for both `seq` and `hseq`.
+
+`locks`: `{_id: key, expires: µs, owner: str}`, one per held `lock()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+
+from fhir_server.storage.base import StoredResource, WriteOp
+from resources.index_values import (
+    DateEntry,
+    NumberEntry,
+    QuantityEntry,
+    ReferenceEntry,
+    ResourceIndex,
+    StringEntry,
+    TokenEntry,
+    UriEntry,
+)
+
+Doc = dict[str, Any]
+IndexKeys = list[tuple[str, int]]
+
+IDX_KINDS = ("string", "token", "date", "reference", "number", "quantity", "uri")
+
+
+def _asc(*fields: str) -> IndexKeys:
+    return [(f, ASCENDING) for f in fields]
+
+
+RESOURCE_INDEXES: list[IndexKeys] = [
+    _asc("type", "deleted", "seq"),
+    _asc("deleted", "seq"),
+    _asc("type", "idx.token.p", "idx.token.c", "idx.token.s"),
+    _asc("type", "idx.string.p", "idx.string.n"),
+    _asc("type", "idx.date.p", "idx.date.lo", "idx.date.hi"),
+    _asc("type", "idx.reference.p", "idx.reference.ri", "idx.reference.rt"),
+    _asc("type", "idx.reference.p", "idx.reference.u"),
+    _asc("type", "idx.reference.p", "idx.reference.iv"),
+    _asc("type", "idx.number.p", "idx.number.v"),
+    _asc("type", "idx.quantity.p", "idx.quantity.v"),
+    _asc("type", "idx.uri.p", "idx.uri.v"),
+    _asc("comp", "type"),
+]
+"""Multikey compound indexes of `resources` (each on one `idx` array, so never parallel)."""
+
+RESOURCE_UNIQUE_INDEXES: list[IndexKeys] = [_asc("seq")]
+
+HISTORY_INDEXES: list[IndexKeys] = [
+    [("type", ASCENDING), ("id", ASCENDING), ("version_id", DESCENDING)],
+    [("last_updated", DESCENDING), ("hseq", DESCENDING)],
+    [("type", ASCENDING), ("last_updated", DESCENDING), ("hseq", DESCENDING)],
+]
+
+PAGE_PROJECTION: Doc = {"idx": 0, "comp": 0}
+"""What reads and searches fetch of a `resources` document (everything but the index)."""
+
+
+def resource_key(resource_type: str, id: str) -> str:
+    """The `_id` of a `resources` document: `Type/id`."""
+    return f"{resource_type}/{id}"
+
+
+def stored_from_doc(doc: Doc) -> StoredResource:
+    """The StoredResource of a `resources` or `history` document."""
+    content = doc.get("content")
+    return StoredResource(
+        resource_type=doc["type"],
+        id=doc["id"],
+        version_id=int(doc["version_id"]),
+        last_updated=int(doc["last_updated"]),
+        deleted=bool(doc["deleted"]),
+        content=bytes(content) if content is not None else None,
+        method=doc.get("method", "PUT"),
+    )
+
+
+def resource_doc(op: WriteOp, seq: int, token: str) -> Doc:
+    """The `resources` document for the version `op` writes.
+
+    Args:
+        op: the write; its index is ignored for a deletion.
+        seq: the resource's store-wide sequence number.
+        token: the id of the `apply` call writing it (`w`).
+    """
+    v = op.version
+    doc: Doc = {
+        "_id": resource_key(v.resource_type, v.id),
+        "type": v.resource_type,
+        "id": v.id,
+        "seq": seq,
+        "version_id": v.version_id,
+        "last_updated": v.last_updated,
+        "deleted": v.deleted,
+        "method": v.method,
+        "content": None if v.deleted else v.content,
+        "w": token,
+    }
+    doc.update(index_fields(None if v.deleted else op.index))
+    return doc
+
+
+def history_doc(v: StoredResource, hseq: int, token: str) -> Doc:
+    """The `history` document of one version, `hseq` being its place in write order."""
+    return {
+        "_id": f"{v.resource_type}/{v.id}/{v.version_id}",
+        "type": v.resource_type,
+        "id": v.id,
+        "version_id": v.version_id,
+        "last_updated": v.last_updated,
+        "deleted": v.deleted,
+        "method": v.method,
+        "content": None if v.deleted else v.content,
+        "hseq": hseq,
+        "w": token,
+    }
+
+
+def index_fields(index: ResourceIndex | None) -> Doc:
+    """The `idx`, `sort` and `comp` fields of a `resources` document (empty for None)."""
+    idx: dict[str, list[Doc]] = {kind: [] for kind in IDX_KINDS}
+    if index is None:
+        return {"idx": idx, "sort": {}, "comp": []}
+    for e in index.entries:
+        match e:
+            case StringEntry():
+                idx["string"].append({"p": e.param, "n": e.norm, "e": e.exact})
+            case TokenEntry():
+                idx["token"].append({"p": e.param, "s": e.system, "c": e.code, "t": e.text})
+            case DateEntry():
+                idx["date"].append({"p": e.param, "lo": e.low, "hi": e.high})
+            case ReferenceEntry():
+                idx["reference"].append(
+                    {
+                        "p": e.param,
+                        "rt": e.ref_type,
+                        "ri": e.ref_id,
+                        "u": e.url,
+                        "is": e.identifier_system,
+                        "iv": e.identifier_value,
+                    }
+                )
+            case NumberEntry():
+                idx["number"].append({"p": e.param, "v": e.value})
+            case QuantityEntry():
+                idx["quantity"].append(
+                    {"p": e.param, "v": e.value, "s": e.system, "c": e.code, "u": e.unit}
+                )
+            case UriEntry():
+                idx["uri"].append({"p": e.param, "v": e.value})
+    sort: dict[str, Doc] = {}
+    for sk in index.sort_keys:
+        if sk.asc is None and sk.desc is None:
+            continue
+        asc = sk.asc if sk.asc is not None else sk.desc
+        desc = sk.desc if sk.desc is not None else sk.asc
+        sort[sk.param] = {"h": 1, "a": asc, "d": desc}
+    return {"idx": idx, "sort": sort, "comp": list(dict.fromkeys(index.compartments))}

@@ -1,0 +1,437 @@
+"""SQLite adapter of the ResourceStore: the embedded default (one file, WAL, zero setup).
+
+Schema: `sqlite_schema.py`; SQL compilation: `sqlite_query.py`. All writes of one process go
+through a single writer thread and connection (`BEGIN IMMEDIATE`, so concurrent processes are
+serialised by SQLite's own file lock); reads use a small pool of reader threads, each with its
+own connection, so a read never waits for a write (WAL) and always sees every committed write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fhir_server.search.query import Condition, Cursor, StoreQuery
+from fhir_server.storage.base import HistoryScope, Page, StoredResource, WriteOp
+from fhir_server.storage.sqlite_query import compile_search, compile_where
+from fhir_server.storage.sqlite_schema import DDL, INDEX_TABLES, PRAGMAS, SCHEMA_VERSION
+from resources.errors import StoreConflict
+from resources.fhir_dates import now_us
+from resources.index_values import (
+    DateEntry,
+    NumberEntry,
+    QuantityEntry,
+    ReferenceEntry,
+    ResourceIndex,
+    StringEntry,
+    TokenEntry,
+    UriEntry,
+)
+
+T = TypeVar("T")
+LOCK_TTL_US = 30_000_000
+READERS = 3
+
+
+class SQLiteStore:
+    """ResourceStore on one SQLite file.
+
+    Args:
+        path: the database file (created with its folder if missing), or `:memory:` for a
+            private in-memory database shared by this store's connections.
+    """
+
+    def __init__(self, path: str) -> None:
+        if path == ":memory:":
+            self._target = f"file:fhir-{uuid.uuid4().hex}?mode=memory&cache=shared"
+            self._uri = True
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._target = path
+            self._uri = False
+        self._local = threading.local()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="sqlite-reader")
+        self._connections: list[sqlite3.Connection] = []
+        self._keeper: sqlite3.Connection | None = None
+        self._conn_lock = threading.Lock()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self._target,
+                uri=self._uri,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=30.0,
+            )
+            for pragma in PRAGMAS:
+                conn.execute(pragma)
+            self._local.conn = conn
+            with self._conn_lock:
+                self._connections.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._connection()))
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, lambda: fn(self._connection()))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the schema and indexes if missing (idempotent)."""
+
+        def create(conn: sqlite3.Connection) -> None:
+            conn.executescript(DDL)
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+
+        if self._uri:  # keep the shared in-memory database alive while the store is open
+            self._keeper = sqlite3.connect(self._target, uri=True, check_same_thread=False)
+        await self._write(create)
+
+    async def close(self) -> None:
+        """Close every connection and stop the worker threads."""
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._conn_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        if self._keeper is not None:
+            self._keeper.close()
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def read(self, resource_type: str, id: str) -> StoredResource | None:
+        """Return the current version (possibly a deletion marker), or None."""
+
+        def run(conn: sqlite3.Connection) -> StoredResource | None:
+            row = conn.execute(
+                "SELECT res_type, res_id, version_id, last_updated, deleted, content, method "
+                "FROM resources WHERE res_type = ? AND res_id = ?",
+                (resource_type, id),
+            ).fetchone()
+            return _stored(row) if row else None
+
+        return await self._read(run)
+
+    async def read_many(self, refs: Sequence[tuple[str, str]]) -> list[StoredResource]:
+        """Return the live current versions of the given `(type, id)` pairs that exist."""
+        if not refs:
+            return []
+
+        def run(conn: sqlite3.Connection) -> list[StoredResource]:
+            out: list[StoredResource] = []
+            unique = list(dict.fromkeys(refs))
+            for start in range(0, len(unique), 400):
+                chunk = unique[start : start + 400]
+                where = " OR ".join("(res_type = ? AND res_id = ?)" for _ in chunk)
+                args = [x for pair in chunk for x in pair]
+                rows = conn.execute(
+                    "SELECT res_type, res_id, version_id, last_updated, deleted, content, "
+                    f"method FROM resources WHERE deleted = 0 AND ({where})",
+                    args,
+                ).fetchall()
+                out.extend(_stored(r) for r in rows)
+            return out
+
+        return await self._read(run)
+
+    async def vread(self, resource_type: str, id: str, version_id: int) -> StoredResource | None:
+        """Return one version (possibly a deletion marker), or None."""
+
+        def run(conn: sqlite3.Connection) -> StoredResource | None:
+            row = conn.execute(
+                "SELECT res_type, res_id, version_id, last_updated, deleted, content, method "
+                "FROM history WHERE res_type = ? AND res_id = ? AND version_id = ?",
+                (resource_type, id, version_id),
+            ).fetchone()
+            return _stored(row) if row else None
+
+        return await self._read(run)
+
+    async def history(
+        self,
+        scope: HistoryScope,
+        resource_type: str | None = None,
+        id: str | None = None,
+        since: int | None = None,
+        before: int | None = None,
+        count: int = 20,
+        offset: int = 0,
+    ) -> tuple[list[StoredResource], int]:
+        """Return versions newest first and the total number of matching versions."""
+        where: list[str] = ["1"]
+        args: list[Any] = []
+        if scope in ("instance", "type"):
+            where.append("res_type = ?")
+            args.append(resource_type)
+        if scope == "instance":
+            where.append("res_id = ?")
+            args.append(id)
+        if since is not None:
+            where.append("last_updated >= ?")
+            args.append(since)
+        if before is not None:
+            where.append("last_updated < ?")
+            args.append(before)
+        clause = " AND ".join(where)
+
+        def run(conn: sqlite3.Connection) -> tuple[list[StoredResource], int]:
+            total = conn.execute(f"SELECT COUNT(*) FROM history WHERE {clause}", args).fetchone()
+            rows = conn.execute(
+                "SELECT res_type, res_id, version_id, last_updated, deleted, content, method "
+                f"FROM history WHERE {clause} ORDER BY last_updated DESC, hseq DESC "
+                "LIMIT ? OFFSET ?",
+                [*args, count, offset],
+            ).fetchall()
+            return [_stored(r) for r in rows], int(total[0])
+
+        return await self._read(run)
+
+    async def search(self, query: StoreQuery, *, with_total: bool = False) -> Page:
+        """Return one page of current matches in the query's order (keyset paging)."""
+        (sql, args), n_sort = compile_search(query)
+        count_sql, count_args = compile_where("r", query.resource_type, query.conditions)
+
+        def run(conn: sqlite3.Connection) -> Page:
+            rows = conn.execute(sql, args).fetchall()
+            total = None
+            if with_total:
+                total = int(
+                    conn.execute(
+                        f"SELECT COUNT(*) FROM resources r WHERE {count_sql}", count_args
+                    ).fetchone()[0]
+                )
+            return _page(query, rows, n_sort, total)
+
+        return await self._read(run)
+
+    async def count(self, resource_type: str, conditions: Sequence[Condition]) -> int:
+        """Count current matches of all conditions."""
+        sql, args = compile_where("r", resource_type, tuple(conditions))
+
+        def run(conn: sqlite3.Connection) -> int:
+            return int(conn.execute(f"SELECT COUNT(*) FROM resources r WHERE {sql}", args).fetchone()[0])
+
+        return await self._read(run)
+
+    async def iter_all(self, resource_type: str | None = None) -> AsyncIterator[StoredResource]:
+        """Iterate the live current versions, by seq, in batches of 500."""
+        last = 0
+        while True:
+            where = "deleted = 0 AND seq > ?" + (" AND res_type = ?" if resource_type else "")
+            args: list[Any] = [last] + ([resource_type] if resource_type else [])
+
+            def run(conn: sqlite3.Connection, w: str = where, a: list[Any] = args) -> list[Any]:
+                return conn.execute(
+                    "SELECT res_type, res_id, version_id, last_updated, deleted, content, method,"
+                    f" seq FROM resources WHERE {w} ORDER BY seq LIMIT 500",
+                    a,
+                ).fetchall()
+
+            rows = await self._read(run)
+            if not rows:
+                return
+            for row in rows:
+                yield _stored(row)
+            last = rows[-1][7]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def apply(self, ops: Sequence[WriteOp]) -> None:
+        """Write all versions in one `BEGIN IMMEDIATE` transaction; StoreConflict on a
+        version mismatch, leaving the database unchanged."""
+        if not ops:
+            return
+        await self._write(lambda conn: _apply(conn, ops))
+
+    @contextlib.asynccontextmanager
+    async def lock(self, key: str, *, timeout: float = 10.0) -> AsyncIterator[None]:
+        """A cross-process mutex held in the `locks` table; StoreConflict after `timeout` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await self._write(lambda conn: _try_lock(conn, key)):
+            if loop.time() >= deadline:
+                raise StoreConflict(f"Timed out waiting for the lock on {key}", key=key)
+            await asyncio.sleep(0.01)
+        try:
+            yield
+        finally:
+            await self._write(lambda conn: conn.execute("DELETE FROM locks WHERE key = ?", (key,)))
+
+
+def _stored(row: Sequence[Any]) -> StoredResource:
+    return StoredResource(
+        resource_type=row[0],
+        id=row[1],
+        version_id=row[2],
+        last_updated=row[3],
+        deleted=bool(row[4]),
+        content=row[5],
+        method=row[6],
+    )
+
+
+def _page(query: StoreQuery, rows: list[Any], n_sort: int, total: int | None) -> Page:
+    has_more = len(rows) > query.count
+    rows = rows[: query.count]
+    backwards = query.cursor is not None and not query.cursor.after
+    if backwards:
+        rows.reverse()
+    resources = [
+        StoredResource(r[1], r[2], r[3], r[4], False, r[6], r[5]) for r in rows
+    ]
+
+    def cursor(row: Any, after: bool) -> Cursor:
+        return Cursor(values=tuple(row[7 : 7 + n_sort]), seq=row[0], after=after)
+
+    next_cursor = previous_cursor = None
+    if rows:
+        more_after = has_more if not backwards else True
+        more_before = (query.cursor is not None) if not backwards else has_more
+        if more_after:
+            next_cursor = cursor(rows[-1], True)
+        if more_before:
+            previous_cursor = cursor(rows[0], False)
+    return Page(resources, next_cursor, previous_cursor, total)
+
+
+def _apply(conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for op in ops:
+            _apply_one(conn, op)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _apply_one(conn: sqlite3.Connection, op: WriteOp) -> None:
+    v = op.version
+    row = conn.execute(
+        "SELECT seq, version_id FROM resources WHERE res_type = ? AND res_id = ?",
+        (v.resource_type, v.id),
+    ).fetchone()
+    current = row[1] if row else 0
+    if op.expected_version is not None and op.expected_version != current:
+        raise StoreConflict(
+            f"{v.resource_type}/{v.id} is at version {current}, "
+            f"not the expected {op.expected_version}",
+            key=f"{v.resource_type}/{v.id}",
+        )
+    values = (v.version_id, v.last_updated, int(v.deleted), v.method, v.content)
+    if row:
+        seq = int(row[0])
+        conn.execute(
+            "UPDATE resources SET version_id = ?, last_updated = ?, deleted = ?, method = ?, "
+            "content = ? WHERE seq = ?",
+            (*values, seq),
+        )
+        for table in INDEX_TABLES:
+            conn.execute(f"DELETE FROM {table} WHERE seq = ?", (seq,))  # noqa: S608
+    else:
+        cur = conn.execute(
+            "INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, "
+            "method, content) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (v.resource_type, v.id, *values),
+        )
+        seq = int(cur.lastrowid or 0)
+    try:
+        conn.execute(
+            "INSERT INTO history (res_type, res_id, version_id, last_updated, deleted, method, "
+            "content) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (v.resource_type, v.id, *values),
+        )
+    except sqlite3.IntegrityError as exc:
+        raise StoreConflict(
+            f"Version {v.version_id} of {v.resource_type}/{v.id} exists already",
+            key=f"{v.resource_type}/{v.id}",
+        ) from exc
+    if not v.deleted and op.index is not None:
+        _insert_index(conn, seq, v.resource_type, op.index)
+
+
+def _insert_index(conn: sqlite3.Connection, seq: int, rtype: str, index: ResourceIndex) -> None:
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    for e in index.entries:
+        match e:
+            case StringEntry():
+                rows.setdefault("idx_string", []).append((seq, rtype, e.param, e.norm, e.exact))
+            case TokenEntry():
+                rows.setdefault("idx_token", []).append(
+                    (seq, rtype, e.param, e.system, e.code, e.text)
+                )
+            case DateEntry():
+                rows.setdefault("idx_date", []).append((seq, rtype, e.param, e.low, e.high))
+            case ReferenceEntry():
+                rows.setdefault("idx_reference", []).append(
+                    (
+                        seq,
+                        rtype,
+                        e.param,
+                        e.ref_type,
+                        e.ref_id,
+                        e.url,
+                        e.identifier_system,
+                        e.identifier_value,
+                    )
+                )
+            case NumberEntry():
+                rows.setdefault("idx_number", []).append((seq, rtype, e.param, e.value))
+            case QuantityEntry():
+                rows.setdefault("idx_quantity", []).append(
+                    (seq, rtype, e.param, e.value, e.system, e.code, e.unit)
+                )
+            case UriEntry():
+                rows.setdefault("idx_uri", []).append((seq, rtype, e.param, e.value))
+    for table, values in rows.items():
+        marks = ", ".join("?" * len(values[0]))
+        conn.executemany(f"INSERT INTO {table} VALUES ({marks})", values)  # noqa: S608
+    if index.sort_keys:
+        conn.executemany(
+            "INSERT OR REPLACE INTO idx_sort VALUES (?, ?, ?, ?)",
+            [(seq, k.param, k.asc, k.desc) for k in index.sort_keys],
+        )
+    if index.compartments:
+        conn.executemany(
+            "INSERT OR IGNORE INTO compartments VALUES (?, ?)",
+            [(seq, c) for c in dict.fromkeys(index.compartments)],
+        )
+
+
+def _try_lock(conn: sqlite3.Connection, key: str) -> bool:
+    now = now_us()
+    try:
+        conn.execute("INSERT INTO locks (key, expires) VALUES (?, ?)", (key, now + LOCK_TTL_US))
+    except sqlite3.IntegrityError:
+        cur = conn.execute(
+            "UPDATE locks SET expires = ? WHERE key = ? AND expires < ?",
+            (now + LOCK_TTL_US, key, now),
+        )
+        return cur.rowcount == 1
+    return True
+
+
+def default_path_for(url: str) -> str:
+    """The file path of a `sqlite:///path` URL (`sqlite:///:memory:` -> `:memory:`)."""
+    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+    return path if path == ":memory:" else os.path.expanduser(path)

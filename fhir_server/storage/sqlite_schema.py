@@ -1,0 +1,118 @@
+"""The SQLite schema: one file, WAL journal, every table created at start-up if missing.
+
+Tables:
+    resources      one row per logical resource: the current version (or deletion marker).
+                   `seq` (INTEGER PRIMARY KEY) is fixed at first creation and orders searches.
+    history        every version ever written, newest found by (res_type, res_id, version_id).
+    idx_string, idx_token, idx_date, idx_reference, idx_number, idx_quantity, idx_uri
+                   the typed search-index entries of the current version, keyed by `seq`.
+    idx_sort       the `_sort` key of each (seq, param): `asc` (smallest), `desc` (largest).
+    compartments   (seq, comp): compartment membership such as `Patient/123`.
+    locks          cross-process mutexes (key, expires µs UTC).
+    schema_version one row: the version of this schema.
+
+Instants are INTEGER microseconds since the epoch, UTC. Content is the FHIR JSON as BLOB.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA temp_store=MEMORY",
+    "PRAGMA cache_size=-65536",
+    "PRAGMA mmap_size=268435456",
+)
+
+DDL = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS resources (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    res_type TEXT NOT NULL,
+    res_id TEXT NOT NULL,
+    version_id INTEGER NOT NULL,
+    last_updated INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    content BLOB,
+    UNIQUE (res_type, res_id)
+);
+CREATE INDEX IF NOT EXISTS resources_type_seq ON resources (res_type, deleted, seq);
+CREATE TABLE IF NOT EXISTS history (
+    hseq INTEGER PRIMARY KEY AUTOINCREMENT,
+    res_type TEXT NOT NULL,
+    res_id TEXT NOT NULL,
+    version_id INTEGER NOT NULL,
+    last_updated INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    content BLOB,
+    UNIQUE (res_type, res_id, version_id)
+);
+CREATE INDEX IF NOT EXISTS history_time ON history (last_updated);
+CREATE INDEX IF NOT EXISTS history_type_time ON history (res_type, last_updated);
+CREATE TABLE IF NOT EXISTS idx_string (
+    seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL,
+    norm TEXT NOT NULL, exact TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_string_q ON idx_string (res_type, param, norm, seq);
+CREATE INDEX IF NOT EXISTS idx_string_seq ON idx_string (seq);
+CREATE TABLE IF NOT EXISTS idx_token (
+    seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL,
+    system TEXT, code TEXT, text TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_token_q ON idx_token (res_type, param, code, system, seq);
+CREATE INDEX IF NOT EXISTS idx_token_seq ON idx_token (seq);
+CREATE TABLE IF NOT EXISTS idx_date (
+    seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL,
+    low INTEGER NOT NULL, high INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_date_q ON idx_date (res_type, param, low, high, seq);
+CREATE INDEX IF NOT EXISTS idx_date_seq ON idx_date (seq);
+CREATE TABLE IF NOT EXISTS idx_reference (
+    seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL,
+    ref_type TEXT, ref_id TEXT, url TEXT, id_system TEXT, id_value TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_reference_q ON idx_reference (res_type, param, ref_id, ref_type, seq);
+CREATE INDEX IF NOT EXISTS idx_reference_seq ON idx_reference (seq);
+CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (ref_type, ref_id);
+CREATE TABLE IF NOT EXISTS idx_number (
+    seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_number_q ON idx_number (res_type, param, value, seq);
+CREATE INDEX IF NOT EXISTS idx_number_seq ON idx_number (seq);
+CREATE TABLE IF NOT EXISTS idx_quantity (
+    seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL,
+    system TEXT, code TEXT, unit TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_quantity_q ON idx_quantity (res_type, param, value, seq);
+CREATE INDEX IF NOT EXISTS idx_quantity_seq ON idx_quantity (seq);
+CREATE TABLE IF NOT EXISTS idx_uri (
+    seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_uri_q ON idx_uri (res_type, param, value, seq);
+CREATE INDEX IF NOT EXISTS idx_uri_seq ON idx_uri (seq);
+CREATE TABLE IF NOT EXISTS idx_sort (
+    seq INTEGER NOT NULL, param TEXT NOT NULL, asc_value, desc_value,
+    PRIMARY KEY (seq, param)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS compartments (
+    seq INTEGER NOT NULL, comp TEXT NOT NULL, PRIMARY KEY (comp, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS compartments_seq ON compartments (seq);
+CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, expires INTEGER NOT NULL);
+"""
+
+INDEX_TABLES = (
+    "idx_string",
+    "idx_token",
+    "idx_date",
+    "idx_reference",
+    "idx_number",
+    "idx_quantity",
+    "idx_uri",
+    "idx_sort",
+    "compartments",
+)
