@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from fhir_server.interactions import FhirRequest, FhirResult
 from fhir_server.repository import Repository, WriteResult, criteria_key
 from fhir_server.storage.base import StoredResource, WriteOp
-from resources.errors import FhirError, Invalid, NotFound, PreconditionFailed, StoreConflict, Conflict
+from resources.errors import Conflict, FhirError, Invalid, PreconditionFailed, StoreConflict
 from resources.fhir_dates import format_instant
 
 Dispatch = Callable[[FhirRequest], Awaitable[FhirResult]]
@@ -330,9 +330,9 @@ class BundleProcessor:
             parts = [parts[0], matches[0].id]
         if len(parts) != 2:
             raise Invalid(f"DELETE url {url!r} must be Type/id or Type?criteria")
-        op, current = await repo.prepare_delete(parts[0], parts[1], if_match=entry["request"].get("ifMatch"))
-        if op is None and current is None:
-            raise NotFound(f"{parts[0]}/{parts[1]} is not known")
+        op, _current = await repo.prepare_delete(
+            parts[0], parts[1], if_match=entry["request"].get("ifMatch")
+        )
         return op, FhirResult(204, stored=op.version if op else None)
 
 

@@ -281,7 +281,7 @@ class Interactions:
         return out
 
     def _deleted(self, did_delete: bool) -> FhirResult:
-        message = "Deleted" if did_delete else "Nothing to delete: already deleted"
+        message = "Deleted" if did_delete else "Nothing to delete: no current resource"
         body = operation_outcome(
             [Issue(code="informational", diagnostics=message, severity="information")]
         )

@@ -406,12 +406,11 @@ class Repository:
         self, resource_type: str, id: str, *, if_match: str | None = None
     ) -> WriteResult | None:
         """`delete` (R4 http.html#delete): a new deletion version; None if there was nothing
-        to delete (already deleted or never existed: the caller answers 204 / 404)."""
+        to delete (already deleted or never existed), which FHIR lets a server answer with
+        200 like a deletion (idempotent delete, as HAPI FHIR does)."""
         for _ in range(MAX_RETRIES):
             op, current = await self.prepare_delete(resource_type, id, if_match=if_match)
             if op is None:
-                if current is None:
-                    raise NotFound(f"{resource_type}/{id} is not known")
                 return None
             try:
                 await self.store.apply([op])

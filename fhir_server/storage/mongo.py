@@ -1,0 +1,383 @@
+"""MongoDB adapter of the ResourceStore, on PyMongo's async API (`AsyncMongoClient`).
+
+The document schema and indexes are in `mongo_schema.py`, query compilation in
+`mongo_query.py`. The adapter keeps to the call surface PyMongo's async collection shares with
+mongomock-motor (`find().sort().skip().limit().to_list()`, `find_one`, `insert_one`,
+`replace_one`, `find_one_and_update`, `delete_one`, `count_documents`, `create_index`) and
+never relies on a multi-document transaction: unique `_id`s and single-document conditional
+writes are its guarantees; `apply` undoes a failed part-way write itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from fhir_server.search.query import Condition, Cursor, StoreQuery
+from fhir_server.storage.base import HistoryScope, Page, StoredResource, WriteOp
+from fhir_server.storage.mongo_query import (
+    Filter,
+    compile_filter,
+    cursor_filter,
+    cursor_values,
+    sort_order,
+)
+from fhir_server.storage.mongo_schema import (
+    HISTORY_INDEXES,
+    PAGE_PROJECTION,
+    RESOURCE_INDEXES,
+    RESOURCE_UNIQUE_INDEXES,
+    Doc,
+    history_doc,
+    resource_doc,
+    resource_key,
+    stored_from_doc,
+)
+from resources.errors import StoreConflict
+
+LOCK_TTL_US = 30_000_000
+"""A lock left by a crashed process may be taken over after this long (µs)."""
+LOCK_POLL_S = 0.02
+"""Seconds between attempts to take a held lock."""
+ITER_BATCH = 500
+"""Documents per round trip in `iter_all`."""
+
+log = logging.getLogger(__name__)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class MongoStore:
+    """ResourceStore on one MongoDB database (or mongomock-motor's emulation of it).
+
+    Args:
+        database: an async database object (`AsyncMongoClient()[name]`, or
+            `mongomock_motor.AsyncMongoMockClient()[name]` in tests). The caller owns its client
+            unless the store was built by `from_url`.
+    """
+
+    def __init__(
+        self, database: AsyncDatabase[Doc], *, client: AsyncMongoClient[Doc] | None = None
+    ) -> None:
+        self._db = database
+        self._client = client
+        self._resources: AsyncCollection[Doc] = database["resources"]
+        self._history: AsyncCollection[Doc] = database["history"]
+        self._counters: AsyncCollection[Doc] = database["counters"]
+        self._locks: AsyncCollection[Doc] = database["locks"]
+
+    @classmethod
+    def from_url(cls, url: str) -> MongoStore:
+        """Build (not connect) a store for `mongodb://host[:port]/dbname` (db `fhir` if none)."""
+        client: AsyncMongoClient[Doc] = AsyncMongoClient(url)
+        return cls(client.get_default_database(default="fhir"), client=client)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the indexes if missing (idempotent; collections appear on first write)."""
+        for keys in RESOURCE_INDEXES:
+            await self._resources.create_index(keys)
+        for keys in RESOURCE_UNIQUE_INDEXES:
+            await self._resources.create_index(keys, unique=True)
+        for keys in HISTORY_INDEXES:
+            await self._history.create_index(keys)
+
+    async def close(self) -> None:
+        """Close the client if this store opened it (`from_url`)."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def read(self, resource_type: str, id: str) -> StoredResource | None:
+        """Return the current version (possibly a deletion marker), or None if never stored."""
+        doc = await self._resources.find_one(
+            {"_id": resource_key(resource_type, id)}, PAGE_PROJECTION
+        )
+        return stored_from_doc(doc) if doc else None
+
+    async def read_many(self, refs: Sequence[tuple[str, str]]) -> list[StoredResource]:
+        """Return the current, non-deleted versions of the `(type, id)` pairs that exist."""
+        keys = list(dict.fromkeys(resource_key(t, i) for t, i in refs))
+        out: list[StoredResource] = []
+        for start in range(0, len(keys), 1000):
+            flt = {"_id": {"$in": keys[start : start + 1000]}, "deleted": False}
+            docs = await self._resources.find(flt, PAGE_PROJECTION).to_list()
+            out.extend(stored_from_doc(d) for d in docs)
+        return out
+
+    async def vread(self, resource_type: str, id: str, version_id: int) -> StoredResource | None:
+        """Return one version (possibly a deletion marker), or None if there is none."""
+        doc = await self._history.find_one({"_id": f"{resource_type}/{id}/{version_id}"})
+        return stored_from_doc(doc) if doc else None
+
+    async def history(  # noqa: PLR0917 (the ResourceStore signature)
+        self,
+        scope: HistoryScope,
+        resource_type: str | None = None,
+        id: str | None = None,
+        since: int | None = None,
+        before: int | None = None,
+        count: int = 20,
+        offset: int = 0,
+    ) -> tuple[list[StoredResource], int]:
+        """Return versions newest first (write order breaks ties) and the matching total.
+
+        `since` (inclusive) / `before` (exclusive) bound `last_updated`, µs UTC.
+        """
+        flt: Filter = {}
+        if scope in ("instance", "type"):
+            flt["type"] = resource_type
+        if scope == "instance":
+            flt["id"] = id
+        bounds: Filter = {}
+        if since is not None:
+            bounds["$gte"] = since
+        if before is not None:
+            bounds["$lt"] = before
+        if bounds:
+            flt["last_updated"] = bounds
+        total = await self._history.count_documents(flt)
+        if count <= 0:
+            return [], total
+        order = [("last_updated", DESCENDING), ("hseq", DESCENDING)]
+        docs = await self._history.find(flt).sort(order).skip(offset).limit(count).to_list()
+        return [stored_from_doc(d) for d in docs], total
+
+    async def _find_bounded(self, flt: Filter, projection: Filter, limit: int) -> list[Doc]:
+        return await self._resources.find(flt, projection).limit(limit).to_list()
+
+    async def search(self, query: StoreQuery, *, with_total: bool = False) -> Page:
+        """Return one page of current matches in the query's order (keyset paging).
+
+        Fetches `count + 1` documents to know whether a page lies beyond; a previous-page
+        cursor reads the reverse order and flips the rows back.
+
+        Raises:
+            TooCostly: a chain or `_has` inner query matches too many resources.
+        """
+        flt = await compile_filter(query.resource_type, query.conditions, self._find_bounded)
+        total = await self._resources.count_documents(flt) if with_total else None
+        if query.count <= 0:
+            return Page([], None, None, total)
+        page_flt = flt
+        if query.cursor is not None:
+            page_flt = {"$and": [flt, cursor_filter(query.sort, query.cursor)]}
+        backwards = query.cursor is not None and not query.cursor.after
+        order = sort_order(query.sort, reverse=backwards)
+        cursor = self._resources.find(page_flt, PAGE_PROJECTION).sort(order)
+        docs = await cursor.limit(query.count + 1).to_list()
+        has_more = len(docs) > query.count
+        docs = docs[: query.count]
+        if backwards:
+            docs.reverse()
+        next_cursor = previous_cursor = None
+        if docs:
+            more_after = True if backwards else has_more
+            more_before = has_more if backwards else query.cursor is not None
+            if more_after:
+                next_cursor = Cursor(cursor_values(docs[-1], query.sort), docs[-1]["seq"], True)
+            if more_before:
+                previous_cursor = Cursor(cursor_values(docs[0], query.sort), docs[0]["seq"], False)
+        return Page([stored_from_doc(d) for d in docs], next_cursor, previous_cursor, total)
+
+    async def count(self, resource_type: str, conditions: Sequence[Condition]) -> int:
+        """Count current, non-deleted matches of all conditions.
+
+        Raises:
+            TooCostly: a chain or `_has` inner query matches too many resources.
+        """
+        flt = await compile_filter(resource_type, conditions, self._find_bounded)
+        return await self._resources.count_documents(flt)
+
+    async def iter_all(self, resource_type: str | None = None) -> AsyncIterator[StoredResource]:
+        """Iterate the current, non-deleted resources by `seq`, ITER_BATCH per round trip."""
+        last = -1
+        while True:
+            flt: Filter = {"deleted": False, "seq": {"$gt": last}}
+            if resource_type is not None:
+                flt["type"] = resource_type
+            find = self._resources.find(flt, PAGE_PROJECTION).sort([("seq", ASCENDING)])
+            docs = await find.limit(ITER_BATCH).to_list()
+            for doc in docs:
+                yield stored_from_doc(doc)
+            if len(docs) < ITER_BATCH:
+                return
+            last = docs[-1]["seq"]
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def apply(self, ops: Sequence[WriteOp]) -> None:
+        """Write all versions, or none: check every expected version, then write, undoing
+        everything written if a step fails.
+
+        Each resource document is written with a single-document conditional write (an insert
+        guarded by the unique `_id`, or a replace filtered on the version read), then its
+        history document. Ops on one identity apply in order. Documents carry the call's token
+        `w`, so an undo restores or removes only what this call wrote.
+
+        Raises:
+            StoreConflict: an `expected_version` does not match (nothing is written), or a
+                concurrent writer changed a resource or version meanwhile (undone first).
+        """
+        if not ops:
+            return
+        keys = list(dict.fromkeys(resource_key(o.version.resource_type, o.version.id) for o in ops))
+        found = await self._resources.find({"_id": {"$in": keys}}).to_list()
+        run = _ApplyRun(self._resources, self._history, {d["_id"]: d for d in found})
+        run.check(ops)
+        first = await self._allocate(len(ops))
+        try:
+            for i, op in enumerate(ops):
+                await run.write(op, first + i)
+        except BaseException:
+            await run.undo()
+            raise
+
+    async def _allocate(self, n: int) -> int:
+        """Reserve `n` consecutive numbers of the store-wide sequence; return the first."""
+        doc = await self._counters.find_one_and_update(
+            {"_id": "seq"},
+            {"$inc": {"value": n}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None
+        return int(doc["value"]) - n + 1
+
+    @contextlib.asynccontextmanager
+    async def lock(
+        self,
+        key: str,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109 (the ResourceStore signature)
+    ) -> AsyncIterator[None]:
+        """Hold the cross-process mutex `key` for the block (a `locks` document).
+
+        Waits up to `timeout` seconds; a lock older than LOCK_TTL_US is taken over.
+
+        Raises:
+            StoreConflict: the lock could not be taken within `timeout` seconds.
+        """
+        owner = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await self._try_lock(key, owner):
+            if loop.time() >= deadline:
+                raise StoreConflict(f"Timed out waiting for the lock on {key}", key=key)
+            await asyncio.sleep(LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            await self._locks.delete_one({"_id": key, "owner": owner})
+
+    async def _try_lock(self, key: str, owner: str) -> bool:
+        now = _now_us()
+        try:
+            await self._locks.insert_one({"_id": key, "expires": now + LOCK_TTL_US, "owner": owner})
+        except DuplicateKeyError:
+            taken = await self._locks.find_one_and_update(
+                {"_id": key, "expires": {"$lt": now}},
+                {"$set": {"expires": now + LOCK_TTL_US, "owner": owner}},
+            )
+            return taken is not None
+        return True
+
+
+class _ApplyRun:
+    """One `apply` call: its expected-version check, its writes and their undo log.
+
+    Args:
+        resources, history: the collections written.
+        before: the `resources` documents of the identities written, as read before any write.
+    """
+
+    def __init__(
+        self, resources: AsyncCollection[Doc], history: AsyncCollection[Doc], before: dict[str, Doc]
+    ) -> None:
+        self._resources = resources
+        self._history = history
+        self._before = before
+        self._state: dict[str, Doc] = dict(before)
+        self._token = uuid.uuid4().hex
+        self._touched: list[str] = []
+        self._history_ids: list[str] = []
+
+    def check(self, ops: Sequence[WriteOp]) -> None:
+        """Check every op's expected version against the versions read (ops in order).
+
+        Raises:
+            StoreConflict: the first mismatch; nothing has been written.
+        """
+        current = {k: d["version_id"] for k, d in self._before.items()}
+        for op in ops:
+            k = resource_key(op.version.resource_type, op.version.id)
+            have = current.get(k, 0)
+            if op.expected_version is not None and op.expected_version != have:
+                raise StoreConflict(
+                    f"{k} is at version {have}, not the expected {op.expected_version}", key=k
+                )
+            current[k] = op.version.version_id
+
+    async def write(self, op: WriteOp, number: int) -> None:
+        """Write one version: its resource document, then its history document.
+
+        Args:
+            op: the write.
+            number: a fresh store-wide number: the history `hseq`, and the `seq` of a new
+                resource.
+
+        Raises:
+            StoreConflict: a concurrent writer created or changed the resource, or stored
+                this version already.
+        """
+        v = op.version
+        k = resource_key(v.resource_type, v.id)
+        prev = self._state.get(k)
+        doc = resource_doc(op, prev["seq"] if prev else number, self._token)
+        if k not in self._touched:
+            self._touched.append(k)
+        try:
+            if prev is None:
+                await self._resources.insert_one(doc)
+            else:
+                flt = {"_id": k, "version_id": prev["version_id"], "w": prev.get("w")}
+                if (await self._resources.replace_one(flt, doc)).matched_count != 1:
+                    raise StoreConflict(f"{k} was changed by a concurrent write", key=k)
+        except DuplicateKeyError as exc:
+            raise StoreConflict(f"{k} was created by a concurrent write", key=k) from exc
+        self._state[k] = doc
+        self._history_ids.append(f"{k}/{v.version_id}")
+        try:
+            await self._history.insert_one(history_doc(v, number, self._token))
+        except DuplicateKeyError as exc:
+            raise StoreConflict(f"Version {v.version_id} of {k} exists already", key=k) from exc
+
+    async def undo(self) -> None:
+        """Put back what this run wrote; only documents carrying its token change."""
+        for k in self._touched:
+            try:
+                if k in self._before:
+                    await self._resources.replace_one({"_id": k, "w": self._token}, self._before[k])
+                else:
+                    await self._resources.delete_one({"_id": k, "w": self._token})
+            except Exception:
+                log.exception("Could not undo the write of %s", k)
+        for hid in self._history_ids:
+            try:
+                await self._history.delete_one({"_id": hid, "w": self._token})
+            except Exception:
+                log.exception("Could not undo the history document %s", hid)
