@@ -13,7 +13,9 @@ from resources.types import RESOURCE_TYPES
 
 SOFTWARE_NAME = "fhir-scheduling-server"
 SOFTWARE_VERSION = "0.1.0"
-SUPPORTED_PARAM_TYPES = frozenset({"string", "token", "date", "reference", "number", "quantity", "uri"})
+SUPPORTED_PARAM_TYPES = frozenset(
+    {"string", "token", "date", "reference", "number", "quantity", "uri"}
+)
 TYPE_INTERACTIONS = (
     "read",
     "vread",

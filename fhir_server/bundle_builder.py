@@ -111,9 +111,7 @@ def history_bundle(
     """The history Bundle (newest first) with `self`/`next`/`previous` links; pages are
     offsets into the versions written before `before` (µs UTC), so they do not shift."""
     fixed = [*params, ("_before", format_instant(before))]
-    links = [
-        {"relation": "self", "url": _link(base_url, path, [*fixed, ("_offset", str(offset))])}
-    ]
+    links = [{"relation": "self", "url": _link(base_url, path, [*fixed, ("_offset", str(offset))])}]
     if offset + count < total:
         links.append(
             {

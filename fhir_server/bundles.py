@@ -14,7 +14,7 @@ import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fhir_server.interactions import FhirRequest, FhirResult
 from fhir_server.repository import Repository, WriteResult, criteria_key
@@ -51,8 +51,6 @@ def _split_url(url: str, base_url: str) -> tuple[str, list[tuple[str, str]]]:
     if url.startswith(base_url + "/"):
         url = url[len(base_url) + 1 :]
     parts = urlsplit(url)
-    from urllib.parse import parse_qsl
-
     return parts.path.strip("/"), parse_qsl(parts.query, keep_blank_values=True)
 
 
@@ -143,11 +141,15 @@ class BundleProcessor:
         """Handle `POST [base]` with a Bundle body."""
         bundle = req.body
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-            raise Invalid("POST to the base URL takes a Bundle", code="invalid", expression=["resourceType"])
+            raise Invalid(
+                "POST to the base URL takes a Bundle", code="invalid", expression=["resourceType"]
+            )
         kind = bundle.get("type")
         entries = bundle.get("entry") or []
         if not isinstance(entries, list):
-            raise Invalid("Bundle.entry must be an array", code="structure", expression=["Bundle.entry"])
+            raise Invalid(
+                "Bundle.entry must be an array", code="structure", expression=["Bundle.entry"]
+            )
         if kind == "batch":
             return await self._batch(req, entries)
         if kind == "transaction":
@@ -270,61 +272,97 @@ class BundleProcessor:
         entry: dict[str, Any],
         mapping: dict[str, str],
     ) -> tuple[WriteOp | None, FhirResult]:
-        repo = self.repository
+        """Prepare one write entry: its WriteOp (None when nothing is written) and result."""
         path, query = _split_url(url, req.base_url)
         parts = path.split("/")
         resource = entry.get("resource")
         if isinstance(resource, dict):
             resource = _rewrite_references(resource, mapping)
         if method == "POST":
-            if len(parts) != 1:
-                raise Invalid(f"POST url {url!r} must be a resource type")
-            if not isinstance(resource, dict) or resource.get("resourceType") != parts[0]:
-                raise Invalid(f"The resource does not match the POST url {url!r}", expression=["resourceType"])
-            criteria = entry["request"].get("ifNoneExist")
-            if criteria:
-                matches = await repo.find(parts[0], criteria)
-                if len(matches) > 1:
-                    raise PreconditionFailed(
-                        f"ifNoneExist {criteria!r} matches {len(matches)} resources",
-                        code="multiple-matches",
-                    )
-                if matches:
-                    return None, _result(req, WriteResult(matches[0], "found"), 200)
-            op = await repo.prepare_create(resource, id=entry["_assigned_id"])
-            return op, _result(req, WriteResult(op.version, "created"), 201)
+            return await self._prepare_create(req, url, parts, resource, entry)
         if method in ("PUT", "PATCH"):
-            if len(parts) == 1 and query and method == "PUT":
-                criteria = "&".join(f"{k}={v}" for k, v in query)
-                matches = await repo.find(parts[0], criteria)
-                if len(matches) > 1:
-                    raise PreconditionFailed(f"Criteria {criteria!r} match several resources")
-                if not isinstance(resource, dict):
-                    raise Invalid("PUT needs a resource")
-                target = matches[0].id if matches else (resource.get("id") or repo.new_id())
-                parts = [parts[0], str(target)]
-                resource = {**resource, "id": target}
-            if len(parts) != 2:
-                raise Invalid(f"{method} url {url!r} must be Type/id or Type?criteria")
-            if method == "PATCH":
-                current = await repo.read(parts[0], parts[1])
-                resource = repo.patched(current, entry.get("resource"), parts[0], parts[1])
-            if not isinstance(resource, dict):
-                raise Invalid(f"{method} needs a resource")
-            op, current_stored = await repo.prepare_update(
-                parts[0], parts[1], resource, if_match=entry["request"].get("ifMatch"), method=method
+            return await self._prepare_update(req, method, url, parts, query, resource, entry)
+        return await self._prepare_delete(url, parts, query, entry)
+
+    async def _prepare_create(
+        self,
+        req: FhirRequest,
+        url: str,
+        parts: list[str],
+        resource: Any,
+        entry: dict[str, Any],
+    ) -> tuple[WriteOp | None, FhirResult]:
+        repo = self.repository
+        if len(parts) != 1:
+            raise Invalid(f"POST url {url!r} must be a resource type")
+        if not isinstance(resource, dict) or resource.get("resourceType") != parts[0]:
+            raise Invalid(
+                f"The resource does not match the POST url {url!r}", expression=["resourceType"]
             )
-            if op is None:
-                assert current_stored is not None
-                return None, _result(req, WriteResult(current_stored, "unchanged"), 200)
-            created = current_stored is None or current_stored.deleted
-            return op, _result(req, WriteResult(op.version, "created" if created else "updated"), 201 if created else 200)
-        # DELETE
-        if len(parts) == 1 and query:
-            criteria = "&".join(f"{k}={v}" for k, v in query)
+        criteria = entry["request"].get("ifNoneExist")
+        if criteria:
             matches = await repo.find(parts[0], criteria)
             if len(matches) > 1:
-                raise PreconditionFailed(f"Criteria {criteria!r} match several resources")
+                raise PreconditionFailed(
+                    f"ifNoneExist {criteria!r} matches {len(matches)} resources",
+                    code="multiple-matches",
+                )
+            if matches:
+                return None, _result(req, WriteResult(matches[0], "found"), 200)
+        op = await repo.prepare_create(resource, id=entry["_assigned_id"])
+        return op, _result(req, WriteResult(op.version, "created"), 201)
+
+    async def _prepare_update(
+        self,
+        req: FhirRequest,
+        method: str,
+        url: str,
+        parts: list[str],
+        query: list[tuple[str, str]],
+        resource: Any,
+        entry: dict[str, Any],
+    ) -> tuple[WriteOp | None, FhirResult]:
+        repo = self.repository
+        if len(parts) == 1 and query and method == "PUT":
+            if not isinstance(resource, dict):
+                raise Invalid("PUT needs a resource")
+            matches = await repo.find(parts[0], _criteria(query))
+            if len(matches) > 1:
+                raise PreconditionFailed(
+                    f"Criteria {_criteria(query)!r} match several resources",
+                    code="multiple-matches",
+                )
+            target = matches[0].id if matches else (resource.get("id") or repo.new_id())
+            parts = [parts[0], str(target)]
+            resource = {**resource, "id": target}
+        if len(parts) != 2:
+            raise Invalid(f"{method} url {url!r} must be Type/id or Type?criteria")
+        if method == "PATCH":
+            current = await repo.read(parts[0], parts[1])
+            resource = repo.patched(current, entry.get("resource"), parts[0], parts[1])
+        if not isinstance(resource, dict):
+            raise Invalid(f"{method} needs a resource")
+        op, before = await repo.prepare_update(
+            parts[0], parts[1], resource, if_match=entry["request"].get("ifMatch"), method=method
+        )
+        if op is None:
+            assert before is not None
+            return None, _result(req, WriteResult(before, "unchanged"), 200)
+        created = before is None or before.deleted
+        outcome = WriteResult(op.version, "created" if created else "updated")
+        return op, _result(req, outcome, 201 if created else 200)
+
+    async def _prepare_delete(
+        self, url: str, parts: list[str], query: list[tuple[str, str]], entry: dict[str, Any]
+    ) -> tuple[WriteOp | None, FhirResult]:
+        repo = self.repository
+        if len(parts) == 1 and query:
+            matches = await repo.find(parts[0], _criteria(query))
+            if len(matches) > 1:
+                raise PreconditionFailed(
+                    f"Criteria {_criteria(query)!r} match several resources",
+                    code="multiple-matches",
+                )
             if not matches:
                 return None, FhirResult(204)
             parts = [parts[0], matches[0].id]
@@ -334,6 +372,10 @@ class BundleProcessor:
             parts[0], parts[1], if_match=entry["request"].get("ifMatch")
         )
         return op, FhirResult(204, stored=op.version if op else None)
+
+
+def _criteria(query: list[tuple[str, str]]) -> str:
+    return urlencode(query)
 
 
 def _result(req: FhirRequest, result: WriteResult, status: int) -> FhirResult:

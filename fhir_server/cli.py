@@ -31,8 +31,11 @@ console = Console(stderr=True)
 
 DatabaseUrl = Annotated[
     str | None,
-    typer.Option("--database-url", help="sqlite:///path.db or mongodb://host/db "
-                 "(default: FHIR_SERVER_DATABASE_URL or sqlite:///./data/fhir.db)"),
+    typer.Option(
+        "--database-url",
+        help="sqlite:///path.db or mongodb://host/db "
+        "(default: FHIR_SERVER_DATABASE_URL or sqlite:///./data/fhir.db)",
+    ),
 ]
 
 
@@ -88,7 +91,9 @@ async def _load_demo(settings: Settings) -> int:
         for resource in demo_clinic(dt.date.today()):
             await loader.load_item(Item("demo", resource), report)
         for rejection in report.rejected:
-            console.print(f"[red]demo resource rejected[/red] {orjson.dumps(rejection.outcome).decode()}")
+            console.print(
+                f"[red]demo resource rejected[/red] {orjson.dumps(rejection.outcome).decode()}"
+            )
         return report.loaded
     finally:
         await store.close()

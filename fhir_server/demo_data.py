@@ -1,13 +1,13 @@
 """The date-free part of the demo clinic: organization, two sites, staff, services and patients.
 
 `fhir_server.demo` adds what depends on the day (leave, schedules, slots, appointments) and hands
-out deep copies, so the module-level resources here are never mutated by callers.
+out fresh copies, so callers never mutate the module-level resources here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 TIMEZONE_URL: Final = "http://hl7.org/fhir/StructureDefinition/timezone"
 NPI: Final = "http://hl7.org/fhir/sid/us-npi"
@@ -147,7 +147,9 @@ def _email(value: str, use: str = "work") -> dict[str, Any]:
     return {"system": "email", "value": value, "use": use}
 
 
-def _address(lines: list[str], city: str, postal: str, country: str, state: str = "") -> dict[str, Any]:
+def _address(
+    lines: list[str], city: str, postal: str, country: str, state: str = ""
+) -> dict[str, Any]:
     address: dict[str, Any] = {"use": "work", "type": "physical", "line": lines, "city": city}
     if state:
         address["state"] = state
@@ -192,8 +194,12 @@ def _location(
         "name": name,
         "mode": "instance",
         "type": [
-            concept("http://terminology.hl7.org/CodeSystem/v3-RoleCode", "FMC", "Family medicine clinic"),
-            concept("http://terminology.hl7.org/CodeSystem/v3-RoleCode", "DERM", "Dermatology clinic"),
+            concept(
+                "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "FMC", "Family medicine clinic"
+            ),
+            concept(
+                "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "DERM", "Dermatology clinic"
+            ),
         ],
         "telecom": [_phone(phone)],
         "address": address,
@@ -232,45 +238,52 @@ LOCATIONS: Final[tuple[dict[str, Any], ...]] = (
 )
 
 
-def _practitioner(
-    pid: str, given: str, family: str, gender: str, npi: str, issuer: str, phone: str
-) -> dict[str, Any]:
+class _Doctor(NamedTuple):
+    key: str  # the id without its `demo-pract-` prefix
+    given: str
+    family: str
+    gender: str
+    npi: str
+    issuer: str
+    phone: str
+
+
+def _practitioner(row: _Doctor) -> dict[str, Any]:
     return {
         "resourceType": "Practitioner",
-        "id": pid,
-        "identifier": [{"system": NPI, "value": npi}],
+        "id": f"demo-pract-{row.key}",
+        "identifier": [{"system": NPI, "value": row.npi}],
         "active": True,
-        "name": [{"use": "official", "family": family, "given": [given], "prefix": ["Dr."]}],
-        "telecom": [_phone(phone), _email(f"{pid.removeprefix('demo-pract-')}@riverside.example")],
-        "gender": gender,
+        "name": [
+            {"use": "official", "family": row.family, "given": [row.given], "prefix": ["Dr."]}
+        ],
+        "telecom": [
+            _phone(row.phone),
+            _email(f"{row.key}@riverside.example"),
+        ],
+        "gender": row.gender,
         "qualification": [
             {
                 "code": concept(
                     "http://terminology.hl7.org/CodeSystem/v2-0360/2.7", "MD", "Doctor of Medicine"
                 ),
-                "issuer": {"display": issuer},
+                "issuer": {"display": row.issuer},
             }
         ],
     }
 
 
-_MASSACHUSETTS: Final = "Massachusetts Board of Registration in Medicine"
-_BERLIN_CHAMBER: Final = "Ärztekammer Berlin"
+_MA: Final = "Massachusetts Board of Registration in Medicine"
+_BERLIN: Final = "Ärztekammer Berlin"
 
-PRACTITIONERS: Final[tuple[dict[str, Any], ...]] = (
-    _practitioner(
-        "demo-pract-smith", "Emily", "Smith", "female", "1234567893", _MASSACHUSETTS, "+1 617-555-0111"
-    ),
-    _practitioner(
-        "demo-pract-okafor", "Chinedu", "Okafor", "male", "1987654328", _MASSACHUSETTS, "+1 617-555-0112"
-    ),
-    _practitioner(
-        "demo-pract-schneider", "Anna", "Schneider", "female", "1543219871", _BERLIN_CHAMBER, "+49 30 23125011"
-    ),
-    _practitioner(
-        "demo-pract-lefevre", "Mathieu", "Lefèvre", "male", "1678901236", _BERLIN_CHAMBER, "+49 30 23125012"
-    ),
-)
+# fmt: off
+PRACTITIONERS: Final[tuple[dict[str, Any], ...]] = tuple(_practitioner(row) for row in (
+    _Doctor("smith", "Emily", "Smith", "female", "1234567893", _MA, "+1 617-555-0111"),
+    _Doctor("okafor", "Chinedu", "Okafor", "male", "1987654328", _MA, "+1 617-555-0112"),
+    _Doctor("schneider", "Anna", "Schneider", "female", "1543219871", _BERLIN, "+49 30 23125011"),
+    _Doctor("lefevre", "Mathieu", "Lefèvre", "male", "1678901236", _BERLIN, "+49 30 23125012"),
+))
+# fmt: on
 
 
 def _healthcare_service(service: Service, comment: str) -> dict[str, Any]:
@@ -296,104 +309,55 @@ HEALTHCARE_SERVICES: Final[tuple[dict[str, Any], ...]] = (
 )
 
 
-def _patient(
-    pid: str,
-    name: tuple[str, str],
-    gender: str,
-    birth_date: str,
-    home: tuple[Any, ...],
-    phone: str,
-    language: tuple[str, str],
-    **extra: Any,
-) -> dict[str, Any]:
-    given, family = name
+class _Person(NamedTuple):
+    key: str  # the id without its `demo-patient-` prefix
+    given: str
+    family: str
+    gender: str
+    birth_date: str
+    phone: str
+    language: tuple[str, str]  # BCP 47 code, display
+    home: tuple[Any, ...]  # _address arguments
+
+
+def _patient(row: _Person) -> dict[str, Any]:
+    mrn = concept("http://terminology.hl7.org/CodeSystem/v2-0203", "MR", "Medical record number")
     return {
         "resourceType": "Patient",
-        "id": pid,
+        "id": f"demo-patient-{row.key}",
         "identifier": [
             {
                 "use": "usual",
-                "type": concept(
-                    "http://terminology.hl7.org/CodeSystem/v2-0203", "MR", "Medical record number"
-                ),
+                "type": mrn,
                 "system": MRN,
-                "value": f"MRN-{pid.removeprefix('demo-patient-').upper()}",
+                "value": f"MRN-{row.key.upper()}",
             }
         ],
         "active": True,
-        "name": [{"use": "official", "family": family, "given": [given]}],
-        "telecom": [_phone(phone, "mobile")],
-        "gender": gender,
-        "birthDate": birth_date,
-        "address": [{**_address(*home), "use": "home"}],
+        "name": [{"use": "official", "family": row.family, "given": [row.given]}],
+        "telecom": [_phone(row.phone, "mobile")],
+        "gender": row.gender,
+        "birthDate": row.birth_date,
+        "address": [{**_address(*row.home), "use": "home"}],
         "communication": [
-            {"language": concept("urn:ietf:bcp:47", *language), "preferred": True}
+            {"language": concept("urn:ietf:bcp:47", *row.language), "preferred": True}
         ],
         "managingOrganization": ref("Organization", ORG_ID),
-        **extra,
+        **_PATIENT_EXTRAS.get(row.key, {}),
     }
 
 
-_ENGLISH: Final = ("en", "English")
-_GERMAN: Final = ("de", "German")
-
-PATIENTS: Final[tuple[dict[str, Any], ...]] = (
-    _patient(
-        "demo-patient-munoz",
-        ("José", "Muñoz"),
-        "male",
-        "1984-07-12",
-        (["18 Tremont Street", "Apt 4B"], "Boston", "02108", "US", "MA"),
-        "+1 617-555-0142",
-        ("es", "Spanish"),
-        generalPractitioner=[ref("PractitionerRole", "demo-role-smith", "Dr. Emily Smith")],
-    ),
-    _patient(
-        "demo-patient-muller",
-        ("Zoë", "Müller"),
-        "female",
-        "1992-03-03",
-        (["Kastanienallee 17"], "Berlin", "10435", "DE"),
-        "+49 30 23125101",
-        _GERMAN,
-        generalPractitioner=[ref("PractitionerRole", "demo-role-schneider", "Dr. Anna Schneider")],
-    ),
-    _patient(
-        "demo-patient-nguyen",
-        ("Linh", "Nguyễn"),
-        "female",
-        "1975-11-30",
-        (["77 Dorchester Avenue"], "Boston", "02125", "US", "MA"),
-        "+1 617-555-0177",
-        ("vi", "Vietnamese"),
-    ),
-    _patient(
-        "demo-patient-oconnor",
-        ("Seán", "O'Connor"),
-        "male",
-        "1958-01-21",
-        (["9 Hancock Street"], "Quincy", "02169", "US", "MA"),
-        "+1 617-555-0158",
-        _ENGLISH,
-    ),
-    _patient(
-        "demo-patient-yilmaz",
-        ("Ayşe", "Yılmaz"),
-        "female",
-        "2001-09-14",
-        (["Oranienstraße 25"], "Berlin", "10999", "DE"),
-        "+49 30 23125102",
-        ("tr", "Turkish"),
-    ),
-    _patient(
-        "demo-patient-kowalski",
-        ("Łukasz", "Kowalski"),
-        "male",
-        "2015-05-05",
-        (["Warschauer Straße 40"], "Berlin", "10243", "DE"),
-        "+49 30 23125103",
-        _GERMAN,
-        contact=[
+_PATIENT_EXTRAS: Final[dict[str, dict[str, Any]]] = {
+    "munoz": {
+        "generalPractitioner": [ref("PractitionerRole", "demo-role-smith", "Dr. Emily Smith")]
+    },
+    "muller": {
+        "generalPractitioner": [
+            ref("PractitionerRole", "demo-role-schneider", "Dr. Anna Schneider")
+        ]
+    },
+    "kowalski": {
+        "contact": [
             {
                 "relationship": [
                     concept("http://terminology.hl7.org/CodeSystem/v2-0131", "N", "Next-of-Kin")
@@ -401,6 +365,24 @@ PATIENTS: Final[tuple[dict[str, Any], ...]] = (
                 "name": {"family": "Kowalska", "given": ["Agnieszka"]},
                 "telecom": [_phone("+49 30 23125104", "mobile")],
             }
-        ],
-    ),
-)
+        ]
+    },
+}
+_GERMAN: Final = ("de", "German")
+
+# fmt: off
+PATIENTS: Final[tuple[dict[str, Any], ...]] = tuple(_patient(row) for row in (
+    _Person("munoz", "José", "Muñoz", "male", "1984-07-12", "+1 617-555-0142", ("es", "Spanish"),
+            (["18 Tremont Street", "Apt 4B"], "Boston", "02108", "US", "MA")),
+    _Person("muller", "Zoë", "Müller", "female", "1992-03-03", "+49 30 23125101", _GERMAN,
+            (["Kastanienallee 17"], "Berlin", "10435", "DE")),
+    _Person("nguyen", "Linh", "Nguyễn", "female", "1975-11-30", "+1 617-555-0177",
+            ("vi", "Vietnamese"), (["77 Dorchester Avenue"], "Boston", "02125", "US", "MA")),
+    _Person("oconnor", "Seán", "O'Connor", "male", "1958-01-21", "+1 617-555-0158",
+            ("en", "English"), (["9 Hancock Street"], "Quincy", "02169", "US", "MA")),
+    _Person("yilmaz", "Ayşe", "Yılmaz", "female", "2001-09-14", "+49 30 23125102",  # noqa: RUF001
+            ("tr", "Turkish"), (["Oranienstraße 25"], "Berlin", "10999", "DE")),
+    _Person("kowalski", "Łukasz", "Kowalski", "male", "2015-05-05", "+49 30 23125103", _GERMAN,
+            (["Warschauer Straße 40"], "Berlin", "10243", "DE")),
+))
+# fmt: on

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 from fhir_server.bundle_builder import Transform, embed, history_bundle, searchset
 from fhir_server.repository import Repository, WriteResult, check_type, load_json
@@ -197,7 +198,7 @@ class Interactions:
             result = await self.repository.create(resource, if_none_exist=req.if_none_exist)
             status = 201 if result.outcome == "created" else 200
             return self._written(req, result, status)
-        criteria = "&".join(f"{k}={v}" for k, v in req.query)
+        criteria = urlencode(req.query)
         if req.method == "PUT":
             if not req.query:
                 raise Invalid("A conditional update needs search criteria in the URL")
@@ -206,7 +207,9 @@ class Interactions:
             return self._written(req, result, 201 if result.outcome == "created" else 200)
         if req.method == "DELETE":
             if not req.query:
-                raise MethodNotAllowed("DELETE on a type needs search criteria (conditional delete)")
+                raise MethodNotAllowed(
+                    "DELETE on a type needs search criteria (conditional delete)"
+                )
             deleted = await self.repository.conditional_delete(rtype, criteria)
             return self._deleted(deleted > 0)
         raise MethodNotAllowed(f"{req.method} is not supported on {rtype}")
@@ -243,7 +246,9 @@ class Interactions:
                 return FhirResult(304, stored=stored)
             summary = _single(req, "_summary")
             elements = tuple(e for e in (_single(req, "_elements") or "").split(",") if e)
-            return FhirResult(200, stored=stored, raw=stored.content, summary=summary, elements=elements)
+            return FhirResult(
+                200, stored=stored, raw=stored.content, summary=summary, elements=elements
+            )
         if req.method == "PUT":
             resource = _resource_body(req, rtype)
             result = await repo.update(rtype, id, resource, if_match=req.if_match)
@@ -290,7 +295,11 @@ class Interactions:
     # -- history ----------------------------------------------------------------------------
 
     async def _history(
-        self, req: FhirRequest, scope: Literal["instance", "type", "system"], rtype: str | None, id: str | None
+        self,
+        req: FhirRequest,
+        scope: Literal["instance", "type", "system"],
+        rtype: str | None,
+        id: str | None,
     ) -> FhirResult:
         params = dict(req.query)
         try:
@@ -325,8 +334,14 @@ class Interactions:
             or (rtype is not None and id is None and op.type_level)
             or (id is not None and op.instance)
         )
-        if op is None or not level_ok or (
-            rtype is not None and op.resource_types is not None and rtype not in op.resource_types
+        if (
+            op is None
+            or not level_ok
+            or (
+                rtype is not None
+                and op.resource_types is not None
+                and rtype not in op.resource_types
+            )
         ):
             where = "/".join(p for p in (rtype, id) if p) or "the base"
             raise NotFound(f"Operation ${name} is not supported on {where}", code="not-supported")
@@ -377,4 +392,3 @@ def _resource_body(req: FhirRequest, rtype: str) -> dict[str, Any]:
             expression=["resourceType"],
         )
     return body
-

@@ -91,7 +91,9 @@ class Loader:
         base_url: base URL used for Bundle processing links.
     """
 
-    def __init__(self, repository: Repository, bundles: BundleProcessor, base_url: str = "") -> None:
+    def __init__(
+        self, repository: Repository, bundles: BundleProcessor, base_url: str = ""
+    ) -> None:
         self.repository = repository
         self.bundles = bundles
         self.base_url = base_url
@@ -184,6 +186,7 @@ def _as_upserts(bundle: dict[str, Any]) -> dict[str, Any]:
             and resource.get("resourceType")
         ):
             url = f"{resource['resourceType']}/{resource['id']}"
-            entry = {**entry, "request": {**request, "method": "PUT", "url": url}}
+            entries.append({**entry, "request": {**request, "method": "PUT", "url": url}})
+            continue
         entries.append(entry)
     return {**bundle, "entry": entries}

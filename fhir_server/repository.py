@@ -375,8 +375,10 @@ class Repository:
             after = jsonpatch.apply_patch(before, patch, in_place=False)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as exc:
             raise Unprocessable(f"The JSON Patch could not be applied: {exc}") from exc
-        if not isinstance(after, dict) or after.get("id") != id or (
-            after.get("resourceType") != resource_type
+        if (
+            not isinstance(after, dict)
+            or after.get("id") != id
+            or (after.get("resourceType") != resource_type)
         ):
             raise Unprocessable("A patch may not change resourceType or id")
         return after
@@ -409,7 +411,7 @@ class Repository:
         to delete (already deleted or never existed), which FHIR lets a server answer with
         200 like a deletion (idempotent delete, as HAPI FHIR does)."""
         for _ in range(MAX_RETRIES):
-            op, current = await self.prepare_delete(resource_type, id, if_match=if_match)
+            op, _current = await self.prepare_delete(resource_type, id, if_match=if_match)
             if op is None:
                 return None
             try:

@@ -50,10 +50,10 @@ async def run_search(
         query = replace(query, conditions=query.conditions + extra_conditions)
     want_total = request.total in ("accurate", "estimate")
     if request.summary == "count":
-        total = await store.count(query.resource_type, query.conditions)
-        return SearchResult(Page([], None, None, total), [], total)
+        counted = await store.count(query.resource_type, query.conditions)
+        return SearchResult(Page([], None, None, counted), [], counted)
     page = await store.search(query, with_total=want_total)
-    total = page.total
+    total: int | None = page.total
     if total is None and query.cursor is None and page.next_cursor is None:
         total = len(page.resources)
     included: list[StoredResource] = []
@@ -70,7 +70,7 @@ def _references(resource: StoredResource, inc: Include, default_tz: str) -> list
     for entry in index.entries:
         if not isinstance(entry, ReferenceEntry) or entry.ref_type is None or entry.ref_id is None:
             continue
-        if inc.param != "*" and entry.param != inc.param:
+        if inc.param not in ("*", entry.param):
             continue
         if inc.target_type is not None and entry.ref_type != inc.target_type:
             continue

@@ -42,9 +42,7 @@ async def everything(call: OperationCall) -> FhirResult:
     for rtype in types:
         if rtype == "Patient":
             continue
-        page = await repo.store.search(
-            StoreQuery(rtype, tuple(conditions), count=MAX_PER_TYPE)
-        )
+        page = await repo.store.search(StoreQuery(rtype, tuple(conditions), count=MAX_PER_TYPE))
         entries.extend(
             {"fullUrl": full_url(call.request.base_url, r), "resource": embed(r)}
             for r in page.resources

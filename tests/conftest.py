@@ -22,7 +22,9 @@ def shared_data(*parts: str) -> Path:
     """A path under ../shared/data, or skip the test with a clear reason when it is absent."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"needs ../shared/data ({path} is absent: the shared data folder beside the repo)")
+        pytest.skip(
+            f"needs ../shared/data ({path} is absent: the shared data folder beside the repo)"
+        )
     return path
 
 
@@ -87,6 +89,3 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-

@@ -74,7 +74,9 @@ def test_load_reports_only_the_explained_rejection(loaded_db: tuple[Path, str]) 
 def test_load_twice_changes_nothing(loaded_db: tuple[Path, str]) -> None:
     db, _ = loaded_db
     path = str(shared_data("synthea-bulk-1000"))
-    result = CliRunner().invoke(cli_app, ["load", "--quiet", "--database-url", f"sqlite:///{db}", path])
+    result = CliRunner().invoke(
+        cli_app, ["load", "--quiet", "--database-url", f"sqlite:///{db}", path]
+    )
     assert result.exit_code == 0, result.output
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("loaded 0 (created 0, updated 0)")
@@ -94,7 +96,10 @@ async def test_synthea_bulk_counts_match_files(loaded: httpx.AsyncClient) -> Non
         json.loads(f.read_text())
         for f in sorted(shared_data("hl7-r4", "examples").glob("Patient-*.json"))
     ]
-    ihe = [json.loads(f.read_text()) for f in sorted(shared_data("ihe-iti-scheduling").glob("*patient*.json"))]
+    ihe = [
+        json.loads(f.read_text())
+        for f in sorted(shared_data("ihe-iti-scheduling").glob("*patient*.json"))
+    ]
     every_patient = {p["id"]: p for p in [*patients, *gsd_patients, *hl7, *ihe]}
     all_genders = Counter(p.get("gender") for p in every_patient.values())
     assert await total(loaded, "Patient?gender=female") == all_genders["female"]
@@ -102,12 +107,18 @@ async def test_synthea_bulk_counts_match_files(loaded: httpx.AsyncClient) -> Non
     born_1960s = [
         p for p in every_patient.values() if "1960-01-01" <= p.get("birthDate", "") < "1970-01-01"
     ]
-    assert await total(loaded, "Patient?birthdate=ge1960-01-01&birthdate=lt1970-01-01") == len(born_1960s)
+    assert await total(loaded, "Patient?birthdate=ge1960-01-01&birthdate=lt1970-01-01") == len(
+        born_1960s
+    )
     first = patients[0]
     ident = first["identifier"][1]
     matching = [
-        p for p in every_patient.values()
-        if any(i.get("system") == ident["system"] and i.get("value") == ident["value"] for i in p.get("identifier", []))
+        p
+        for p in every_patient.values()
+        if any(
+            i.get("system") == ident["system"] and i.get("value") == ident["value"]
+            for i in p.get("identifier", [])
+        )
     ]
     r = await loaded.get("/Patient", params={"identifier": f"{ident['system']}|{ident['value']}"})
     assert [e["resource"]["id"] for e in r.json()["entry"]] == [p["id"] for p in matching]
@@ -130,9 +141,13 @@ async def test_smart_scheduling_links_slots_searchable_by_schedule_and_status(
     assert await total(loaded, "Slot?status=free&_id=" + ",".join(sorted(slots))) == len(free)
     some_location = schedules[sorted(schedules)[0]]["actor"][0]["reference"]
     via_chain = [
-        s for s in slots.values()
-        if schedules[s["schedule"]["reference"].split("/")[1]]["actor"][0]["reference"] == some_location
+        s
+        for s in slots.values()
+        if schedules[s["schedule"]["reference"].split("/")[1]]["actor"][0]["reference"]
+        == some_location
     ]
     assert await total(loaded, f"Slot?schedule.actor={some_location}") == len(via_chain)
     window = [s for s in slots.values() if "2021-03-08" <= s["start"][:10] < "2021-03-10"]
-    assert await total(loaded, "Slot?start=ge2021-03-08&start=lt2021-03-10&_id=" + ",".join(sorted(slots))) == len(window)
+    assert await total(
+        loaded, "Slot?start=ge2021-03-08&start=lt2021-03-10&_id=" + ",".join(sorted(slots))
+    ) == len(window)

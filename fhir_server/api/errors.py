@@ -37,7 +37,9 @@ _HTTP_CODES: dict[int, IssueType] = {
 }
 
 
-def outcome_response(status: int, issues: list[Issue], headers: dict[str, str] | None = None) -> Response:
+def outcome_response(
+    status: int, issues: list[Issue], headers: dict[str, str] | None = None
+) -> Response:
     """A JSON OperationOutcome response."""
     return Response(
         orjson.dumps(operation_outcome(issues)),
@@ -63,7 +65,9 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
         text = f"{request.method} is not allowed on {request.url.path}"
     else:
         text = str(exc.detail)
-    return outcome_response(exc.status_code, [Issue(code=code, diagnostics=text)], dict(exc.headers or {}))
+    return outcome_response(
+        exc.status_code, [Issue(code=code, diagnostics=text)], dict(exc.headers or {})
+    )
 
 
 def unexpected_error_response(exc: BaseException) -> Response:

@@ -16,12 +16,14 @@ from resources.xml_format import from_xml
 
 Format = Literal["json", "xml"]
 JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
-XML_TYPES = frozenset({"application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir"})
+XML_TYPES = frozenset(
+    {"application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir"}
+)
 FORMAT_ALIASES: dict[str, Format] = {
     "json": "json",
     "xml": "xml",
-    **{t: "json" for t in JSON_TYPES},
-    **{t: "xml" for t in XML_TYPES},
+    **dict.fromkeys(JSON_TYPES, "json"),
+    **dict.fromkeys(XML_TYPES, "xml"),
 }
 CONTENT_TYPES: dict[Format, str] = {
     "json": "application/fhir+json; charset=utf-8",

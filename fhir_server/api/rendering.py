@@ -65,4 +65,6 @@ def render(result: FhirResult, fmt: Format, pretty: bool = False, head: bool = F
     if head:
         headers["Content-Length"] = str(len(content))
         return Response(status_code=result.status, headers=headers, media_type=CONTENT_TYPES[fmt])
-    return Response(content, status_code=result.status, headers=headers, media_type=CONTENT_TYPES[fmt])
+    return Response(
+        content, status_code=result.status, headers=headers, media_type=CONTENT_TYPES[fmt]
+    )

@@ -106,8 +106,7 @@ def _plain_condition(
             case "string":
                 mod = modifier or ""
                 texts = tuple(
-                    unescape(v) if mod == "exact" else normalize_string(unescape(v))
-                    for v in values
+                    unescape(v) if mod == "exact" else normalize_string(unescape(v)) for v in values
                 )
                 return StringCondition(pdef.code, texts, mod)  # type: ignore[arg-type]
             case "token":
@@ -179,7 +178,11 @@ def parse_condition(rtype: str, name: str, raw: str, ctx: SearchContext) -> Cond
     if pdef.type != "reference":
         raise _bad(name, f"{code!r} is not a reference parameter, so it cannot be chained")
     targets = [modifier] if modifier else list(pdef.targets)
-    candidates = [t for t in targets if is_resource_type(t) and search_param(t, tail.split(":")[0].split(".")[0])]
+    candidates = [
+        t
+        for t in targets
+        if is_resource_type(t) and search_param(t, tail.split(":")[0].split(".")[0])
+    ]
     if not candidates:
         raise _Unknown(f"no target of {code!r} has a search parameter {tail!r}")
     if len(candidates) > 1:
@@ -286,7 +289,9 @@ def parse_search(
             conditions.append(parse_condition(rtype, name, raw, ctx))
         except _Unknown as exc:
             if strict:
-                raise Invalid(f"Unknown search parameter {name!r}: {exc}", code="not-supported") from exc
+                raise Invalid(
+                    f"Unknown search parameter {name!r}: {exc}", code="not-supported"
+                ) from exc
             ignored.append(name)
             continue
         understood.append((name, raw))

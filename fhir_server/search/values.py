@@ -42,9 +42,8 @@ def split_prefix(text: str) -> tuple[Prefix, str]:
     """Split an optional comparison prefix (`ge2020` -> `("ge", "2020")`); default `eq`."""
     m = _PREFIX_RE.match(text)
     if m:
-        prefix = m.group(1)
-        assert prefix in PREFIXES
-        return prefix, text[2:]  # type: ignore[return-value]
+        prefix = next(p for p in PREFIXES if p == m.group(1))
+        return prefix, text[2:]
     return "eq", text
 
 

@@ -124,7 +124,7 @@ class MongoStore:
         doc = await self._history.find_one({"_id": f"{resource_type}/{id}/{version_id}"})
         return stored_from_doc(doc) if doc else None
 
-    async def history(  # noqa: PLR0917 (the ResourceStore signature)
+    async def history(
         self,
         scope: HistoryScope,
         resource_type: str | None = None,
@@ -263,7 +263,7 @@ class MongoStore:
         self,
         key: str,
         *,
-        timeout: float = 10.0,  # noqa: ASYNC109 (the ResourceStore signature)
+        timeout: float = 10.0,
     ) -> AsyncIterator[None]:
         """Hold the cross-process mutex `key` for the block (a `locks` document).
 

@@ -62,6 +62,7 @@ class SQLiteStore:
         self._readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="sqlite-reader")
         self._connections: list[sqlite3.Connection] = []
         self._keeper: sqlite3.Connection | None = None
+        self._loop_conn: sqlite3.Connection | None = None
         self._conn_lock = threading.Lock()
 
     # -- plumbing -------------------------------------------------------------------------
@@ -82,6 +83,12 @@ class SQLiteStore:
             with self._conn_lock:
                 self._connections.append(conn)
         return conn
+
+    def _loop_connection(self) -> sqlite3.Connection:
+        """The connection of the event-loop thread (for primary-key reads only)."""
+        if self._loop_conn is None:
+            self._loop_conn = self._connection()
+        return self._loop_conn
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -120,17 +127,21 @@ class SQLiteStore:
     # -- reads ----------------------------------------------------------------------------
 
     async def read(self, resource_type: str, id: str) -> StoredResource | None:
-        """Return the current version (possibly a deletion marker), or None."""
+        """Return the current version (possibly a deletion marker), or None.
 
-        def run(conn: sqlite3.Connection) -> StoredResource | None:
-            row = conn.execute(
+        A primary-key lookup in WAL mode never waits for a writer and takes microseconds, so it
+        runs on the event loop's own connection instead of hopping to a reader thread.
+        """
+        row = (
+            self._loop_connection()
+            .execute(
                 "SELECT res_type, res_id, version_id, last_updated, deleted, content, method "
                 "FROM resources WHERE res_type = ? AND res_id = ?",
                 (resource_type, id),
-            ).fetchone()
-            return _stored(row) if row else None
-
-        return await self._read(run)
+            )
+            .fetchone()
+        )
+        return _stored(row) if row else None
 
     async def read_many(self, refs: Sequence[tuple[str, str]]) -> list[StoredResource]:
         """Return the live current versions of the given `(type, id)` pairs that exist."""
@@ -229,7 +240,9 @@ class SQLiteStore:
         sql, args = compile_where("r", resource_type, tuple(conditions))
 
         def run(conn: sqlite3.Connection) -> int:
-            return int(conn.execute(f"SELECT COUNT(*) FROM resources r WHERE {sql}", args).fetchone()[0])
+            return int(
+                conn.execute(f"SELECT COUNT(*) FROM resources r WHERE {sql}", args).fetchone()[0]
+            )
 
         return await self._read(run)
 
@@ -296,9 +309,7 @@ def _page(query: StoreQuery, rows: list[Any], n_sort: int, total: int | None) ->
     backwards = query.cursor is not None and not query.cursor.after
     if backwards:
         rows.reverse()
-    resources = [
-        StoredResource(r[1], r[2], r[3], r[4], False, r[6], r[5]) for r in rows
-    ]
+    resources = [StoredResource(r[1], r[2], r[3], r[4], False, r[6], r[5]) for r in rows]
 
     def cursor(row: Any, after: bool) -> Cursor:
         return Cursor(values=tuple(row[7 : 7 + n_sort]), seq=row[0], after=after)
@@ -347,7 +358,7 @@ def _apply_one(conn: sqlite3.Connection, op: WriteOp) -> None:
             (*values, seq),
         )
         for table in INDEX_TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE seq = ?", (seq,))  # noqa: S608
+            conn.execute(f"DELETE FROM {table} WHERE seq = ?", (seq,))
     else:
         cur = conn.execute(
             "INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, "
@@ -405,7 +416,7 @@ def _insert_index(conn: sqlite3.Connection, seq: int, rtype: str, index: Resourc
                 rows.setdefault("idx_uri", []).append((seq, rtype, e.param, e.value))
     for table, values in rows.items():
         marks = ", ".join("?" * len(values[0]))
-        conn.executemany(f"INSERT INTO {table} VALUES ({marks})", values)  # noqa: S608
+        conn.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
     if index.sort_keys:
         conn.executemany(
             "INSERT OR REPLACE INTO idx_sort VALUES (?, ?, ?, ?)",

@@ -46,10 +46,7 @@ def _like_escape(value: str) -> str:
 
 
 def _in_index(alias: str, table: str, rtype: str, param: str, where: str, args: list[Any]) -> Sql:
-    sql = (
-        f"{alias}.seq IN (SELECT seq FROM {table} "
-        f"WHERE res_type = ? AND param = ? AND ({where}))"
-    )
+    sql = f"{alias}.seq IN (SELECT seq FROM {table} WHERE res_type = ? AND param = ? AND ({where}))"
     return sql, [rtype, param, *args]
 
 
@@ -266,7 +263,9 @@ def compile_where(alias: str, resource_type: str, conditions: tuple[Condition, .
     return " AND ".join(parts), args
 
 
-def _sort_columns(sort: tuple[SortSpec, ...]) -> tuple[list[str], list[Any], list[tuple[str, bool]]]:
+def _sort_columns(
+    sort: tuple[SortSpec, ...],
+) -> tuple[list[str], list[Any], list[tuple[str, bool]]]:
     """LEFT JOINs for the sort keys and the ordered components `(expression, descending)`."""
     joins: list[str] = []
     args: list[Any] = []
@@ -313,9 +312,7 @@ def compile_search(query: StoreQuery) -> tuple[Sql, int]:
         where += " AND " + ks
         args.extend(ks_args)
     reverse = query.cursor is not None and not query.cursor.after
-    order = ", ".join(
-        f"{expr} {'DESC' if desc != reverse else 'ASC'}" for expr, desc in components
-    )
+    order = ", ".join(f"{expr} {'DESC' if desc != reverse else 'ASC'}" for expr, desc in components)
     sort_values = "".join(f", {components[2 * i + 1][0]}" for i in range(len(query.sort)))
     sql = (
         "SELECT r.seq, r.res_type, r.res_id, r.version_id, r.last_updated, r.method, "

@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS idx_reference (
     seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL,
     ref_type TEXT, ref_id TEXT, url TEXT, id_system TEXT, id_value TEXT
 );
-CREATE INDEX IF NOT EXISTS idx_reference_q ON idx_reference (res_type, param, ref_id, ref_type, seq);
+CREATE INDEX IF NOT EXISTS idx_reference_q
+    ON idx_reference (res_type, param, ref_id, ref_type, seq);
 CREATE INDEX IF NOT EXISTS idx_reference_seq ON idx_reference (seq);
 CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (ref_type, ref_id);
 CREATE TABLE IF NOT EXISTS idx_number (

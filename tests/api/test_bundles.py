@@ -16,25 +16,31 @@ async def count(client: httpx.AsyncClient, query: str) -> int:
 
 
 async def test_transaction_urn_uuid_references_are_resolved(client: httpx.AsyncClient) -> None:
-    bundle = tx([
-        {
-            "fullUrl": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a",
-            "resource": {"resourceType": "Patient", "name": [{"family": "Tx"}]},
-            "request": {"method": "POST", "url": "Patient"},
-        },
-        {
-            "fullUrl": "urn:uuid:88f151c0-a954-468a-88bd-5ae15c08e059",
-            "resource": {
-                "resourceType": "Appointment", "status": "booked",
-                "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:30:00Z",
-                "participant": [{
-                    "actor": {"reference": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"},
-                    "status": "accepted",
-                }],
+    bundle = tx(
+        [
+            {
+                "fullUrl": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a",
+                "resource": {"resourceType": "Patient", "name": [{"family": "Tx"}]},
+                "request": {"method": "POST", "url": "Patient"},
             },
-            "request": {"method": "POST", "url": "Appointment"},
-        },
-    ])
+            {
+                "fullUrl": "urn:uuid:88f151c0-a954-468a-88bd-5ae15c08e059",
+                "resource": {
+                    "resourceType": "Appointment",
+                    "status": "booked",
+                    "start": "2026-12-01T09:00:00Z",
+                    "end": "2026-12-01T09:30:00Z",
+                    "participant": [
+                        {
+                            "actor": {"reference": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"},
+                            "status": "accepted",
+                        }
+                    ],
+                },
+                "request": {"method": "POST", "url": "Appointment"},
+            },
+        ]
+    )
     r = await client.post("", json=bundle)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -48,16 +54,26 @@ async def test_transaction_urn_uuid_references_are_resolved(client: httpx.AsyncC
 
 
 async def test_transaction_failing_entry_leaves_no_trace(client: httpx.AsyncClient) -> None:
-    await client.put("/Patient/keep", json={"resourceType": "Patient", "id": "keep", "gender": "male"})
-    bundle = tx([
-        {"resource": {"resourceType": "Patient", "name": [{"family": "Ghost"}]},
-         "request": {"method": "POST", "url": "Patient"}},
-        {"resource": {"resourceType": "Patient", "id": "keep", "gender": "female"},
-         "request": {"method": "PUT", "url": "Patient/keep"}},
-        {"request": {"method": "DELETE", "url": "Patient/keep"}},
-        {"resource": {"resourceType": "Patient", "birthDate": "not-a-date"},
-         "request": {"method": "POST", "url": "Patient"}},
-    ])
+    await client.put(
+        "/Patient/keep", json={"resourceType": "Patient", "id": "keep", "gender": "male"}
+    )
+    bundle = tx(
+        [
+            {
+                "resource": {"resourceType": "Patient", "name": [{"family": "Ghost"}]},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {"resourceType": "Patient", "id": "keep", "gender": "female"},
+                "request": {"method": "PUT", "url": "Patient/keep"},
+            },
+            {"request": {"method": "DELETE", "url": "Patient/keep"}},
+            {
+                "resource": {"resourceType": "Patient", "birthDate": "not-a-date"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+        ]
+    )
     r = await client.post("", json=bundle)
     assert r.status_code == 400
     outcome = r.json()
@@ -70,32 +86,64 @@ async def test_transaction_failing_entry_leaves_no_trace(client: httpx.AsyncClie
     assert history["total"] == 1
 
 
-async def test_transaction_if_match_conflict_rolls_back_everything(client: httpx.AsyncClient) -> None:
+async def test_transaction_if_match_conflict_rolls_back_everything(
+    client: httpx.AsyncClient,
+) -> None:
     await client.put("/Patient/v", json={"resourceType": "Patient", "id": "v"})
-    bundle = tx([
-        {"resource": {"resourceType": "Patient", "name": [{"family": "Created"}]},
-         "request": {"method": "POST", "url": "Patient"}},
-        {"resource": {"resourceType": "Patient", "id": "v", "gender": "male"},
-         "request": {"method": "PUT", "url": "Patient/v", "ifMatch": 'W/"9"'}},
-    ])
+    bundle = tx(
+        [
+            {
+                "resource": {"resourceType": "Patient", "name": [{"family": "Created"}]},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {"resourceType": "Patient", "id": "v", "gender": "male"},
+                "request": {"method": "PUT", "url": "Patient/v", "ifMatch": 'W/"9"'},
+            },
+        ]
+    )
     r = await client.post("", json=bundle)
     assert r.status_code == 412
     assert await count(client, "Patient?family=created") == 0
 
 
 async def test_transaction_conditional_create_and_reference(client: httpx.AsyncClient) -> None:
-    await client.put("/Patient/known", json={
-        "resourceType": "Patient", "id": "known",
-        "identifier": [{"system": "urn:mrn", "value": "K1"}],
-    })
-    bundle = tx([
-        {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "K1"}]},
-         "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:mrn|K1"}},
-        {"resource": {
-            "resourceType": "Appointment", "status": "proposed",
-            "participant": [{"actor": {"reference": "Patient?identifier=urn:mrn|K1"}, "status": "needs-action"}],
-        }, "request": {"method": "POST", "url": "Appointment"}},
-    ])
+    await client.put(
+        "/Patient/known",
+        json={
+            "resourceType": "Patient",
+            "id": "known",
+            "identifier": [{"system": "urn:mrn", "value": "K1"}],
+        },
+    )
+    bundle = tx(
+        [
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": "urn:mrn", "value": "K1"}],
+                },
+                "request": {
+                    "method": "POST",
+                    "url": "Patient",
+                    "ifNoneExist": "identifier=urn:mrn|K1",
+                },
+            },
+            {
+                "resource": {
+                    "resourceType": "Appointment",
+                    "status": "proposed",
+                    "participant": [
+                        {
+                            "actor": {"reference": "Patient?identifier=urn:mrn|K1"},
+                            "status": "needs-action",
+                        }
+                    ],
+                },
+                "request": {"method": "POST", "url": "Appointment"},
+            },
+        ]
+    )
     r = await client.post("", json=bundle)
     assert r.status_code == 200, r.text
     entries = r.json()["entry"]
@@ -104,14 +152,21 @@ async def test_transaction_conditional_create_and_reference(client: httpx.AsyncC
 
 
 async def test_batch_failures_are_per_entry(client: httpx.AsyncClient) -> None:
-    bundle = tx([
-        {"resource": {"resourceType": "Patient", "name": [{"family": "Ok"}]},
-         "request": {"method": "POST", "url": "Patient"}},
-        {"request": {"method": "GET", "url": "Patient/missing"}},
-        {"resource": {"resourceType": "Patient", "birthDate": "1990-13-45"},
-         "request": {"method": "POST", "url": "Patient"}},
-        {"request": {"method": "GET", "url": "Patient?family=ok"}},
-    ], kind="batch")
+    bundle = tx(
+        [
+            {
+                "resource": {"resourceType": "Patient", "name": [{"family": "Ok"}]},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {"request": {"method": "GET", "url": "Patient/missing"}},
+            {
+                "resource": {"resourceType": "Patient", "birthDate": "1990-13-45"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {"request": {"method": "GET", "url": "Patient?family=ok"}},
+        ],
+        kind="batch",
+    )
     r = await client.post("", json=bundle)
     assert r.status_code == 200
     statuses = [e["response"]["status"] for e in r.json()["entry"]]

@@ -133,7 +133,10 @@ async def test_patch_changing_id_returns_422_and_changes_nothing(
     pid = (await client.post("/Patient", json=patient())).json()["id"]
     ops = [{"op": "replace", "path": "/id", "value": "other"}]
     r = await client.request(
-        "PATCH", f"/Patient/{pid}", json=ops, headers={"Content-Type": "application/json-patch+json"}
+        "PATCH",
+        f"/Patient/{pid}",
+        json=ops,
+        headers={"Content-Type": "application/json-patch+json"},
     )
     assert r.status_code == 422
     assert (await client.get(f"/Patient/{pid}")).json()["meta"]["versionId"] == "1"
@@ -143,7 +146,9 @@ async def test_conditional_create_existing_match_returns_200_without_new_resourc
     client: httpx.AsyncClient,
 ) -> None:
     body = patient(identifier=[{"system": "urn:mrn", "value": "42"}])
-    first = await client.post("/Patient", json=body, headers={"If-None-Exist": "identifier=urn:mrn|42"})
+    first = await client.post(
+        "/Patient", json=body, headers={"If-None-Exist": "identifier=urn:mrn|42"}
+    )
     assert first.status_code == 201
     second = await client.post(
         "/Patient", json=body, headers={"If-None-Exist": "identifier=urn:mrn|42"}
@@ -196,9 +201,7 @@ async def test_prefer_minimal_returns_empty_body_with_location(client: httpx.Asy
 
 
 async def test_prefer_operation_outcome_returns_outcome(client: httpx.AsyncClient) -> None:
-    r = await client.post(
-        "/Patient", json=patient(), headers={"Prefer": "return=OperationOutcome"}
-    )
+    r = await client.post("/Patient", json=patient(), headers={"Prefer": "return=OperationOutcome"})
     assert r.status_code == 201
     assert r.json()["resourceType"] == "OperationOutcome"
     assert r.json()["issue"][0]["severity"] == "information"

@@ -14,7 +14,9 @@ def issue(r: httpx.Response) -> dict[str, object]:
 
 
 async def test_malformed_json_returns_400_structure(client: httpx.AsyncClient) -> None:
-    r = await client.post("/Patient", content=b"{not json", headers={"Content-Type": "application/fhir+json"})
+    r = await client.post(
+        "/Patient", content=b"{not json", headers={"Content-Type": "application/fhir+json"}
+    )
     assert r.status_code == 400
     assert issue(r)["code"] == "structure"
 
@@ -50,7 +52,10 @@ async def test_oversized_body_returns_413(tmp_path: object) -> None:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t/fhir") as c:
-            r = await c.post("/Patient", json={"resourceType": "Patient", "text": {"status": "generated", "div": "x" * 500}})
+            r = await c.post(
+                "/Patient",
+                json={"resourceType": "Patient", "text": {"status": "generated", "div": "x" * 500}},
+            )
     assert r.status_code == 413
     assert issue(r)["code"] == "too-long"
 
@@ -80,10 +85,20 @@ async def test_route_outside_base_returns_404_outcome(client: httpx.AsyncClient)
 
 @pytest.mark.parametrize(
     "body",
-    [b"[]", b"null", b"123", b'"Patient"', b'{"resourceType": 5}', b"\xff\xfe", b'{"resourceType":"Patient","name":[null]}'],
+    [
+        b"[]",
+        b"null",
+        b"123",
+        b'"Patient"',
+        b'{"resourceType": 5}',
+        b"\xff\xfe",
+        b'{"resourceType":"Patient","name":[null]}',
+    ],
 )
 async def test_garbage_bodies_return_4xx_outcome(client: httpx.AsyncClient, body: bytes) -> None:
-    r = await client.post("/Patient", content=body, headers={"Content-Type": "application/fhir+json"})
+    r = await client.post(
+        "/Patient", content=body, headers={"Content-Type": "application/fhir+json"}
+    )
     assert 400 <= r.status_code < 500
     assert issue(r)["severity"] in ("error", "fatal")
 

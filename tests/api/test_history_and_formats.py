@@ -8,7 +8,9 @@ import httpx
 async def test_history_type_and_system_newest_first_with_since(client: httpx.AsyncClient) -> None:
     await client.put("/Patient/h1", json={"resourceType": "Patient", "id": "h1"})
     await client.put("/Patient/h1", json={"resourceType": "Patient", "id": "h1", "gender": "male"})
-    await client.put("/Organization/o1", json={"resourceType": "Organization", "id": "o1", "name": "O"})
+    await client.put(
+        "/Organization/o1", json={"resourceType": "Organization", "id": "o1", "name": "O"}
+    )
     patient_history = (await client.get("/Patient/_history")).json()
     assert patient_history["total"] == 2
     assert [e["resource"]["meta"]["versionId"] for e in patient_history["entry"]] == ["2", "1"]
@@ -16,7 +18,7 @@ async def test_history_type_and_system_newest_first_with_since(client: httpx.Asy
     assert system["total"] == 3
     assert system["entry"][0]["resource"]["resourceType"] == "Organization"
     assert [link["relation"] for link in system["link"]] == ["self", "next"]
-    nxt = [link["url"] for link in system["link"] if link["relation"] == "next"][0]
+    nxt = next(link["url"] for link in system["link"] if link["relation"] == "next")
     page2 = (await client.get(nxt.replace("http://test/fhir", ""))).json()
     assert len(page2["entry"]) == 1
     since = system["entry"][0]["resource"]["meta"]["lastUpdated"]
@@ -40,7 +42,11 @@ async def test_metadata_lists_types_interactions_and_operations(client: httpx.As
     slot_params = {p["name"] for p in resources["Slot"]["searchParam"]}
     assert {"schedule", "start", "status", "_id", "_lastUpdated"} <= slot_params
     assert "everything" in {o["name"] for o in resources["Patient"]["operation"]}
-    assert {i["code"] for i in cs["rest"][0]["interaction"]} == {"transaction", "batch", "history-system"}
+    assert {i["code"] for i in cs["rest"][0]["interaction"]} == {
+        "transaction",
+        "batch",
+        "history-system",
+    }
 
 
 async def test_read_xml_by_format_and_accept(client: httpx.AsyncClient) -> None:
@@ -94,11 +100,19 @@ async def test_read_if_none_match_current_returns_304(client: httpx.AsyncClient)
 
 
 async def test_read_summary_true_subsets_resource(client: httpx.AsyncClient) -> None:
-    await client.put("/Patient/s", json={
-        "resourceType": "Patient", "id": "s", "gender": "male",
-        "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'},
-        "contact": [{"name": {"family": "Kin"}}],
-    })
+    await client.put(
+        "/Patient/s",
+        json={
+            "resourceType": "Patient",
+            "id": "s",
+            "gender": "male",
+            "text": {
+                "status": "generated",
+                "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>',
+            },
+            "contact": [{"name": {"family": "Kin"}}],
+        },
+    )
     r = (await client.get("/Patient/s?_summary=true")).json()
     assert r["gender"] == "male"
     assert "contact" not in r and "text" not in r

@@ -22,28 +22,51 @@ def ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
 @pytest.fixture
 async def people(client: httpx.AsyncClient) -> httpx.AsyncClient:
     await put(client, {"resourceType": "Organization", "id": "org1", "name": "Acme Clinic"})
-    await put(client, {
-        "resourceType": "Practitioner", "id": "dr1", "name": [{"family": "Careful", "given": ["Adam"]}],
-    })
-    await put(client, {
-        "resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1974-12-25",
-        "name": [{"family": "Chalmers", "given": ["Peter", "James"]}],
-        "identifier": [{"system": "urn:mrn", "value": "111"}],
-        "managingOrganization": {"reference": "Organization/org1"},
-        "generalPractitioner": [{"reference": "Practitioner/dr1"}],
-        "active": True,
-    })
-    await put(client, {
-        "resourceType": "Patient", "id": "p2", "gender": "female", "birthDate": "1990-06",
-        "name": [{"family": "Müller", "given": ["Zoë"]}],
-        "identifier": [{"system": "urn:other", "value": "111"}],
-        "active": False,
-    })
-    await put(client, {
-        "resourceType": "Patient", "id": "p3", "gender": "female", "birthDate": "2001-01-01",
-        "name": [{"family": "Chalmerson", "given": ["Anna"]}],
-        "managingOrganization": {"reference": "Organization/org1"},
-    })
+    await put(
+        client,
+        {
+            "resourceType": "Practitioner",
+            "id": "dr1",
+            "name": [{"family": "Careful", "given": ["Adam"]}],
+        },
+    )
+    await put(
+        client,
+        {
+            "resourceType": "Patient",
+            "id": "p1",
+            "gender": "male",
+            "birthDate": "1974-12-25",
+            "name": [{"family": "Chalmers", "given": ["Peter", "James"]}],
+            "identifier": [{"system": "urn:mrn", "value": "111"}],
+            "managingOrganization": {"reference": "Organization/org1"},
+            "generalPractitioner": [{"reference": "Practitioner/dr1"}],
+            "active": True,
+        },
+    )
+    await put(
+        client,
+        {
+            "resourceType": "Patient",
+            "id": "p2",
+            "gender": "female",
+            "birthDate": "1990-06",
+            "name": [{"family": "Müller", "given": ["Zoë"]}],
+            "identifier": [{"system": "urn:other", "value": "111"}],
+            "active": False,
+        },
+    )
+    await put(
+        client,
+        {
+            "resourceType": "Patient",
+            "id": "p3",
+            "gender": "female",
+            "birthDate": "2001-01-01",
+            "name": [{"family": "Chalmerson", "given": ["Anna"]}],
+            "managingOrganization": {"reference": "Organization/org1"},
+        },
+    )
     return client
 
 
@@ -126,7 +149,7 @@ async def test_search_paging_follows_next_and_previous_without_gaps(
         seen.extend(page)
     assert seen == [f"x{i}" for i in range(7)]
     assert [len(p) for p in pages] == [3, 3, 1]
-    prev = [link for link in bundle["link"] if link["relation"] == "previous"][0]["url"]
+    prev = next(link for link in bundle["link"] if link["relation"] == "previous")["url"]
     back = (await client.get(prev.replace("http://test/fhir", ""))).json()
     assert ids(back) == ["x3", "x4", "x5"]
 
@@ -199,16 +222,28 @@ async def test_search_sees_write_immediately(client: httpx.AsyncClient) -> None:
 async def test_search_compartment_returns_only_patient_resources(client: httpx.AsyncClient) -> None:
     for pid in ("a", "b"):
         await put(client, {"resourceType": "Patient", "id": pid})
-    await put(client, {
-        "resourceType": "Appointment", "id": "appt-a", "status": "booked",
-        "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:30:00Z",
-        "participant": [{"actor": {"reference": "Patient/a"}, "status": "accepted"}],
-    })
-    await put(client, {
-        "resourceType": "Appointment", "id": "appt-b", "status": "booked",
-        "start": "2026-12-01T10:00:00Z", "end": "2026-12-01T10:30:00Z",
-        "participant": [{"actor": {"reference": "Patient/b"}, "status": "accepted"}],
-    })
+    await put(
+        client,
+        {
+            "resourceType": "Appointment",
+            "id": "appt-a",
+            "status": "booked",
+            "start": "2026-12-01T09:00:00Z",
+            "end": "2026-12-01T09:30:00Z",
+            "participant": [{"actor": {"reference": "Patient/a"}, "status": "accepted"}],
+        },
+    )
+    await put(
+        client,
+        {
+            "resourceType": "Appointment",
+            "id": "appt-b",
+            "status": "booked",
+            "start": "2026-12-01T10:00:00Z",
+            "end": "2026-12-01T10:30:00Z",
+            "participant": [{"actor": {"reference": "Patient/b"}, "status": "accepted"}],
+        },
+    )
     bundle = await search(client, "Patient/a/Appointment")
     assert ids(bundle) == ["appt-a"]
     by_param = await search(client, "Appointment?patient=Patient/b&date=ge2026-12-01")

@@ -50,7 +50,8 @@ def test_http_conditional_create_race_over_real_server(live_server: LiveServer) 
     assert sorted(r.status_code for r in responses).count(201) == 1
     assert len({r.json()["id"] for r in responses}) == 1
     total = httpx.get(
-        f"{live_server.base_url}/Patient", params={"identifier": "urn:e2e|race-1", "_total": "accurate"}
+        f"{live_server.base_url}/Patient",
+        params={"identifier": "urn:e2e|race-1", "_total": "accurate"},
     ).json()["total"]
     assert total == 1
 

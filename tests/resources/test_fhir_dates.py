@@ -14,9 +14,18 @@ from resources.fhir_dates import check_zone, date_range, format_instant, now_us,
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def us(*parts: int, tz: str = "UTC") -> int:
+def us(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    micro: int = 0,
+    tz: str = "UTC",
+) -> int:
     """µs since the epoch of a wall-clock time in `tz`, computed with the stdlib alone."""
-    moment = dt.datetime(*parts, tzinfo=ZoneInfo(tz))  # type: ignore[misc]
+    moment = dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=ZoneInfo(tz))
     return (moment - EPOCH) // dt.timedelta(microseconds=1)
 
 

@@ -12,7 +12,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -38,7 +38,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     elif engine == "mongomock":
         from mongomock_motor import AsyncMongoMockClient
 
-        s = MongoStore(AsyncMongoMockClient()[db_name])
+        # mongomock-motor's stubs describe Motor's types; its calls match PyMongo's async API
+        s = MongoStore(cast(Any, AsyncMongoMockClient()[db_name]))
     else:
         url = os.environ.get(MONGODB_URL_VAR)
         if not url:

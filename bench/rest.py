@@ -1,0 +1,261 @@
+"""REST throughput benchmark: the FHIR server on SQLite with real Synthea data, driven by wrk.
+
+Usage: `make bench` (or `.venv/bin/python bench/rest.py [--seconds 10] [--connections 32]`).
+Needs ../shared/data and the `wrk` load generator (Debian package `wrk`).
+
+Scenarios, each run against one uvicorn worker on 127.0.0.1, wrk in a separate process:
+  ceiling      GET on a bare Starlette endpoint returning a stored Patient JSON (the baseline)
+  read         GET Patient/{id} over random ids of the 1,144 Synthea patients
+  search       GET Patient?family={name} over random family names
+  slot-search  GET Slot?schedule=Schedule/{n}&status=free&start=ge2021-03-01
+  create       POST Patient (a Synthea patient without id)
+Prints requests/s, p50/p99 latency (ms), server RSS (MiB) after the run, and the ratio to the
+ceiling measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def lua_paths(paths: list[str], method: str = "GET", body: str | None = None) -> str:
+    items = ",".join(json.dumps(quote(p, safe="/?=&:,|")) for p in paths)
+    lines = [f"local paths = {{{items}}}", "math.randomseed(42)"]
+    if body is not None:
+        lines.append(f"wrk.body = {json.dumps(body)}")
+        lines.append('wrk.headers["Content-Type"] = "application/fhir+json"')
+    lines.append(
+        f'request = function() return wrk.format("{method}", paths[math.random(#paths)]) end'
+    )
+    return "\n".join(lines) + "\n"
+
+
+def run_wrk(url: str, script: str, seconds: int, connections: int, tmp: Path) -> dict[str, float]:
+    lua = tmp / f"s{random.randrange(1 << 30)}.lua"
+    lua.write_text(script)
+    out = subprocess.run(
+        # the URL's own path answers 404, so a script that failed to load shows as non-2xx
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(lua),
+            url + "/no-such-path",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert m, out
+        value = float(m.group(1))
+        return value / 1000 if m.group(2) == "us" else value * 1000 if m.group(2) == "s" else value
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": rps,
+        "p50": pct("50"),
+        "p99": pct("99"),
+        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "socket_errors": 1.0 if errors else 0.0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--only", default="", help="comma-separated scenarios (ceiling always runs)"
+    )
+    args = parser.parse_args()
+    if not DATA.exists():
+        print(f"needs ../shared/data ({DATA} is absent)", file=sys.stderr)
+        return 2
+    if shutil.which("wrk") is None:
+        print("needs wrk: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="fhir-bench-"))
+    db = tmp / "bench.db"
+    print(
+        f"loading Synthea 1,144 patients + practitioners and SMART scheduling slots into {db} ..."
+    )
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            str(BIN / "fhir-server"),
+            "load",
+            "--quiet",
+            "--database-url",
+            f"sqlite:///{db}",
+            str(DATA / "synthea-bulk-1000"),
+            str(DATA / "smart-scheduling-links"),
+        ],
+        check=True,
+    )
+    print(f"  loaded in {time.perf_counter() - t0:.1f} s")
+    patients = [
+        json.loads(x)
+        for x in (DATA / "synthea-bulk-1000" / "Patient.000.ndjson").read_text().splitlines()
+        if x.strip()
+    ]
+    ids = [p["id"] for p in patients]
+    families = sorted({p["name"][0]["family"] for p in patients if p.get("name")})
+    schedules = [
+        json.loads(x)["id"]
+        for x in (DATA / "smart-scheduling-links" / "schedules.ndjson").read_text().splitlines()
+        if x.strip()
+    ]
+    new_patient = {k: v for k, v in patients[0].items() if k not in ("id", "meta")}
+    ceiling_json = tmp / "patient.json"
+
+    env = {**os.environ, "FHIR_SERVER_DATABASE_URL": f"sqlite:///{db}"}
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "fhir-server"), "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    cport = free_port()
+    results: dict[str, dict[str, float]] = {}
+    ceiling = None
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_up(f"{base}/fhir/metadata", server)
+        ceiling_json.write_bytes(httpx.get(f"{base}/fhir/Patient/{ids[0]}").content)
+        ceiling = subprocess.Popen(
+            [
+                str(BIN / "uvicorn"),
+                "bench.ceiling_app:create",
+                "--factory",
+                "--port",
+                str(cport),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env={**os.environ, "BENCH_CEILING_JSON": str(ceiling_json)},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        cbase = f"http://127.0.0.1:{cport}"
+        wait_up(f"{cbase}/fhir/Patient/x", ceiling)
+        scenarios = [
+            ("ceiling", cbase, lua_paths([f"/fhir/Patient/{i}" for i in ids]), ceiling.pid),
+            ("read", base, lua_paths([f"/fhir/Patient/{i}" for i in ids]), server.pid),
+            (
+                "search",
+                base,
+                lua_paths([f"/fhir/Patient?family={f}" for f in families]),
+                server.pid,
+            ),
+            (
+                "slot-search",
+                base,
+                lua_paths(
+                    [
+                        f"/fhir/Slot?schedule=Schedule/{s}&status=free&start=ge2021-03-01"
+                        for s in schedules
+                    ]
+                ),
+                server.pid,
+            ),
+            (
+                "create",
+                base,
+                lua_paths(["/fhir/Patient"], "POST", json.dumps(new_patient)),
+                server.pid,
+            ),
+        ]
+        wanted = set(args.only.split(",")) if args.only else None
+        for name, url, script, pid in scenarios:
+            if wanted is not None and name != "ceiling" and name not in wanted:
+                continue
+            sample = re.search(r'"(/fhir/[^"]+)"', script)
+            if sample and name != "create":
+                probe = httpx.get(url + sample.group(1), timeout=10)
+                print(
+                    f"  {name}: GET {sample.group(1)} -> {probe.status_code}, {len(probe.content)} bytes"
+                )
+            run_wrk(url, script, 2, args.connections, tmp)  # warm-up
+            res = run_wrk(url, script, args.seconds, args.connections, tmp)
+            res["rss"] = rss_mib(pid)
+            results[name] = res
+    finally:
+        for proc in (server, ceiling):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=20)
+        shutil.rmtree(tmp, ignore_errors=True)
+    top = results["ceiling"]["rps"]
+    print(
+        f"\n{args.connections} connections, {args.seconds} s per scenario, 1 uvicorn worker, wrk -t1; {os.cpu_count()} cores"
+    )
+    print(
+        f"{'scenario':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MiB':>8} {'vs ceiling':>10} {'non-2xx':>8}"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:<12} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rss']:>8.0f} {r['rps'] / top:>10.1%} {r['non2xx']:>8.0f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
