@@ -24,6 +24,7 @@ from fhir_server.app import build_interactions
 from fhir_server.bundles import BundleProcessor
 from fhir_server.config import Settings
 from fhir_server.loader import Item, Loader, LoadReport, iter_files
+from fhir_server.storage.base import ResourceStore
 from fhir_server.storage.factory import open_store
 
 app = typer.Typer(help="FHIR R4 scheduling server.", no_args_is_help=True, add_completion=False)
@@ -46,29 +47,39 @@ def _settings(database_url: str | None) -> Settings:
     return settings
 
 
+async def load_into(
+    store: ResourceStore,
+    settings: Settings,
+    paths: list[Path],
+    show_progress: bool = False,
+) -> LoadReport:
+    """Load `paths` into a started store with a progress bar; the engine of `fhir-server load`."""
+    interactions = build_interactions(store, settings)
+    bundles = interactions.bundle_handler
+    assert isinstance(bundles, BundleProcessor)
+    loader = Loader(interactions.repository, bundles, settings.base_url)
+    files = list(iter_files(paths))
+    with Progress(
+        TextColumn("[bold]loading"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        disable=not show_progress,
+    ) as progress:
+        task = progress.add_task("", total=len(files))
+
+        def advance(name: str) -> None:
+            progress.update(task, advance=1, description=Path(name).name)
+
+        return await loader.load_paths(files, advance)
+
+
 async def _load(settings: Settings, paths: list[Path], show_progress: bool) -> LoadReport:
     store = open_store(settings.database_url)
     await store.start()
     try:
-        interactions = build_interactions(store, settings)
-        bundles = interactions.bundle_handler
-        assert isinstance(bundles, BundleProcessor)
-        loader = Loader(interactions.repository, bundles, settings.base_url)
-        files = list(iter_files(paths))
-        with Progress(
-            TextColumn("[bold]loading"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            console=console,
-            disable=not show_progress,
-        ) as progress:
-            task = progress.add_task("", total=len(files))
-
-            def advance(name: str) -> None:
-                progress.update(task, advance=1, description=Path(name).name)
-
-            return await loader.load_paths(files, advance)
+        return await load_into(store, settings, paths, show_progress)
     finally:
         await store.close()
 

@@ -14,6 +14,7 @@ import uvicorn
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
+from tests.engines import ALL_ENGINES, make_store
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -33,14 +34,22 @@ def make_settings(tmp_path: Path, **extra: object) -> Settings:
     return Settings(database_url=f"sqlite:///{tmp_path / 'fhir.db'}", **extra)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on the app through ASGITransport, lifespan run, fresh database."""
-    app = create_app(make_settings(tmp_path))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test/fhir") as c:
-            yield c
+@pytest.fixture(params=ALL_ENGINES)
+async def client(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app through ASGITransport, lifespan run, on a fresh store of
+    each engine (SQLite, mongomock; a real MongoDB when FHIR_SERVER_TEST_MONGODB_URL is set)."""
+    store, drop = make_store(request.param, tmp_path)
+    app = create_app(make_settings(tmp_path), store=store)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test/fhir") as c:
+                yield c
+    finally:
+        if drop is not None:
+            await drop()
 
 
 def _free_port() -> int:

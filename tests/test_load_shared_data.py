@@ -15,7 +15,12 @@ from typer.testing import CliRunner
 
 from fhir_server.app import create_app
 from fhir_server.cli import app as cli_app
+from fhir_server.cli import load_into
+from fhir_server.config import Settings
+from fhir_server.loader import LoadReport
+from fhir_server.storage.base import ResourceStore
 from tests.conftest import make_settings, shared_data
+from tests.engines import make_store
 
 DATASETS = (
     "synthea-bulk-1000",
@@ -39,6 +44,7 @@ def ndjson(path: Path) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def loaded_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The data sets loaded through the real `fhir-server load` command into SQLite."""
     paths = [str(shared_data(d)) for d in DATASETS]
     db = tmp_path_factory.mktemp("shared") / "fhir.db"
     result = CliRunner().invoke(
@@ -47,14 +53,58 @@ def loaded_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return db, result.output
 
 
-@pytest.fixture
-async def loaded(loaded_db: tuple[Path, str]) -> AsyncIterator[httpx.AsyncClient]:
-    db, _ = loaded_db
-    app = create_app(make_settings(db.parent))
+@pytest.fixture(scope="module")
+async def loaded_mongomock(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[ResourceStore, LoadReport]]:
+    """The same data sets loaded by the same loader into the MongoDB adapter (mongomock)."""
+    paths = [shared_data(d) for d in DATASETS]
+    store, _ = make_store("mongomock", tmp_path_factory.mktemp("mongo"))
+    await store.start()
+    report = await load_into(store, Settings(), paths)
+    yield store, report
+    await store.close()
+
+
+@pytest.fixture(params=["sqlite", "mongomock"])
+async def loaded(
+    request: pytest.FixtureRequest, loaded_db: tuple[Path, str]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client on the loaded data, per engine."""
+    if request.param == "sqlite":
+        db, _ = loaded_db
+        app = create_app(make_settings(db.parent))
+    else:
+        store, _ = request.getfixturevalue("loaded_mongomock")
+        app = create_app(Settings(), store=_Unclosed(store))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t/fhir") as c:
             yield c
+
+
+class _Unclosed:
+    """Lends a module-scoped store to one app: start/close become no-ops."""
+
+    def __init__(self, store: ResourceStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def test_load_into_mongodb_adapter_reports_only_the_explained_rejection(
+    loaded_mongomock: tuple[ResourceStore, LoadReport],
+) -> None:
+    _, report = loaded_mongomock
+    assert sorted(Path(r.source).name for r in report.rejected) == sorted(EXPECTED_REJECTIONS)
+    assert report.loaded > 6000
 
 
 async def total(client: httpx.AsyncClient, query: str) -> int:
