@@ -35,6 +35,7 @@ unit: $(STAMP)
 
 ## make bench: throughput/latency against a bare Starlette ceiling (needs ../shared/data)
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/rest.py
 
 ## make definitions: regenerate resources/search_parameters.json from ../shared/data/hl7-r4

@@ -134,6 +134,10 @@ def serve(
     console.print(f"  store: {settings.database_url}")
     console.print(f"  try:   curl -s '{base}/metadata' | head -c 300")
     console.print(f"         curl -s '{base}/Patient?_count=5'")
+    console.print(
+        "  token: none needed yet: SMART on FHIR authorization is not implemented, so every "
+        "request is accepted (keep the server on 127.0.0.1)"
+    )
     uvicorn.run(
         "fhir_server.app:create_app",
         factory=True,
