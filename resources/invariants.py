@@ -16,8 +16,11 @@ Registered (R4 unless noted; keys as the spec spells them):
 
 To add one: decorate `def check(node: dict, path: str) -> list[Issue]` with
 `@invariant("Type")`. `node` is the element's JSON, `path` its FHIRPath
-(`Bundle.entry[0].resource`).
-Checks must tolerate any JSON shape the structural passes accept.
+(`Bundle.entry[0].resource`). Checks must tolerate any JSON shape the structural passes
+accept. Narratives are parsed by lxml with entities, DTDs and network access disabled.
+
+Spec: R4 `appointment.html#invs`, `appointmentresponse.html#invs`, `datatypes.html#Period`,
+`narrative.html#xhtml`, `bundle.html#invs` and `bundle.html#bundle-unique`.
 """
 
 from __future__ import annotations
@@ -42,7 +45,15 @@ INVARIANTS: dict[str, list[InvariantCheck]] = {}
 
 
 def invariant(type_name: str) -> Callable[[InvariantCheck], InvariantCheck]:
-    """Register a check for every element of `type_name` (a resource or datatype name)."""
+    """Register a check for every element of `type_name`.
+
+    Args:
+        type_name: a resource or datatype name (`Slot`, `Period`), or a backbone element as
+            fhir.resources names its class (`AppointmentParticipant`).
+
+    Returns:
+        A decorator that adds the check to `INVARIANTS` and returns it unchanged.
+    """
 
     def register(check: InvariantCheck) -> InvariantCheck:
         INVARIANTS.setdefault(type_name, []).append(check)
