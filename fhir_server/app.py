@@ -26,7 +26,7 @@ from fhir_server.api.errors import (
     unexpected_error_handler,
     unexpected_error_response,
 )
-from fhir_server.api.fhir_endpoint import FHIR_PREFIX, fhir_endpoint
+from fhir_server.api.fhir_endpoint import FHIR_PREFIX, FhirMount, fhir_endpoint
 from fhir_server.bundles import BundleProcessor
 from fhir_server.config import Settings, get_settings
 from fhir_server.interactions import Interactions, Operation
@@ -38,8 +38,6 @@ from operations import patient_everything, validate
 from resources.errors import FhirError
 from resources.indexing import extract_index
 from resources.validation import validate_resource
-
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def default_operations() -> dict[str, Operation]:
@@ -122,8 +120,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     app.add_exception_handler(FhirError, fhir_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
-    app.router.routes.append(Route(FHIR_PREFIX, _guarded, methods=METHODS))
-    app.router.routes.append(Route(FHIR_PREFIX + "/{path:path}", _guarded, methods=METHODS))
+    app.add_middleware(FhirMount, handler=_guarded)
 
     async def root(_request: Request) -> Response:
         return RedirectResponse(FHIR_PREFIX + "/metadata")

@@ -24,6 +24,7 @@ PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
     "PRAGMA cache_size=-65536",
     "PRAGMA mmap_size=268435456",
+    "PRAGMA wal_autocheckpoint=0",  # checkpoints run off the event loop (sqlite.py)
 )
 
 DDL = """
