@@ -111,3 +111,30 @@ async def test_bad_cursor_returns_400(client: httpx.AsyncClient) -> None:
 async def test_bad_count_returns_400(client: httpx.AsyncClient) -> None:
     r = await client.get("/Patient?_count=-1")
     assert r.status_code == 400
+
+
+async def test_unexpected_failure_returns_500_outcome_without_internal_text(
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    from fhir_server.app import create_app
+    from fhir_server.storage.base import StoredResource
+    from fhir_server.storage.sqlite import SQLiteStore
+    from tests.conftest import make_settings
+
+    class BrokenStore(SQLiteStore):
+        async def read(self, resource_type: str, id: str) -> StoredResource | None:
+            raise RuntimeError("secret internal detail")
+
+    path = Path(str(tmp_path))
+    app = create_app(make_settings(path), store=BrokenStore(str(path / "b.db")))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t/fhir") as c:
+            r = await c.get("/Patient/1")
+    assert r.status_code == 500
+    found = issue(r)
+    assert found["code"] == "exception"
+    assert "secret" not in r.text
+    assert r.headers["x-request-id"] in str(found["diagnostics"])
