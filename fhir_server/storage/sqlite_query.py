@@ -7,6 +7,7 @@ is given; the semantics are those of `fhir_server.search.query` (its module docs
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from fhir_server.search.query import (
@@ -45,9 +46,24 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+_DRIVING: ContextVar[bool] = ContextVar("_DRIVING", default=True)
+
+
 def _in_index(alias: str, table: str, rtype: str, param: str, where: str, args: list[Any]) -> Sql:
-    sql = f"{alias}.seq IN (SELECT seq FROM {table} WHERE res_type = ? AND param = ? AND ({where}))"
-    return sql, [rtype, param, *args]
+    """Membership of the resource in an index selection.
+
+    The driving (most selective) condition is a `seq IN (...)` list read through the `_q`
+    index; every other condition is an EXISTS probe of the current row through the covering
+    `_probe` index, so large unselective lists (`start=ge...`) are never materialised.
+    """
+    if _DRIVING.get():
+        sql = (
+            f"{alias}.seq IN (SELECT seq FROM {table} "
+            f"WHERE res_type = ? AND param = ? AND ({where}))"
+        )
+        return sql, [rtype, param, *args]
+    sql = f"EXISTS (SELECT 1 FROM {table} WHERE seq = {alias}.seq AND param = ? AND ({where}))"
+    return sql, [param, *args]
 
 
 def _prefix_range(column: str, value: str) -> Sql:
@@ -95,7 +111,7 @@ def _token(alias: str, rtype: str, cond: TokenCondition) -> Sql:
         parts.append("(" + (" AND ".join(clause) or "1") + ")")
     sql, a = _in_index(alias, "idx_token", rtype, cond.param, " OR ".join(parts), args)
     if cond.negate:
-        sql = sql.replace(f"{alias}.seq IN", f"{alias}.seq NOT IN", 1)
+        sql = f"NOT ({sql})"
     return sql, a
 
 
@@ -247,17 +263,49 @@ _COMPILERS: dict[type, Callable[[str, str, Any], Sql]] = {
 }
 
 
-def compile_condition(alias: str, resource_type: str, cond: Condition) -> Sql:
-    """Compile one condition to a boolean SQL expression over the `resources` row `alias`."""
-    return _COMPILERS[type(cond)](alias, resource_type, cond)
+def compile_condition(
+    alias: str, resource_type: str, cond: Condition, *, driving: bool = True
+) -> Sql:
+    """Compile one condition to a boolean SQL expression over the `resources` row `alias`;
+    `driving` selects the `IN (...)` form (see `_in_index`), else the EXISTS probe form."""
+    token = _DRIVING.set(driving)
+    try:
+        return _COMPILERS[type(cond)](alias, resource_type, cond)
+    finally:
+        _DRIVING.reset(token)
+
+
+def selectivity_rank(cond: Condition) -> int:
+    """How well a condition narrows a search, 0 best; 99 means it cannot drive (negations,
+    `:missing`). A heuristic: compartments, ids and references first, dates last."""
+    match cond:
+        case CompartmentCondition():
+            return 0
+        case ReferenceCondition() | ChainCondition() | HasCondition():
+            return 1
+        case TokenCondition(negate=True) | MissingCondition():
+            return 99
+        case TokenCondition(param="_id" | "identifier"):
+            return 1
+        case TokenCondition() | StringCondition(modifier="exact") | UriCondition(modifier=""):
+            return 3
+        case StringCondition() | UriCondition():
+            return 4
+        case _:
+            return 5
 
 
 def compile_where(alias: str, resource_type: str, conditions: tuple[Condition, ...]) -> Sql:
-    """The WHERE clause (without the keyword) selecting current matches of all conditions."""
+    """The WHERE clause (without the keyword) selecting current matches of all conditions.
+
+    The most selective condition drives (an `IN` list); the others probe each candidate row.
+    """
     parts = [f"{alias}.res_type = ?", f"{alias}.deleted = 0"]
     args: list[Any] = [resource_type]
-    for cond in conditions:
-        sql, a = compile_condition(alias, resource_type, cond)
+    ranked = sorted(range(len(conditions)), key=lambda i: selectivity_rank(conditions[i]))
+    driver = ranked[0] if ranked and selectivity_rank(conditions[ranked[0]]) < 99 else None
+    for i, cond in enumerate(conditions):
+        sql, a = compile_condition(alias, resource_type, cond, driving=i == driver)
         parts.append(f"({sql})")
         args.extend(a)
     return " AND ".join(parts), args

@@ -6,6 +6,9 @@ Tables:
     history        every version ever written, newest found by (res_type, res_id, version_id).
     idx_string, idx_token, idx_date, idx_reference, idx_number, idx_quantity, idx_uri
                    the typed search-index entries of the current version, keyed by `seq`.
+                   Each has a `_q` index (res_type, param, value..., seq) to find resources
+                   by value, and a covering `_probe` index (seq, param, value...) to test one
+                   resource (EXISTS) and to delete its entries.
     idx_sort       the `_sort` key of each (seq, param): `asc` (smallest), `desc` (largest).
     compartments   (seq, comp): compartment membership such as `Patient/123`.
     locks          cross-process mutexes (key, expires µs UTC).
@@ -59,43 +62,43 @@ CREATE TABLE IF NOT EXISTS idx_string (
     norm TEXT NOT NULL, exact TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_string_q ON idx_string (res_type, param, norm, seq);
-CREATE INDEX IF NOT EXISTS idx_string_seq ON idx_string (seq);
+CREATE INDEX IF NOT EXISTS idx_string_probe ON idx_string (seq, param, norm);
 CREATE TABLE IF NOT EXISTS idx_token (
     seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL,
     system TEXT, code TEXT, text TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_token_q ON idx_token (res_type, param, code, system, seq);
-CREATE INDEX IF NOT EXISTS idx_token_seq ON idx_token (seq);
+CREATE INDEX IF NOT EXISTS idx_token_probe ON idx_token (seq, param, code, system);
 CREATE TABLE IF NOT EXISTS idx_date (
     seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL,
     low INTEGER NOT NULL, high INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_date_q ON idx_date (res_type, param, low, high, seq);
-CREATE INDEX IF NOT EXISTS idx_date_seq ON idx_date (seq);
+CREATE INDEX IF NOT EXISTS idx_date_probe ON idx_date (seq, param, low, high);
 CREATE TABLE IF NOT EXISTS idx_reference (
     seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL,
     ref_type TEXT, ref_id TEXT, url TEXT, id_system TEXT, id_value TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_reference_q
     ON idx_reference (res_type, param, ref_id, ref_type, seq);
-CREATE INDEX IF NOT EXISTS idx_reference_seq ON idx_reference (seq);
+CREATE INDEX IF NOT EXISTS idx_reference_probe ON idx_reference (seq, param, ref_id, ref_type);
 CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (ref_type, ref_id);
 CREATE TABLE IF NOT EXISTS idx_number (
     seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_number_q ON idx_number (res_type, param, value, seq);
-CREATE INDEX IF NOT EXISTS idx_number_seq ON idx_number (seq);
+CREATE INDEX IF NOT EXISTS idx_number_probe ON idx_number (seq, param, value);
 CREATE TABLE IF NOT EXISTS idx_quantity (
     seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL,
     system TEXT, code TEXT, unit TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_quantity_q ON idx_quantity (res_type, param, value, seq);
-CREATE INDEX IF NOT EXISTS idx_quantity_seq ON idx_quantity (seq);
+CREATE INDEX IF NOT EXISTS idx_quantity_probe ON idx_quantity (seq, param, value);
 CREATE TABLE IF NOT EXISTS idx_uri (
     seq INTEGER NOT NULL, res_type TEXT NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_uri_q ON idx_uri (res_type, param, value, seq);
-CREATE INDEX IF NOT EXISTS idx_uri_seq ON idx_uri (seq);
+CREATE INDEX IF NOT EXISTS idx_uri_probe ON idx_uri (seq, param, value);
 CREATE TABLE IF NOT EXISTS idx_sort (
     seq INTEGER NOT NULL, param TEXT NOT NULL, asc_value, desc_value,
     PRIMARY KEY (seq, param)
@@ -105,6 +108,13 @@ CREATE TABLE IF NOT EXISTS compartments (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS compartments_seq ON compartments (seq);
 CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, expires INTEGER NOT NULL);
+DROP INDEX IF EXISTS idx_string_seq;
+DROP INDEX IF EXISTS idx_token_seq;
+DROP INDEX IF EXISTS idx_date_seq;
+DROP INDEX IF EXISTS idx_reference_seq;
+DROP INDEX IF EXISTS idx_number_seq;
+DROP INDEX IF EXISTS idx_quantity_seq;
+DROP INDEX IF EXISTS idx_uri_seq;
 """
 
 INDEX_TABLES = (
