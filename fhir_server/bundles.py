@@ -301,14 +301,9 @@ class BundleProcessor:
             )
         criteria = entry["request"].get("ifNoneExist")
         if criteria:
-            matches = await repo.find(parts[0], criteria)
-            if len(matches) > 1:
-                raise PreconditionFailed(
-                    f"ifNoneExist {criteria!r} matches {len(matches)} resources",
-                    code="multiple-matches",
-                )
-            if matches:
-                return None, _result(req, WriteResult(matches[0], "found"), 200)
+            match = await repo.find_one(parts[0], criteria)
+            if match is not None:
+                return None, _result(req, WriteResult(match, "found"), 200)
         op = await repo.prepare_create(resource, id=entry["_assigned_id"])
         return op, _result(req, WriteResult(op.version, "created"), 201)
 
@@ -326,13 +321,8 @@ class BundleProcessor:
         if len(parts) == 1 and query and method == "PUT":
             if not isinstance(resource, dict):
                 raise Invalid("PUT needs a resource")
-            matches = await repo.find(parts[0], _criteria(query))
-            if len(matches) > 1:
-                raise PreconditionFailed(
-                    f"Criteria {_criteria(query)!r} match several resources",
-                    code="multiple-matches",
-                )
-            target = matches[0].id if matches else (resource.get("id") or repo.new_id())
+            match = await repo.find_one(parts[0], _criteria(query))
+            target = match.id if match else (resource.get("id") or repo.new_id())
             parts = [parts[0], str(target)]
             resource = {**resource, "id": target}
         if len(parts) != 2:
@@ -357,15 +347,10 @@ class BundleProcessor:
     ) -> tuple[WriteOp | None, FhirResult]:
         repo = self.repository
         if len(parts) == 1 and query:
-            matches = await repo.find(parts[0], _criteria(query))
-            if len(matches) > 1:
-                raise PreconditionFailed(
-                    f"Criteria {_criteria(query)!r} match several resources",
-                    code="multiple-matches",
-                )
-            if not matches:
+            match = await repo.find_one(parts[0], _criteria(query))
+            if match is None:
                 return None, FhirResult(204)
-            parts = [parts[0], matches[0].id]
+            parts = [parts[0], match.id]
         if len(parts) != 2:
             raise Invalid(f"DELETE url {url!r} must be Type/id or Type?criteria")
         op, _current = await repo.prepare_delete(

@@ -149,6 +149,22 @@ class Repository:
         query = StoreQuery(resource_type, request.query.conditions, count=limit)
         return (await self.store.search(query)).resources
 
+    async def find_one(self, resource_type: str, criteria: str) -> StoredResource | None:
+        """The single current match of conditional criteria, or None.
+
+        Raises:
+            Invalid: empty or unparseable criteria (400).
+            PreconditionFailed: more than one match (412 `multiple-matches`,
+                R4 http.html#cond-update).
+        """
+        matches = await self.find(resource_type, criteria)
+        if len(matches) > 1:
+            raise PreconditionFailed(
+                f"Criteria {criteria!r} match more than one {resource_type}",
+                code="multiple-matches",
+            )
+        return matches[0] if matches else None
+
     # -- preparing versions -----------------------------------------------------------------
 
     def build_version(
@@ -250,14 +266,9 @@ class Repository:
             return WriteResult(op.version, "created")
         rtype = str(resource["resourceType"])
         async with self.store.lock(criteria_key(rtype, if_none_exist)):
-            matches = await self.find(rtype, if_none_exist)
-            if len(matches) > 1:
-                raise PreconditionFailed(
-                    f"If-None-Exist criteria {if_none_exist!r} match {len(matches)} resources",
-                    code="multiple-matches",
-                )
-            if matches:
-                return WriteResult(matches[0], "found")
+            match = await self.find_one(rtype, if_none_exist)
+            if match is not None:
+                return WriteResult(match, "found")
             op = await self.prepare_create(resource, validated=True)
             await self.store.apply([op])
             return WriteResult(op.version, "created")
@@ -305,14 +316,9 @@ class Repository:
         body's id if given), one match -> update it, several -> 412."""
         check_type(resource_type)
         async with self.store.lock(criteria_key(resource_type, criteria)):
-            matches = await self.find(resource_type, criteria)
-            if len(matches) > 1:
-                raise PreconditionFailed(
-                    f"Criteria {criteria!r} match {len(matches)} resources",
-                    code="multiple-matches",
-                )
-            if matches:
-                target = matches[0].id
+            match = await self.find_one(resource_type, criteria)
+            if match is not None:
+                target = match.id
                 if resource.get("id") not in (None, target):
                     raise Invalid(
                         f"The body id {resource.get('id')!r} differs from the matched "
@@ -428,15 +434,10 @@ class Repository:
         several -> PreconditionFailed (412). Returns the number deleted."""
         check_type(resource_type)
         async with self.store.lock(criteria_key(resource_type, criteria)):
-            matches = await self.find(resource_type, criteria)
-            if len(matches) > 1:
-                raise PreconditionFailed(
-                    f"Criteria {criteria!r} match {len(matches)} resources",
-                    code="multiple-matches",
-                )
-            if not matches:
+            match = await self.find_one(resource_type, criteria)
+            if match is None:
                 return 0
-            await self.delete(resource_type, matches[0].id)
+            await self.delete(resource_type, match.id)
             return 1
 
     async def apply(self, ops: Sequence[WriteOp]) -> None:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from fhir.resources.R4B import get_fhir_model_class
 from fhir_core.types import FhirBase
 
 from resources.errors import Invalid
+from resources.types import resource_model
 
 SUBSETTED_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 SUBSETTED_CODE = "SUBSETTED"
@@ -101,15 +101,8 @@ def _shape(model: Any) -> _Shape:
 @cache
 def _resource_shape(resource_type: str) -> _Shape | None:
     """The shape of a concrete R4B resource type, or None if `resource_type` is not one."""
-    if resource_type in ("Resource", "DomainResource"):
-        return None
-    try:
-        model = get_fhir_model_class(resource_type)
-    except ValueError:
-        return None
-    if model.__name__ != resource_type or not model.has_resource_base():
-        return None
-    return _shape(model)
+    model = resource_model(resource_type)
+    return None if model is None else _shape(model)
 
 
 def _shape_of(resource: dict[str, Any]) -> _Shape:

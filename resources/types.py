@@ -24,6 +24,8 @@ Spec: R4 `resourcelist.html`; R4B `resourcelist.html`; ids: R4 `datatypes.html#i
 from __future__ import annotations
 
 import re
+from functools import cache
+from typing import Any
 
 R4B_ONLY_TYPES: frozenset[str] = frozenset(
     {
@@ -134,3 +136,22 @@ def is_valid_id(value: str) -> bool:
         True when `value` is 1-64 characters from `[A-Za-z0-9-.]`.
     """
     return FHIR_ID_RE.fullmatch(value) is not None
+
+
+@cache
+def resource_model(resource_type: str) -> Any | None:
+    """The R4B pydantic model class of a concrete resource type we serve, or None.
+
+    Imports the model module on first use (fhir.resources loads models lazily).
+    """
+    if resource_type not in RESOURCE_TYPES:
+        return None
+    from fhir.resources.R4B import get_fhir_model_class
+
+    try:
+        model = get_fhir_model_class(resource_type)
+    except ValueError:
+        return None
+    if model.__name__ != resource_type or not model.has_resource_base():
+        return None
+    return model

@@ -30,6 +30,7 @@ from fhir_core.types import FhirBase
 from lxml import etree
 
 from resources.errors import Invalid
+from resources.types import resource_model
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
@@ -111,15 +112,8 @@ def _type_info(model: Any) -> _TypeInfo:
 @cache
 def _resource_info(resource_type: str) -> _TypeInfo | None:
     """The element table of a concrete R4B resource type, or None if it is not one."""
-    if resource_type in _ABSTRACT:
-        return None
-    try:
-        model = get_fhir_model_class(resource_type)
-    except ValueError:
-        return None
-    if model.__name__ != resource_type or not model.has_resource_base():
-        return None
-    return _type_info(model)
+    model = resource_model(resource_type)
+    return None if model is None else _type_info(model)
 
 
 def _parser() -> Any:

@@ -29,6 +29,7 @@ from fhir_server.search.query import (
     StoreQuery,
     StringCondition,
     TokenCondition,
+    TokenValue,
     UriCondition,
 )
 from fhir_server.search.values import (
@@ -75,7 +76,10 @@ class SearchContext:
 
 
 def _bad(name: str, message: str) -> Invalid:
-    return Invalid(f"Invalid search parameter {name!r}: {message}", code="invalid")
+    """400 `invalid`, the offending query parameter named in diagnostics and expression."""
+    return Invalid(
+        f"Invalid search parameter {name!r}: {message}", code="invalid", expression=[name]
+    )
 
 
 def _values(name: str, raw: str) -> list[str]:
@@ -83,6 +87,14 @@ def _values(name: str, raw: str) -> list[str]:
     if any(v == "" for v in values):
         raise _bad(name, "empty value")
     return values
+
+
+def _text(raw: str) -> str:
+    """A `:text` value, unescaped and normalised; ValueError when nothing is left."""
+    text = normalize_string(unescape(raw))
+    if not text:
+        raise ValueError("empty :text value")
+    return text
 
 
 def _plain_condition(
@@ -110,8 +122,8 @@ def _plain_condition(
                 )
                 return StringCondition(pdef.code, texts, mod)  # type: ignore[arg-type]
             case "token":
-                if modifier == "text":
-                    toks = tuple(parse_token(normalize_string(unescape(v))) for v in values)
+                if modifier == "text":  # free text: a `|` in it is not a system separator
+                    toks = tuple(TokenValue("*", _text(v)) for v in values)
                     return TokenCondition(pdef.code, toks, text=True)
                 return TokenCondition(
                     pdef.code, tuple(parse_token(v) for v in values), negate=modifier == "not"

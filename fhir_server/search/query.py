@@ -21,7 +21,8 @@ them). A condition's values are ORed; a query's conditions are ANDed. "An entry"
   gt `v > low`; ge `v >= low`; lt `v < low`; le `v <= low`; sa as gt; eb as lt. Quantity also
   needs system ("*" = any) and code to match when given (code None = any unit).
 * Reference: `ref_id` given -> entry ref_id equal and (ref_type None or equal); `url` given ->
-  entry url equal; `identifier` -> identifier values equal and (system "*" or equal).
+  entry url equal; `identifier` -> identifier values equal and (system "*" or equal; None
+  only matches an identifier without a system, as `|value` does for tokens).
 * Uri: "" equals; "below": entry starts with the value; "above": the value starts with entry.
 * Missing: `missing=True` -> no entry for the param; False -> at least one.
 * Chain: a reference entry of `param` with ref_type == target_type whose ref_id is the id of a

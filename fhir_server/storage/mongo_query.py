@@ -177,7 +177,7 @@ def reference_filter(cond: ReferenceCondition) -> Filter:
     for rv in cond.values:
         if cond.identifier:
             match: Filter = {"iv": rv.identifier_value}
-            if rv.identifier_system not in (None, "*"):
+            if rv.identifier_system != "*":  # None (`|value`): an identifier without a system
                 match["is"] = rv.identifier_system
         elif rv.ref_id is not None:
             match = {"ri": rv.ref_id}

@@ -189,7 +189,9 @@ def _reference(alias: str, rtype: str, cond: ReferenceCondition) -> Sql:
     for rv in cond.values:
         if cond.identifier:
             sql, args = "id_value = ?", [rv.identifier_value]
-            if rv.identifier_system not in (None, "*"):
+            if rv.identifier_system is None:  # `|value`: an identifier without a system
+                sql += " AND id_system IS NULL"
+            elif rv.identifier_system != "*":
                 sql += " AND id_system = ?"
                 args.append(rv.identifier_system)
         elif rv.ref_id is not None:

@@ -194,6 +194,7 @@ async def test_search_bad_date_returns_400_with_parameter_named(people: httpx.As
     assert r.status_code == 400
     issue = r.json()["issue"][0]
     assert issue["code"] == "invalid"
+    assert issue["expression"] == ["birthdate"]
     assert "birthdate" in issue["diagnostics"]
 
 
