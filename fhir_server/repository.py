@@ -111,7 +111,7 @@ class Repository:
         check_type(resource_type)
         stored = await self.store.read(resource_type, id)
         if stored is None:
-            raise NotFound(f"{resource_type}/{id} is not known", expression=[resource_type])
+            raise NotFound(f"{resource_type}/{id} is not known")
         if stored.deleted:
             raise Gone(
                 f"{resource_type}/{id} was deleted (version {stored.version_id})",
@@ -124,7 +124,7 @@ class Repository:
         check_type(resource_type)
         stored = await self.store.read(resource_type, id)
         if stored is None:
-            raise NotFound(f"{resource_type}/{id} is not known", expression=[resource_type])
+            raise NotFound(f"{resource_type}/{id} is not known")
         return stored
 
     async def vread(self, resource_type: str, id: str, version: str) -> StoredResource:

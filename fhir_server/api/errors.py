@@ -15,7 +15,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.api.negotiation import CONTENT_TYPES, response_format
 from resources.errors import FhirError, Issue, IssueType, operation_outcome
+from resources.xml_format import to_xml
 
 log = logging.getLogger("fhir_server.errors")
 OUTCOME_TYPE = "application/fhir+json; charset=utf-8"
@@ -38,21 +40,35 @@ _HTTP_CODES: dict[int, IssueType] = {
 
 
 def outcome_response(
-    status: int, issues: list[Issue], headers: dict[str, str] | None = None
+    status: int,
+    issues: list[Issue],
+    headers: dict[str, str] | None = None,
+    request: Request | None = None,
 ) -> Response:
-    """A JSON OperationOutcome response."""
+    """An OperationOutcome response, in XML when the request asked for XML (`_format` or
+    `Accept`), else JSON (also when the request's format is itself what failed)."""
+    outcome = operation_outcome(issues)
+    if request is not None and _wants_xml(request):
+        return Response(
+            to_xml(outcome), status_code=status, media_type=CONTENT_TYPES["xml"], headers=headers
+        )
     return Response(
-        orjson.dumps(operation_outcome(issues)),
-        status_code=status,
-        media_type=OUTCOME_TYPE,
-        headers=headers,
+        orjson.dumps(outcome), status_code=status, media_type=OUTCOME_TYPE, headers=headers
     )
 
 
-async def fhir_error_handler(_request: Request, exc: Exception) -> Response:
+def _wants_xml(request: Request) -> bool:
+    try:
+        fmt = response_format(request.headers.get("accept"), request.query_params.get("_format"))
+    except FhirError:
+        return False
+    return fmt == "xml"
+
+
+async def fhir_error_handler(request: Request, exc: Exception) -> Response:
     """FhirError -> its status and OperationOutcome."""
     assert isinstance(exc, FhirError)
-    return outcome_response(exc.status, exc.issues, exc.headers)
+    return outcome_response(exc.status, exc.issues, exc.headers, request)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:

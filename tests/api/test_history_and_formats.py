@@ -116,3 +116,11 @@ async def test_read_summary_true_subsets_resource(client: httpx.AsyncClient) -> 
     r = (await client.get("/Patient/s?_summary=true")).json()
     assert r["gender"] == "male"
     assert "contact" not in r and "text" not in r
+
+
+async def test_error_in_xml_request_is_xml_outcome(client: httpx.AsyncClient) -> None:
+    r = await client.get("/Patient/missing?_format=xml")
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/fhir+xml")
+    assert b"<OperationOutcome" in r.content
+    assert b'<code value="not-found"/>' in r.content
