@@ -9,7 +9,7 @@ like the same request over HTTP.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -222,7 +222,10 @@ class Interactions:
         path: str | None = None,
     ) -> FhirResult:
         repo = self.repository
-        request = parse_search(rtype, req.query, repo.context, strict=req.strict)
+        context = repo.context
+        if not context.base_url:  # recognise absolute references to this server's base
+            context = replace(context, base_url=req.base_url)
+        request = parse_search(rtype, req.query, context, strict=req.strict)
         result: SearchResult = await run_search(repo.store, request, extra, repo.context.default_tz)
         transform = _subset_transform(request.summary, request.elements)
         bundle = searchset(result, request, req.base_url, path or rtype, transform)

@@ -18,6 +18,7 @@ from fhir_server.search.query import (
 from fhir_server.storage.base import Page, ResourceStore, StoredResource
 from resources.index_values import ReferenceEntry
 from resources.indexing import extract_index
+from resources.search_parameters import search_params
 
 MAX_INCLUDED = 1000
 MAX_ITERATIONS = 3
@@ -78,6 +79,18 @@ def _references(resource: StoredResource, inc: Include, default_tz: str) -> list
     return refs
 
 
+def _reverse_params(inc: Include) -> list[str]:
+    """The reference parameters of `inc.source_type` a `_revinclude` follows: its own, or for
+    `Source:*` every reference parameter of Source the index holds."""
+    if inc.param != "*":
+        return [inc.param]
+    return [
+        code
+        for code, pdef in search_params(inc.source_type).items()
+        if pdef.type == "reference" and pdef.expression is not None
+    ]
+
+
 async def _included(
     store: ResourceStore, matches: list[StoredResource], request: SearchRequest, default_tz: str
 ) -> list[StoredResource]:
@@ -95,10 +108,15 @@ async def _included(
                 wanted.extend(r for r in _references(resource, inc, default_tz) if r not in seen)
         found = await store.read_many(wanted[: MAX_INCLUDED - len(out)]) if wanted else []
         for inc in revincludes:
-            targets = tuple(ReferenceValue(r.resource_type, r.id) for r in frontier)
-            cond = ReferenceCondition(inc.param, targets)
-            page = await store.search(StoreQuery(inc.source_type, (cond,), count=MAX_INCLUDED))
-            found.extend(page.resources)
+            targets = tuple(
+                ReferenceValue(r.resource_type, r.id)
+                for r in frontier
+                if inc.target_type in (None, r.resource_type)
+            )
+            for param in _reverse_params(inc) if targets else ():
+                cond = ReferenceCondition(param, targets)
+                page = await store.search(StoreQuery(inc.source_type, (cond,), count=MAX_INCLUDED))
+                found.extend(page.resources)
         frontier = []
         for resource in found:
             key = (resource.resource_type, resource.id)

@@ -184,14 +184,16 @@ def date_entries(param: str, value: Any, default_tz: str) -> Iterator[IndexEntry
 
 
 def parse_reference(param: str, reference: str) -> ReferenceEntry:
-    """A literal reference's entry: `Type/id` (version dropped) -> type and id; an absolute
-    `http(s)://.../Type/id` -> type, id and url; `#contained`, `urn:uuid:`, canonicals and
-    anything else -> url only (R4 `references.html#literal`, `search.html#reference`)."""
+    """A literal reference's entry: a relative `Type/id` (version dropped) -> type and id;
+    an absolute `http(s)://.../Type/id`, `#contained`, `urn:uuid:`, canonicals and anything
+    else -> url only. An absolute URL names a resource on some server; the index cannot know
+    whether that is this one (its public base is known only per request), so it is matched
+    by URL: the search parser turns an absolute URL on this server's base into both forms
+    (R4 `references.html#literal`, `search.html#reference`)."""
     match = _LITERAL.fullmatch(reference)
-    if match is None or match["type"] not in _known_types():
+    if match is None or match["type"] not in _known_types() or match["base"] is not None:
         return ReferenceEntry(param=param, ref_type=None, ref_id=None, url=reference)
-    url = reference if match["base"] is not None else None
-    return ReferenceEntry(param=param, ref_type=match["type"], ref_id=match["id"], url=url)
+    return ReferenceEntry(param=param, ref_type=match["type"], ref_id=match["id"], url=None)
 
 
 def reference_entries(param: str, value: Any, default_tz: str) -> Iterator[IndexEntry]:

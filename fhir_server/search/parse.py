@@ -141,7 +141,9 @@ def _plain_condition(
                     return ReferenceCondition(
                         pdef.code, tuple(parse_identifier(v) for v in values), identifier=True
                     )
-                refs = tuple(parse_reference(v, type_modifier, ctx.base_url) for v in values)
+                refs = tuple(
+                    ref for v in values for ref in parse_reference(v, type_modifier, ctx.base_url)
+                )
                 return ReferenceCondition(pdef.code, refs)
             case _:
                 mod = modifier or ""
@@ -219,6 +221,12 @@ def _parse_sort(rtype: str, raw: str) -> tuple[SortSpec, ...]:
 def _parse_include(rtype: str, name: str, raw: str, reverse: bool) -> Include:
     iterate = name.endswith((":iterate", ":recurse"))
     if raw == "*":
+        if reverse:  # every reference of every type: name the source type instead
+            raise Invalid(
+                f"{name}=* is not supported; name the source type, e.g. {name}=Appointment:*",
+                code="not-supported",
+                expression=[name],
+            )
         return Include("*", "*", None, iterate)
     parts = raw.split(":")
     if len(parts) not in (2, 3) or not is_resource_type(parts[0]):

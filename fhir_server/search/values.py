@@ -119,20 +119,33 @@ _LITERAL_REF = re.compile(
 )
 
 
-def parse_reference(text: str, type_modifier: str | None, base_url: str) -> ReferenceValue:
-    """`Type/id`, `id` (with `:Type` or any type), an absolute URL on this server, or another
-    URL (matched as written, e.g. a canonical)."""
+def parse_reference(
+    text: str, type_modifier: str | None, base_url: str
+) -> tuple[ReferenceValue, ...]:
+    """One reference search value -> the ReferenceValues it matches (ORed).
+
+    `Type/id` and an absolute URL on this server's base match both the relative form and
+    the absolute URL as stored (the index keeps absolute references as URLs); `id` alone
+    matches that id of any type (or of the `:Type`); any other URL matches as written.
+
+    Raises:
+        ValueError: empty value, or a type contradicting the `:Type` modifier.
+    """
     value = unescape(text)
     if not value:
         raise ValueError("empty reference value")
+    base = base_url.rstrip("/")
     m = _LITERAL_REF.match(value)
-    if m and (m.group("base") is None or m.group("base").rstrip("/") == base_url.rstrip("/")):
+    if m and (m.group("base") is None or m.group("base").rstrip("/") == base):
         if type_modifier and type_modifier != m.group("type"):
             raise ValueError(f"reference {value!r} does not match the :{type_modifier} modifier")
-        return ReferenceValue(ref_type=m.group("type"), ref_id=m.group("id"))
+        local = ReferenceValue(ref_type=m.group("type"), ref_id=m.group("id"))
+        if not base:
+            return (local,)
+        return (local, ReferenceValue(url=f"{base}/{m.group('type')}/{m.group('id')}"))
     if m is None and "/" not in value and ":" not in value:
-        return ReferenceValue(ref_type=type_modifier, ref_id=value)
-    return ReferenceValue(url=value)
+        return (ReferenceValue(ref_type=type_modifier, ref_id=value),)
+    return (ReferenceValue(url=value),)
 
 
 def parse_identifier(text: str) -> ReferenceValue:

@@ -351,11 +351,11 @@ def test_extract_invalid_date_and_extension_only_date_skipped() -> None:
         ("Schedule/s1/_history/3", ref("schedule", "Schedule", "s1")),
         (
             "https://fhir.example.org/r4/Schedule/s1",
-            ref("schedule", "Schedule", "s1", "https://fhir.example.org/r4/Schedule/s1"),
+            ref("schedule", None, None, "https://fhir.example.org/r4/Schedule/s1"),
         ),
         (
             "http://x.org/fhir/Schedule/s1/_history/2",
-            ref("schedule", "Schedule", "s1", "http://x.org/fhir/Schedule/s1/_history/2"),
+            ref("schedule", None, None, "http://x.org/fhir/Schedule/s1/_history/2"),
         ),
         ("#sched", ref("schedule", None, None, "#sched")),
         (
@@ -633,7 +633,8 @@ def test_compartments_encounter_by_param_and_absolute_reference() -> None:
         "serviceProvider": {"reference": "Organization/o1"},
     }
 
-    assert extract_index(encounter).compartments == ("Patient/p9", "Practitioner/d2")
+    # an absolute reference names a resource on another server: not this server's compartment
+    assert extract_index(encounter).compartments == ("Practitioner/d2",)
 
 
 def test_compartments_slot_and_patient_without_id_none() -> None:
