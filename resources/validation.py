@@ -8,7 +8,7 @@ error:
    array paired with its `_name` array), no empty string, array or object, JSON booleans and
    numbers for `boolean`/`integer`/`decimal`, objects for complex types, one `value[x]` choice,
    known `resourceType` for nested resources (`contained`, `Bundle.entry.resource`), valid ids,
-   strings under 1 MB, no `fhir_comments`.
+   strings under 1 MB, no `fhir_comments`, codes of required bindings (`resources.code_bindings`).
 2. The R4B pydantic model (`get_fhir_model_class(type).model_validate`): cardinality, unknown
    elements, primitive formats. Each pydantic error becomes one issue.
 3. Invariants (`resources.invariants`), only on a structurally valid resource.
@@ -22,7 +22,7 @@ from __future__ import annotations
 import decimal
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -30,6 +30,7 @@ from fhir_core.constraints import FHIR_PRIMITIVES_MAPS
 from fhir_core.types import FhirBase
 from pydantic import ValidationError
 
+from resources.code_bindings import CodeBinding, required_binding
 from resources.errors import Invalid, Issue, IssueType, Unprocessable
 from resources.invariants import INVARIANTS, check_invariants
 from resources.types import FHIR_ID_RE, R4_ONLY_TYPES, RESOURCE_TYPES
@@ -64,6 +65,7 @@ class _Field:
     model: Any = None  # the pydantic model class of a complex field
     primitive: bool = False  # a primitive or its `_x` sibling: array nulls may be placeholders
     choice: str | None = None  # the `value[x]` prefix of a choice element
+    binding: CodeBinding | None = None  # the codes of a required binding (a `code` element)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,8 @@ def validate_resource(resource: object, *, expected_type: str | None = None) -> 
         Invalid: 400, every structural issue at once: `structure` (not an object, missing or
             unknown `resourceType`, unknown element, null, empty array/object), `invalid`
             (`resourceType` differs from `expected_type`, expression `resourceType`),
-            `required` (missing element), `value` (bad id as `<Type>.id`, bad primitive).
+            `required` (missing element), `value` (bad id as `<Type>.id`, bad primitive),
+            `code-invalid` (a code outside its required binding, e.g. `Slot.status`).
         Unprocessable: 422 `invariant`, when the structure is valid but an invariant of
             `resources.invariants` fails (e.g. Appointment app-2, Slot start < end).
 
@@ -232,6 +235,8 @@ def _check_value(value: object, spec: _Field, path: str, walk: _Walk) -> None:
             _wrong_type(walk, path, f"a JSON string ({spec.fhir_type})", value)
         elif not value:
             walk.add("value", path, "Empty strings are not allowed in FHIR JSON")
+        elif spec.binding is not None and value not in spec.binding.codes:
+            walk.add("code-invalid", path, spec.binding.refusal(value))
         elif (
             len(value) > _MAX_STRING_BYTES // 4
             and spec.fhir_type not in _UNBOUNDED_STRINGS
@@ -310,7 +315,8 @@ def _build_shape(model: Any) -> _Shape:
             segment = f"{choice}.ofType({lowered if lowered in _PRIMITIVE_NAMES else suffix})"
         else:
             choice = None
-        fields[alias] = _field(info.annotation, segment, choice)
+        binding = required_binding(model.__name__, alias, extra)
+        fields[alias] = replace(_field(info.annotation, segment, choice), binding=binding)
     for alias, info in extension_fields:
         main = fields.get(alias[1:])
         segment = main.segment if main is not None else alias[1:]

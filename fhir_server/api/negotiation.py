@@ -92,7 +92,7 @@ def parse_body(content_type: str | None, body: bytes) -> Any:
         except orjson.JSONDecodeError as exc:
             raise Invalid(f"Malformed JSON: {exc}", code="structure") from exc
     if media in XML_TYPES:
-        return from_xml(body)
+        return from_xml(body, parse_decimal=float)
     if media == "application/x-www-form-urlencoded":
         try:
             return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
