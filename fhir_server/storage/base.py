@@ -10,6 +10,14 @@ Conventions:
       exactly as served; None for a deletion.
     * `seq` is a store-wide increasing integer fixed when a resource is first created; it orders
       search results stably (keyset paging) and never changes on update.
+
+Time claims (SCHEDULING.md "Never double-book"): a claim is a row that only one owner can
+hold, keyed by `(scope, quantum)`, e.g. `("Schedule/7", 29_481_120)` for one minute of a
+Schedule or `("Slot/9", 2)` for the third seat of a Slot. The uniqueness of that key in the
+database (a primary key on SQLite, a unique `_id` on MongoDB) is what makes a double booking
+impossible, whatever the number of processes: `apply` takes and releases claims together with
+the resource writes of the same call, all or nothing. The scheduling engine decides which keys
+an Appointment needs; the store only guarantees that no two live owners share one.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
+from resources.errors import StoreConflict
 from resources.index_values import ResourceIndex
 
 
@@ -45,6 +54,58 @@ class StoredResource:
     method: str = "PUT"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class ClaimKey:
+    """One claimable unit: a time quantum of a Schedule or a seat of a Slot.
+
+    Attributes:
+        scope: what is booked, a reference such as `Schedule/abc` (time quanta) or `Slot/xyz`
+            (seats).
+        quantum: a minute index (`µs // 60_000_000`, UTC) for a Schedule, or a seat number
+            (0, 1, ...) for a Slot.
+    """
+
+    scope: str
+    quantum: int
+
+    def __str__(self) -> str:
+        """The key as `StoreConflict.key` reports it: `{scope}#{quantum}`."""
+        return f"{self.scope}#{self.quantum}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimSet:
+    """The complete set of claims an owner holds after an `apply`.
+
+    Attributes:
+        owner: who holds them, e.g. `Appointment/123`.
+        keys: every key the owner holds after the write (keys it held and no longer lists
+            are released; an empty tuple releases everything). Duplicates are ignored.
+        expires: when the claims lapse, µs since the epoch UTC; None holds them until
+            released (a booking), a number makes them a hold that another owner may take over
+            once `expires < now`.
+    """
+
+    owner: str
+    keys: tuple[ClaimKey, ...]
+    expires: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One stored claim.
+
+    Attributes:
+        key: the claimed unit.
+        owner: its holder, e.g. `Appointment/123`.
+        expires: µs since the epoch UTC, or None (held until released).
+    """
+
+    key: ClaimKey
+    owner: str
+    expires: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class WriteOp:
     """One resource write inside an atomic `apply`.
@@ -55,11 +116,15 @@ class WriteOp:
             all is stored for this identity" (not even a deletion marker), None means "do not
             check". A mismatch raises StoreConflict.
         index: the index entries for the new version (ignored for deletions).
+        claims: the complete claim set its owner holds after the write (SCHEDULING.md "Never
+            double-book"); None leaves every claim unchanged (also for a deletion: the
+            repository decides, passing `ClaimSet(owner, ())` to release).
     """
 
     version: StoredResource
     expected_version: int | None
     index: ResourceIndex | None
+    claims: ClaimSet | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +169,27 @@ class ResourceStore(Protocol):
         """Return one version (possibly a deletion marker), or None if there is no such version."""
 
     async def apply(self, ops: Sequence[WriteOp]) -> None:
-        """Write all versions atomically: all become visible, or none does.
+        """Write all versions and claim sets atomically: all become visible, or none does.
 
         Each op's `expected_version` is checked against the stored current version (0 = nothing
         stored for that identity; None = no check); one mismatch raises StoreConflict and writes
         nothing. The current version, its history row and its index entries change together.
         On MongoDB (no multi-document transactions relied on) a failure part-way is undone
         before the error propagates.
+
+        Claims (SCHEDULING.md "Never double-book"): for every op with a `ClaimSet`, its owner
+        holds exactly `keys` (with that `expires`) afterwards: keys no longer listed are
+        released, new ones taken, kept ones get the new `expires`. If an owner has several
+        ClaimSets in one call the last one counts. A key may be taken when nobody holds it,
+        when its owner releases it in this same call, or when its holder's `expires` is before
+        now (`resources.fhir_dates.now_us()`, read once per call); a taken-over owner is not
+        reported (the scheduling engine cancels expired holds itself).
+
+        Raises:
+            StoreConflict: a version mismatch (`key` = `Type/id`), or a key held by another
+                owner whose claim is live (`expires` None or >= now), or wanted by two owners
+                of this call (`key` = `{scope}#{quantum}`). Nothing of the call is written:
+                resources, history, index and claims stay as they were.
         """
 
     async def history(
@@ -134,6 +213,20 @@ class ResourceStore(Protocol):
     async def count(self, resource_type: str, conditions: Sequence[Condition]) -> int:
         """Count current, non-deleted resources matching all conditions."""
 
+    async def claims_in(self, scope: str, low: int, high: int) -> list[Claim]:
+        """The live claims of `scope` with `low <= quantum < high`, ordered by quantum.
+
+        Live means `expires` is None or >= now (µs UTC); expired holds not yet released or
+        taken over are left out.
+        """
+
+    async def claims_of(self, owner: str) -> list[Claim]:
+        """Every claim `owner` holds, expired ones included, ordered by scope, quantum."""
+
+    async def release_expired(self, now: int) -> list[str]:
+        """Delete every claim with `expires < now` (µs UTC); return the distinct owners that
+        had any, sorted (for the hold sweeper). A claim taken over meanwhile is kept."""
+
     def lock(self, key: str, *, timeout: float = 10.0) -> AbstractAsyncContextManager[None]:
         """A cross-process mutex on `key` (e.g. conditional-create criteria), held for the block.
 
@@ -143,3 +236,34 @@ class ResourceStore(Protocol):
 
     def iter_all(self, resource_type: str | None = None) -> AsyncIterator[StoredResource]:
         """Iterate every current, non-deleted resource (export, re-indexing, tests)."""
+
+
+def final_claim_sets(ops: Sequence[WriteOp]) -> list[ClaimSet]:
+    """The claim set each owner of `ops` ends up with, for an adapter's `apply`.
+
+    The last ClaimSet of an owner counts; its keys come back deduplicated and sorted by
+    (scope, quantum); owners keep the order of their first op.
+
+    Raises:
+        StoreConflict: two owners want the same key (`key` = `{scope}#{quantum}`);
+            SCHEDULING.md "Never double-book".
+    """
+    last: dict[str, ClaimSet] = {}
+    for op in ops:
+        if op.claims is not None:
+            last[op.claims.owner] = op.claims
+    sets: list[ClaimSet] = []
+    wanted: dict[ClaimKey, str] = {}
+    for owner, cs in last.items():
+        keys = tuple(sorted(set(cs.keys)))
+        for key in keys:
+            other = wanted.setdefault(key, owner)
+            if other != owner:
+                raise StoreConflict(f"{key} is wanted by both {other} and {owner}", key=str(key))
+        sets.append(ClaimSet(owner, keys, cs.expires))
+    return sets
+
+
+def is_live(expires: int | None, now: int) -> bool:
+    """Whether a claim with `expires` (µs UTC or None) still holds its key at `now` (µs)."""
+    return expires is None or expires >= now

@@ -3,7 +3,8 @@
 The document schema and indexes are in `mongo_schema.py`, query compilation in
 `mongo_query.py`. The adapter keeps to the call surface PyMongo's async collection shares with
 mongomock-motor (`find().sort().skip().limit().to_list()`, `find_one`, `insert_one`,
-`replace_one`, `find_one_and_update`, `delete_one`, `count_documents`, `create_index`) and
+`insert_many`, `replace_one`, `find_one_and_update`, `delete_one`, `delete_many`,
+`count_documents`, `create_index`) and
 never relies on a multi-document transaction: unique `_id`s and single-document conditional
 writes are its guarantees; `apply` undoes a failed part-way write itself.
 """
@@ -23,7 +24,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
-from fhir_server.storage.base import HistoryScope, Page, StoredResource, WriteOp
+from fhir_server.storage import mongo_claims
+from fhir_server.storage.base import (
+    Claim,
+    HistoryScope,
+    Page,
+    StoredResource,
+    WriteOp,
+    final_claim_sets,
+)
 from fhir_server.storage.mongo_query import (
     Filter,
     compile_filter,
@@ -32,6 +41,7 @@ from fhir_server.storage.mongo_query import (
     sort_order,
 )
 from fhir_server.storage.mongo_schema import (
+    CLAIM_INDEXES,
     HISTORY_INDEXES,
     PAGE_PROJECTION,
     RESOURCE_INDEXES,
@@ -43,6 +53,7 @@ from fhir_server.storage.mongo_schema import (
     stored_from_doc,
 )
 from resources.errors import StoreConflict
+from resources.fhir_dates import now_us
 
 LOCK_TTL_US = 30_000_000
 """A lock left by a crashed process may be taken over after this long (µs)."""
@@ -76,6 +87,7 @@ class MongoStore:
         self._history: AsyncCollection[Doc] = database["history"]
         self._counters: AsyncCollection[Doc] = database["counters"]
         self._locks: AsyncCollection[Doc] = database["locks"]
+        self._claims: AsyncCollection[Doc] = database["claims"]
 
     @classmethod
     def from_url(cls, url: str) -> MongoStore:
@@ -93,6 +105,8 @@ class MongoStore:
             await self._resources.create_index(keys, unique=True)
         for keys in HISTORY_INDEXES:
             await self._history.create_index(keys)
+        for keys in CLAIM_INDEXES:
+            await self._claims.create_index(keys)
 
     async def close(self) -> None:
         """Close the client if this store opened it (`from_url`)."""
@@ -203,6 +217,18 @@ class MongoStore:
         flt = await compile_filter(resource_type, conditions, self._find_bounded)
         return await self._resources.count_documents(flt)
 
+    async def claims_in(self, scope: str, low: int, high: int) -> list[Claim]:
+        """The claims of `scope` with `low <= quantum < high` live now, ordered by quantum."""
+        return await mongo_claims.claims_in(self._claims, scope, low, high, now_us())
+
+    async def claims_of(self, owner: str) -> list[Claim]:
+        """Every claim of `owner` (expired ones included), ordered by scope, quantum."""
+        return await mongo_claims.claims_of(self._claims, owner)
+
+    async def release_expired(self, now: int) -> list[str]:
+        """Delete the claims with `expires < now` (µs UTC); return their owners, sorted."""
+        return await mongo_claims.release_expired(self._claims, now)
+
     async def iter_all(self, resource_type: str | None = None) -> AsyncIterator[StoredResource]:
         """Iterate the current, non-deleted resources by `seq`, ITER_BATCH per round trip."""
         last = -1
@@ -221,30 +247,40 @@ class MongoStore:
     # -- writes --------------------------------------------------------------------------
 
     async def apply(self, ops: Sequence[WriteOp]) -> None:
-        """Write all versions, or none: check every expected version, then write, undoing
-        everything written if a step fails.
+        """Write all versions and claim sets, or none: check every expected version, take the
+        claims, write the versions, release the claims given up, undoing everything written
+        if a step fails.
 
         Each resource document is written with a single-document conditional write (an insert
         guarded by the unique `_id`, or a replace filtered on the version read), then its
         history document. Ops on one identity apply in order. Documents carry the call's token
-        `w`, so an undo restores or removes only what this call wrote.
+        `w`, so an undo restores or removes only what this call wrote. Claims follow
+        `ResourceStore.apply` (SCHEDULING.md "Never double-book"); they are taken before any
+        version is written, so a resource never shows without its claims (`mongo_claims`).
 
         Raises:
-            StoreConflict: an `expected_version` does not match (nothing is written), or a
-                concurrent writer changed a resource or version meanwhile (undone first).
+            StoreConflict: an `expected_version` does not match, or a claim key is wanted by
+                two owners of the call (nothing is written); a claim key is held live by
+                another owner, or a concurrent writer changed a resource or version meanwhile
+                (undone first).
         """
         if not ops:
             return
+        claim_sets = final_claim_sets(ops)
         keys = list(dict.fromkeys(resource_key(o.version.resource_type, o.version.id) for o in ops))
         found = await self._resources.find({"_id": {"$in": keys}}).to_list()
         run = _ApplyRun(self._resources, self._history, {d["_id"]: d for d in found})
         run.check(ops)
+        claims = mongo_claims.ClaimRun(self._claims, claim_sets, now_us())
         first = await self._allocate(len(ops))
         try:
+            await claims.take()
             for i, op in enumerate(ops):
                 await run.write(op, first + i)
+            await claims.release()
         except BaseException:
             await run.undo()
+            await claims.undo()
             raise
 
     async def _allocate(self, n: int) -> int:

@@ -30,6 +30,19 @@
 `counters`: `{_id: "seq", value: int}`, advanced with `$inc` for both `seq` and `hseq`.
 
 `locks`: `{_id: key, expires: µs, owner: str}`, one per held `lock()`.
+
+`claims`: one document per claimed key (SCHEDULING.md "Never double-book",
+`mongo_claims.py`)::
+
+    {_id: "{scope}#{quantum}", scope: str, quantum: int, owner: str,
+     expires: µs | null (null = a booking, held until released), w: str (the apply() that
+     last wrote it)}
+
+    `scope` is e.g. `Schedule/7` (quantum = minute index, µs // 60_000_000) or `Slot/9`
+    (quantum = seat number); `owner` e.g. `Appointment/1`. The unique `_id` is the guarantee:
+    two owners can never both insert one key, in any number of processes. Indexes:
+    (scope, quantum) for `claims_in`, (owner, scope, quantum) for an owner's set, (expires)
+    for the hold sweeper.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
-from fhir_server.storage.base import StoredResource, WriteOp
+from fhir_server.storage.base import Claim, ClaimKey, StoredResource, WriteOp
 from resources.index_values import (
     DateEntry,
     NumberEntry,
@@ -83,6 +96,13 @@ HISTORY_INDEXES: list[IndexKeys] = [
     [("last_updated", DESCENDING), ("hseq", DESCENDING)],
     [("type", ASCENDING), ("last_updated", DESCENDING), ("hseq", DESCENDING)],
 ]
+
+CLAIM_INDEXES: list[IndexKeys] = [
+    _asc("scope", "quantum"),
+    _asc("owner", "scope", "quantum"),
+    _asc("expires"),
+]
+"""Indexes of `claims` (its uniqueness is the `_id`)."""
 
 PAGE_PROJECTION: Doc = {"idx": 0, "comp": 0}
 """What reads and searches fetch of a `resources` document (everything but the index)."""
@@ -130,6 +150,34 @@ def resource_doc(op: WriteOp, seq: int, token: str) -> Doc:
     }
     doc.update(index_fields(None if v.deleted else op.index))
     return doc
+
+
+def claim_id(key: ClaimKey) -> str:
+    """The `_id` of a `claims` document: `{scope}#{quantum}` (also `StoreConflict.key`)."""
+    return f"{key.scope}#{key.quantum}"
+
+
+def claim_doc(key: ClaimKey, owner: str, expires: int | None, token: str) -> Doc:
+    """The `claims` document of `key` held by `owner` until `expires` (µs UTC or None),
+    written by the `apply` call `token`."""
+    return {
+        "_id": claim_id(key),
+        "scope": key.scope,
+        "quantum": key.quantum,
+        "owner": owner,
+        "expires": expires,
+        "w": token,
+    }
+
+
+def claim_from_doc(doc: Doc) -> Claim:
+    """The Claim of a `claims` document."""
+    expires = doc.get("expires")
+    return Claim(
+        ClaimKey(doc["scope"], int(doc["quantum"])),
+        doc["owner"],
+        None if expires is None else int(expires),
+    )
 
 
 def history_doc(v: StoredResource, hseq: int, token: str) -> Doc:

@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
-from fhir_server.storage.base import HistoryScope, Page, StoredResource, WriteOp
+from fhir_server.storage import sqlite_claims
+from fhir_server.storage.base import (
+    Claim,
+    ClaimSet,
+    HistoryScope,
+    Page,
+    StoredResource,
+    WriteOp,
+    final_claim_sets,
+)
 from fhir_server.storage.sqlite_query import compile_search, compile_where
 from fhir_server.storage.sqlite_schema import DDL, INDEX_TABLES, PRAGMAS, SCHEMA_VERSION
 from resources.errors import StoreConflict
@@ -255,6 +264,19 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    async def claims_in(self, scope: str, low: int, high: int) -> list[Claim]:
+        """The claims of `scope` with `low <= quantum < high` live now, ordered by quantum."""
+        now = now_us()
+        return await self._read(lambda conn: sqlite_claims.claims_in(conn, scope, low, high, now))
+
+    async def claims_of(self, owner: str) -> list[Claim]:
+        """Every claim of `owner` (expired ones included), ordered by scope, quantum."""
+        return await self._read(lambda conn: sqlite_claims.claims_of(conn, owner))
+
+    async def release_expired(self, now: int) -> list[str]:
+        """Delete the claims with `expires < now` (µs UTC); return their owners, sorted."""
+        return await self._write(lambda conn: sqlite_claims.release_expired(conn, now))
+
     async def iter_all(self, resource_type: str | None = None) -> AsyncIterator[StoredResource]:
         """Iterate the live current versions, by seq, in batches of 500."""
         last = 0
@@ -279,11 +301,19 @@ class SQLiteStore:
     # -- writes ---------------------------------------------------------------------------
 
     async def apply(self, ops: Sequence[WriteOp]) -> None:
-        """Write all versions in one `BEGIN IMMEDIATE` transaction; StoreConflict on a
-        version mismatch, leaving the database unchanged."""
+        """Write all versions and claim sets in one `BEGIN IMMEDIATE` transaction.
+
+        Claims follow `ResourceStore.apply` (SCHEDULING.md "Never double-book"); see
+        `sqlite_claims.apply_claims`.
+
+        Raises:
+            StoreConflict: a version mismatch, or a claim key held live by another owner or
+                wanted by two owners of the call; the database is left unchanged.
+        """
         if not ops:
             return
-        await self._write(lambda conn: _apply(conn, ops))
+        claim_sets = final_claim_sets(ops)
+        await self._write(lambda conn: _apply(conn, ops, claim_sets))
 
     @contextlib.asynccontextmanager
     async def lock(self, key: str, *, timeout: float = 10.0) -> AsyncIterator[None]:
@@ -334,11 +364,15 @@ def _page(query: StoreQuery, rows: list[Any], n_sort: int, total: int | None) ->
     return Page(resources, next_cursor, previous_cursor, total)
 
 
-def _apply(conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> None:
+def _apply(
+    conn: sqlite3.Connection, ops: Sequence[WriteOp], claim_sets: Sequence[ClaimSet]
+) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         for op in ops:
             _apply_one(conn, op)
+        if claim_sets:
+            sqlite_claims.apply_claims(conn, claim_sets, now_us())
     except BaseException:
         conn.execute("ROLLBACK")
         raise

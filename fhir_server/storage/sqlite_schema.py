@@ -12,6 +12,14 @@ Tables:
     idx_sort       the `_sort` key of each (seq, param): `asc` (smallest), `desc` (largest).
     compartments   (seq, comp): compartment membership such as `Patient/123`.
     locks          cross-process mutexes (key, expires µs UTC).
+    claims         time claims, SCHEDULING.md "Never double-book" (`sqlite_claims.py`):
+                   (scope TEXT, quantum INTEGER, owner TEXT, expires INTEGER NULL),
+                   PRIMARY KEY (scope, quantum) WITHOUT ROWID, so one key has one owner.
+                   `scope` is e.g. `Schedule/7` (quantum = minute index, µs // 60_000_000)
+                   or `Slot/9` (quantum = seat number); `owner` e.g. `Appointment/1`;
+                   `expires` µs UTC, NULL for a booking (held until released). Indexes:
+                   `claims_owner` (owner, for an owner's set) and the partial
+                   `claims_expires` (expires, non-NULL only, for the hold sweeper).
     schema_version one row: the version of this schema.
 
 Instants are INTEGER microseconds since the epoch, UTC. Content is the FHIR JSON as BLOB.
@@ -108,6 +116,12 @@ CREATE TABLE IF NOT EXISTS compartments (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS compartments_seq ON compartments (seq);
 CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, expires INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (
+    scope TEXT NOT NULL, quantum INTEGER NOT NULL, owner TEXT NOT NULL, expires INTEGER,
+    PRIMARY KEY (scope, quantum)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
+CREATE INDEX IF NOT EXISTS claims_expires ON claims (expires) WHERE expires IS NOT NULL;
 DROP INDEX IF EXISTS idx_string_seq;
 DROP INDEX IF EXISTS idx_token_seq;
 DROP INDEX IF EXISTS idx_date_seq;

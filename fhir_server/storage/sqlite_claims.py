@@ -1,0 +1,99 @@
+"""Time claims on SQLite: the `claims` table behind SCHEDULING.md "Never double-book".
+
+`claims` (see `sqlite_schema.py`) has the primary key `(scope, quantum)`, so two owners can
+never hold one key. `apply_claims` runs inside the `BEGIN IMMEDIATE` transaction of
+`sqlite._apply`, which SQLite's file lock serialises across processes; a StoreConflict raised
+here rolls back the whole call (resources, history, index and claims). Instants are µs since
+the epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from fhir_server.storage.base import Claim, ClaimKey, ClaimSet, is_live
+from resources.errors import StoreConflict
+
+_TAKE = (
+    "INSERT INTO claims (scope, quantum, owner, expires) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (scope, quantum) DO UPDATE SET owner = excluded.owner, "
+    "expires = excluded.expires "
+    "WHERE claims.owner = excluded.owner OR claims.expires < ?"
+)
+"""Take a free key, keep (re-date) one the owner holds, or take over an expired hold; a key
+held live by another owner is left alone and counts no change."""
+
+
+def apply_claims(conn: sqlite3.Connection, sets: Sequence[ClaimSet], now: int) -> None:
+    """Make each owner of `sets` hold exactly its keys, inside the caller's transaction.
+
+    Releases come first, so a key one owner of the call gives up may be taken by another.
+
+    Args:
+        conn: a connection inside `BEGIN IMMEDIATE` (rolled back by the caller on error).
+        sets: the final claim sets of the call (`base.final_claim_sets`: keys unique and no
+            key wanted by two owners).
+        now: µs UTC; a claim of another owner with `expires < now` may be taken over.
+
+    Raises:
+        StoreConflict: a key is held by another owner whose claim is live (`key` =
+            `{scope}#{quantum}`).
+    """
+    for cs in sets:
+        wanted = {(k.scope, k.quantum) for k in cs.keys}
+        held = conn.execute(
+            "SELECT scope, quantum FROM claims WHERE owner = ?", (cs.owner,)
+        ).fetchall()
+        gone = [(s, q) for s, q in held if (s, q) not in wanted]
+        if gone:
+            conn.executemany("DELETE FROM claims WHERE scope = ? AND quantum = ?", gone)
+    for cs in sets:
+        if not cs.keys:
+            continue
+        rows = [(k.scope, k.quantum, cs.owner, cs.expires, now) for k in cs.keys]
+        if conn.executemany(_TAKE, rows).rowcount != len(rows):
+            _raise_conflict(conn, cs, now)
+
+
+def _raise_conflict(conn: sqlite3.Connection, cs: ClaimSet, now: int) -> None:
+    """Raise StoreConflict for the first key of `cs` held live by another owner."""
+    for key in cs.keys:
+        row = conn.execute(
+            "SELECT owner, expires FROM claims WHERE scope = ? AND quantum = ?",
+            (key.scope, key.quantum),
+        ).fetchone()
+        if row is not None and row[0] != cs.owner and is_live(row[1], now):
+            raise StoreConflict(f"{key} is held by {row[0]}", key=str(key))
+    raise StoreConflict(f"A claim of {cs.owner} could not be taken", key=cs.owner)
+
+
+def claims_in(conn: sqlite3.Connection, scope: str, low: int, high: int, now: int) -> list[Claim]:
+    """The claims of `scope` with `low <= quantum < high` live at `now` (µs), by quantum."""
+    rows = conn.execute(
+        "SELECT scope, quantum, owner, expires FROM claims "
+        "WHERE scope = ? AND quantum >= ? AND quantum < ? "
+        "AND (expires IS NULL OR expires >= ?) ORDER BY quantum",
+        (scope, low, high, now),
+    ).fetchall()
+    return [_claim(r) for r in rows]
+
+
+def claims_of(conn: sqlite3.Connection, owner: str) -> list[Claim]:
+    """Every claim of `owner`, expired ones included, by scope, quantum."""
+    rows = conn.execute(
+        "SELECT scope, quantum, owner, expires FROM claims WHERE owner = ? ORDER BY scope, quantum",
+        (owner,),
+    ).fetchall()
+    return [_claim(r) for r in rows]
+
+
+def release_expired(conn: sqlite3.Connection, now: int) -> list[str]:
+    """Delete the claims with `expires < now` (µs) in one statement; the owners, sorted."""
+    rows = conn.execute("DELETE FROM claims WHERE expires < ? RETURNING owner", (now,)).fetchall()
+    return sorted({r[0] for r in rows})
+
+
+def _claim(row: Sequence[Any]) -> Claim:
+    return Claim(ClaimKey(row[0], int(row[1])), row[2], None if row[3] is None else int(row[3]))

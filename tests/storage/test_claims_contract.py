@@ -1,0 +1,512 @@
+"""The claims part of the ResourceStore contract (SCHEDULING.md "Never double-book").
+
+Runs on every engine of the `store` fixture (sqlite, mongomock, and a real MongoDB when
+FHIR_SERVER_TEST_MONGODB_URL is set). Keys are minutes of `Schedule/s1` unless a test says
+otherwise; owners are Appointments; instants are µs UTC.
+
+mongomock-motor never suspends inside a call, so `asyncio.gather` runs mongomock applies one
+after the other. The race tests therefore also run on `interleaved_store`: a MongoStore over
+mongomock whose every database call first yields to the event loop a (seeded) random number
+of times, so concurrent applies interleave between any two calls as they do on a real server.
+Two MongoDB-only tests use the same wrapper to line calls up or make one fail (`Fault`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, cast
+
+import pytest
+
+from fhir_server.storage.base import (
+    Claim,
+    ClaimKey,
+    ClaimSet,
+    ResourceStore,
+    StoredResource,
+    WriteOp,
+)
+from fhir_server.storage.mongo import MongoStore
+from resources.errors import StoreConflict
+from resources.fhir_dates import now_us
+from tests.storage.contract import index, snapshot, version
+
+SCOPE = "Schedule/s1"
+HOUR = 3_600_000_000  # µs
+
+
+def keys(quanta: Iterable[int], scope: str = SCOPE) -> tuple[ClaimKey, ...]:
+    """ClaimKeys of `scope` for the given quanta."""
+    return tuple(ClaimKey(scope, q) for q in quanta)
+
+
+def held(owner: str, quanta: Iterable[int], expires: int | None = None) -> list[Claim]:
+    """The claims `owner` should hold on SCOPE, in `claims_of` / `claims_in` order."""
+    return [Claim(k, owner, expires) for k in keys(sorted(quanta))]
+
+
+def book(
+    id: str,
+    quanta: Iterable[int],
+    *,
+    v: int = 1,
+    expected: int | None = None,
+    expires: int | None = None,
+    deleted: bool = False,
+    scope: str = SCOPE,
+) -> WriteOp:
+    """A write of `Appointment/id` version `v` whose owner then holds exactly `quanta`."""
+    claims = ClaimSet(f"Appointment/{id}", keys(quanta, scope), expires)
+    ver = version("Appointment", id, v, deleted=deleted)
+    return WriteOp(ver, v - 1 if expected is None else expected, index(), claims)
+
+
+async def nothing_of(store: ResourceStore, id: str) -> bool:
+    """True when `Appointment/id` has no resource, no history and no claims."""
+    _, total = await store.history("instance", "Appointment", id)
+    return (
+        await store.read("Appointment", id) is None
+        and total == 0
+        and await store.claims_of(f"Appointment/{id}") == []
+    )
+
+
+class _YieldingCursor:
+    """A mongomock-motor cursor whose `to_list` yields to the event loop first."""
+
+    def __init__(self, cursor: Any, pause: Callable[[], Awaitable[None]]) -> None:
+        self._cursor = cursor
+        self._pause = pause
+
+    def sort(self, *args: Any, **kwargs: Any) -> _YieldingCursor:
+        self._cursor = self._cursor.sort(*args, **kwargs)
+        return self
+
+    def skip(self, n: int) -> _YieldingCursor:
+        self._cursor = self._cursor.skip(n)
+        return self
+
+    def limit(self, n: int) -> _YieldingCursor:
+        self._cursor = self._cursor.limit(n)
+        return self
+
+    async def to_list(self, *args: Any, **kwargs: Any) -> list[Any]:
+        await self._pause()
+        return cast(list[Any], await self._cursor.to_list(*args, **kwargs))
+
+
+Fault = Callable[[str, str], Awaitable[None]]
+"""Awaited with (collection, method) before each call: raises to make that call fail, or
+waits to line concurrent calls up."""
+
+
+async def _no_fault(collection: str, method: str) -> None:
+    return None
+
+
+class _YieldingCollection:
+    """A mongomock-motor collection whose every call yields to the event loop first."""
+
+    def __init__(
+        self, name: str, collection: Any, pause: Callable[[], Awaitable[None]], fault: Fault
+    ) -> None:
+        self._name = name
+        self._collection = collection
+        self._pause = pause
+        self._fault = fault
+
+    def find(self, *args: Any, **kwargs: Any) -> _YieldingCursor:
+        return _YieldingCursor(self._collection.find(*args, **kwargs), self._pause)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._collection, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await self._pause()
+            await self._fault(self._name, name)
+            return await method(*args, **kwargs)
+
+        return call
+
+
+class _YieldingDatabase:
+    def __init__(self, database: Any, seed: int, fault: Fault = _no_fault) -> None:
+        self._database = database
+        self._random = random.Random(seed)
+        self._fault = fault
+
+    async def _pause(self) -> None:
+        for _ in range(self._random.randrange(4)):
+            await asyncio.sleep(0)
+
+    def __getitem__(self, name: str) -> _YieldingCollection:
+        return _YieldingCollection(name, self._database[name], self._pause, self._fault)
+
+
+@pytest.fixture(params=[1, 2, 3])
+async def interleaved_store(request: pytest.FixtureRequest) -> AsyncIterator[ResourceStore]:
+    """A started MongoStore over mongomock whose calls interleave (seed = the param)."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    database: Any = AsyncMongoMockClient()[f"fhir_test_{uuid.uuid4().hex}"]
+    store = MongoStore(cast(Any, _YieldingDatabase(database, request.param)))
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+# -- take, keep, change, release ------------------------------------------------------------
+
+
+async def test_apply_claims_on_free_keys_takes_them(store: ResourceStore) -> None:
+    op = book("a", range(10, 13))
+    await store.apply([op])
+    assert await store.read("Appointment", "a") == op.version
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", range(10, 13))
+    assert await store.claims_in(SCOPE, 0, 100) == held("Appointment/a", range(10, 13))
+    assert await store.claims_in(SCOPE, 11, 12) == held("Appointment/a", [11])
+    assert await store.claims_in("Schedule/other", 0, 100) == []
+
+
+async def test_apply_claim_held_by_another_owner_conflicts_and_writes_nothing(
+    store: ResourceStore,
+) -> None:
+    await store.apply([book("a", range(10, 13))])
+    before = await snapshot(store, "Appointment")
+    with pytest.raises(StoreConflict) as caught:
+        await store.apply([book("b", range(12, 15))])
+    assert caught.value.key == f"{SCOPE}#12"
+    assert caught.value.status == 409
+    assert await nothing_of(store, "b")
+    assert await snapshot(store, "Appointment") == before
+    assert await store.claims_in(SCOPE, 0, 100) == held("Appointment/a", range(10, 13))
+
+
+async def test_apply_claim_held_by_live_hold_conflicts(store: ResourceStore) -> None:
+    expires = now_us() + HOUR
+    await store.apply([book("a", [5], expires=expires)])
+    with pytest.raises(StoreConflict) as caught:
+        await store.apply([book("b", [4, 5])])
+    assert caught.value.key == f"{SCOPE}#5"
+    assert await nothing_of(store, "b")
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", [5], expires)
+
+
+async def test_apply_same_claim_set_again_is_idempotent(store: ResourceStore) -> None:
+    await store.apply([book("a", range(10, 13))])
+    await store.apply([book("a", [12, 10, 11, 11], v=2)])
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", range(10, 13))
+    assert await store.claims_in(SCOPE, 0, 100) == held("Appointment/a", range(10, 13))
+
+
+async def test_apply_changed_claim_set_shrinks_and_grows(store: ResourceStore) -> None:
+    await store.apply([book("a", range(10, 15))])
+    await store.apply([book("a", range(12, 18), v=2)])
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", range(12, 18))
+    await store.apply([book("b", [10, 11])])
+    assert await store.claims_in(SCOPE, 0, 100) == [
+        *held("Appointment/b", [10, 11]),
+        *held("Appointment/a", range(12, 18)),
+    ]
+
+
+async def test_apply_claims_on_several_scopes_ordered_by_scope_then_quantum(
+    store: ResourceStore,
+) -> None:
+    cs = ClaimSet("Appointment/a", (ClaimKey("Slot/z", 1), *keys([7, 3]), ClaimKey("Slot/z", 0)))
+    await store.apply([WriteOp(version("Appointment", "a"), 0, index(), cs)])
+    assert [c.key for c in await store.claims_of("Appointment/a")] == [
+        *keys([3, 7]),
+        ClaimKey("Slot/z", 0),
+        ClaimKey("Slot/z", 1),
+    ]
+    assert await store.claims_in("Slot/z", 0, 2) == [
+        Claim(ClaimKey("Slot/z", 0), "Appointment/a", None),
+        Claim(ClaimKey("Slot/z", 1), "Appointment/a", None),
+    ]
+
+
+async def test_apply_hold_then_booking_clears_expiry(store: ResourceStore) -> None:
+    expires = now_us() + HOUR
+    await store.apply([book("a", range(3), expires=expires)])
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", range(3), expires)
+    await store.apply([book("a", range(3), v=2)])
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", range(3))
+
+
+async def test_apply_empty_claim_set_releases_everything(store: ResourceStore) -> None:
+    await store.apply([book("a", range(10, 13))])
+    await store.apply([book("a", [], v=2)])
+    assert await store.claims_of("Appointment/a") == []
+    assert await store.claims_in(SCOPE, 0, 100) == []
+    await store.apply([book("b", range(10, 13))])
+    assert await store.claims_in(SCOPE, 0, 100) == held("Appointment/b", range(10, 13))
+
+
+async def test_apply_without_claim_set_leaves_claims(store: ResourceStore) -> None:
+    await store.apply([book("a", range(3))])
+    await store.apply([WriteOp(version("Appointment", "a", 2), 1, index())])
+    gone = version("Appointment", "a", 3, deleted=True)
+    await store.apply([WriteOp(gone, 2, None)])
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", range(3))
+
+
+async def test_apply_deletion_with_empty_claim_set_releases(store: ResourceStore) -> None:
+    await store.apply([book("a", range(3))])
+    await store.apply([book("a", [], v=2, deleted=True)])
+    current = await store.read("Appointment", "a")
+    assert current is not None
+    assert current.deleted
+    assert await store.claims_of("Appointment/a") == []
+
+
+async def test_apply_key_released_and_taken_in_one_call_moves_it(store: ResourceStore) -> None:
+    await store.apply([book("a", range(3))])
+    await store.apply([book("a", [], v=2), book("b", range(1, 4))])
+    assert await store.claims_of("Appointment/a") == []
+    assert await store.claims_in(SCOPE, 0, 100) == held("Appointment/b", range(1, 4))
+
+
+async def test_apply_owner_with_two_claim_sets_keeps_the_last(store: ResourceStore) -> None:
+    await store.apply([book("a", range(3)), book("a", [7, 8], v=2, expected=1)])
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", [7, 8])
+
+
+# -- holds and expiry --------------------------------------------------------------------------
+
+
+async def test_apply_claim_on_expired_hold_takes_it_over(store: ResourceStore) -> None:
+    past = now_us() - 1_000_000
+    await store.apply([book("a", range(3), expires=past)])
+    await store.apply([book("b", [2, 3])])
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", [0, 1], past)
+    assert await store.claims_of("Appointment/b") == held("Appointment/b", [2, 3])
+    assert await store.claims_in(SCOPE, 0, 100) == held("Appointment/b", [2, 3])
+
+
+async def test_claims_in_expired_hold_is_invisible(store: ResourceStore) -> None:
+    past = now_us() - 1_000_000
+    await store.apply([book("a", range(3), expires=past)])
+    await store.apply([book("b", [5], expires=now_us() + HOUR)])
+    assert [c.owner for c in await store.claims_in(SCOPE, 0, 100)] == ["Appointment/b"]
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", range(3), past)
+
+
+async def test_release_expired_deletes_them_and_returns_their_owners(
+    store: ResourceStore,
+) -> None:
+    now = now_us()
+    live = now + HOUR
+    await store.apply(
+        [
+            book("a", range(3), expires=now - 5),
+            book("b", [5], expires=now - 1),
+            book("c", [6], expires=live),
+            book("d", [7]),
+            book("e", [8], expires=now),
+        ]
+    )
+    assert await store.release_expired(now) == ["Appointment/a", "Appointment/b"]
+    assert await store.claims_of("Appointment/a") == []
+    assert await store.claims_of("Appointment/b") == []
+    assert await store.claims_of("Appointment/c") == held("Appointment/c", [6], live)
+    assert await store.claims_of("Appointment/d") == held("Appointment/d", [7])
+    assert await store.claims_of("Appointment/e") == held("Appointment/e", [8], now)
+    assert await store.release_expired(now) == []
+
+
+async def race_takeover_of_expired_hold(store: ResourceStore) -> None:
+    """10 applies race to take over one expired hold: exactly one wins."""
+    await store.apply([book("old", range(4), expires=now_us() - 1_000_000)])
+    takers = [f"t{i}" for i in range(10)]
+    results = await asyncio.gather(
+        *(store.apply([book(t, range(4))]) for t in takers), return_exceptions=True
+    )
+    assert all(r is None or isinstance(r, StoreConflict) for r in results)
+    winners = [t for t, r in zip(takers, results, strict=True) if r is None]
+    assert len(winners) == 1
+    assert await store.claims_in(SCOPE, 0, 100) == held(f"Appointment/{winners[0]}", range(4))
+    for t in takers:
+        if t not in winners:
+            assert await nothing_of(store, t)
+
+
+async def test_apply_concurrent_takeover_of_expired_hold_one_wins(store: ResourceStore) -> None:
+    await race_takeover_of_expired_hold(store)
+
+
+async def test_apply_interleaved_takeover_of_expired_hold_one_wins(
+    interleaved_store: ResourceStore,
+) -> None:
+    await race_takeover_of_expired_hold(interleaved_store)
+
+
+# -- all or nothing ------------------------------------------------------------------------------
+
+
+async def test_apply_two_owners_same_key_in_one_call_conflicts_and_writes_nothing(
+    store: ResourceStore,
+) -> None:
+    before = await snapshot(store, "Appointment")
+    with pytest.raises(StoreConflict) as caught:
+        await store.apply([book("a", [1, 2]), book("b", [2, 3])])
+    assert caught.value.key == f"{SCOPE}#2"
+    assert await nothing_of(store, "a")
+    assert await nothing_of(store, "b")
+    assert await snapshot(store, "Appointment") == before
+
+
+async def test_apply_version_mismatch_with_claims_leaves_claims_untouched(
+    store: ResourceStore,
+) -> None:
+    await store.apply([book("a", range(3))])
+    before = await snapshot(store, "Appointment")
+    with pytest.raises(StoreConflict) as caught:
+        await store.apply([book("x", [9]), book("a", [5, 6], v=2, expected=7)])
+    assert caught.value.key == "Appointment/a"
+    assert await nothing_of(store, "x")
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", range(3))
+    assert await store.claims_in(SCOPE, 0, 100) == held("Appointment/a", range(3))
+    assert await snapshot(store, "Appointment") == before
+
+
+async def test_apply_conflict_in_middle_op_undoes_earlier_ops(store: ResourceStore) -> None:
+    await store.apply([book("z", [50])])
+    await store.apply([book("m", [60, 61])])
+    before = await snapshot(store, "Appointment")
+    ops = [
+        book("m", [61, 62], v=2),
+        book("a2", [49, 50]),
+        book("a1", [10, 11], scope="Schedule/s2"),
+    ]
+    with pytest.raises(StoreConflict) as caught:
+        await store.apply(ops)
+    assert caught.value.key == f"{SCOPE}#50"
+    assert await nothing_of(store, "a1")
+    assert await nothing_of(store, "a2")
+    assert await store.vread("Appointment", "m", 2) is None
+    assert await store.claims_of("Appointment/m") == held("Appointment/m", [60, 61])
+    assert await store.claims_in(SCOPE, 0, 100) == [
+        *held("Appointment/z", [50]),
+        *held("Appointment/m", [60, 61]),
+    ]
+    assert await store.claims_in("Schedule/s2", 0, 100) == []
+    assert await snapshot(store, "Appointment") == before
+
+
+async def test_apply_resource_failure_after_claims_undoes_claims(store: ResourceStore) -> None:
+    """A failure found only while writing (version 1 of `a` exists already) also puts the
+    claims back: taken ones released, given-up ones held again."""
+    await store.apply([book("a", range(3))])
+    before = await snapshot(store, "Appointment")
+    ops = [
+        book("b", [5, 6]),
+        WriteOp(version("Appointment", "a", 1), None, index(), ClaimSet("Appointment/a", ())),
+    ]
+    with pytest.raises(StoreConflict):
+        await store.apply(ops)
+    assert await nothing_of(store, "b")
+    assert await store.claims_in(SCOPE, 0, 100) == held("Appointment/a", range(3))
+    assert await snapshot(store, "Appointment") == before
+
+
+async def test_apply_mongo_failure_while_releasing_restores_everything() -> None:
+    """MongoDB only: a fault after some released claims were deleted (the last step of
+    `apply`) restores them, removes the taken ones and undoes the resources."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    deletes = 0
+
+    async def fault(collection: str, method: str) -> None:
+        nonlocal deletes
+        if collection == "claims" and method == "delete_many":
+            deletes += 1
+            if deletes == 2:
+                raise ConnectionError("lost the connection")
+
+    database: Any = AsyncMongoMockClient()[f"fhir_test_{uuid.uuid4().hex}"]
+    store = MongoStore(cast(Any, _YieldingDatabase(database, 0, fault)))
+    await store.start()
+    await store.apply([book("a", [1, 2]), book("b", [3, 4])])
+    before = await snapshot(store, "Appointment")
+    with pytest.raises(ConnectionError):
+        await store.apply([book("a", [2], v=2), book("b", [4], v=2), book("c", [5])])
+    assert await nothing_of(store, "c")
+    assert await store.claims_in(SCOPE, 0, 100) == [
+        *held("Appointment/a", [1, 2]),
+        *held("Appointment/b", [3, 4]),
+    ]
+    assert await snapshot(store, "Appointment") == before
+    await store.close()
+
+
+async def test_apply_mongo_simultaneous_takeover_of_expired_hold_one_wins() -> None:
+    """MongoDB only: two takers read the same expired hold and update it at the same moment;
+    the update filtered on the old owner and `expires` lets exactly one of them through."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    arrived = 0
+    both = asyncio.Event()
+
+    async def line_up(collection: str, method: str) -> None:
+        nonlocal arrived
+        if collection == "claims" and method == "find_one_and_update" and arrived < 2:
+            arrived += 1
+            if arrived == 2:
+                both.set()
+            await both.wait()
+
+    database: Any = AsyncMongoMockClient()[f"fhir_test_{uuid.uuid4().hex}"]
+    store = MongoStore(cast(Any, _YieldingDatabase(database, 0, line_up)))
+    await store.start()
+    await store.apply([book("old", [7], expires=now_us() - 1_000_000)])
+    results = await asyncio.gather(
+        store.apply([book("p", [7])]), store.apply([book("q", [7])]), return_exceptions=True
+    )
+    assert arrived == 2
+    assert sorted(type(r).__name__ for r in results) == ["NoneType", "StoreConflict"]
+    winner = "p" if results[0] is None else "q"
+    assert await store.claims_in(SCOPE, 0, 100) == held(f"Appointment/{winner}", [7])
+    assert await nothing_of(store, "q" if winner == "p" else "p")
+    await store.close()
+
+
+async def race_overlapping_claims(store: ResourceStore) -> None:
+    """50 applies race for overlapping windows of 5 minutes (owner i wants 2i .. 2i+4)."""
+    wants = {f"r{i}": set(range(2 * i, 2 * i + 5)) for i in range(50)}
+    results = await asyncio.gather(
+        *(store.apply([book(id, sorted(q))]) for id, q in wants.items()), return_exceptions=True
+    )
+    assert all(r is None or isinstance(r, StoreConflict) for r in results), results
+    winners = [id for id, r in zip(wants, results, strict=True) if r is None]
+    assert winners
+    taken: dict[int, str] = {}
+    for id in winners:
+        resource = await store.read("Appointment", id)
+        assert isinstance(resource, StoredResource)
+        assert await store.claims_of(f"Appointment/{id}") == held(f"Appointment/{id}", wants[id])
+        for q in wants[id]:
+            assert q not in taken, f"minute {q} booked by {taken.get(q)} and {id}"
+            taken[q] = f"Appointment/{id}"
+    for id in wants:
+        if id not in winners:
+            assert await nothing_of(store, id)
+    claims = await store.claims_in(SCOPE, 0, 1000)
+    assert [(c.key.quantum, c.owner) for c in claims] == sorted(taken.items())
+
+
+async def test_apply_concurrent_overlapping_claims_one_owner_per_key(
+    store: ResourceStore,
+) -> None:
+    await race_overlapping_claims(store)
+
+
+async def test_apply_interleaved_overlapping_claims_one_owner_per_key(
+    interleaved_store: ResourceStore,
+) -> None:
+    await race_overlapping_claims(interleaved_store)
