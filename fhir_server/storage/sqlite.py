@@ -27,7 +27,6 @@ from fhir_server.search.query import Condition, Cursor, StoreQuery
 from fhir_server.storage import sqlite_claims
 from fhir_server.storage.base import (
     Claim,
-    ClaimSet,
     HistoryScope,
     Page,
     StoredResource,
@@ -35,22 +34,12 @@ from fhir_server.storage.base import (
     final_claim_sets,
 )
 from fhir_server.storage.sqlite_query import compile_search, compile_where
-from fhir_server.storage.sqlite_schema import DDL, INDEX_TABLES, PRAGMAS, SCHEMA_VERSION
+from fhir_server.storage.sqlite_schema import DDL, PRAGMAS, SCHEMA_VERSION
+from fhir_server.storage.sqlite_writes import apply_ops, try_lock
 from resources.errors import StoreConflict
 from resources.fhir_dates import now_us
-from resources.index_values import (
-    DateEntry,
-    NumberEntry,
-    QuantityEntry,
-    ReferenceEntry,
-    ResourceIndex,
-    StringEntry,
-    TokenEntry,
-    UriEntry,
-)
 
 T = TypeVar("T")
-LOCK_TTL_US = 30_000_000
 CHECKPOINT_SECONDS = 1.0
 
 
@@ -313,14 +302,14 @@ class SQLiteStore:
         if not ops:
             return
         claim_sets = final_claim_sets(ops)
-        await self._write(lambda conn: _apply(conn, ops, claim_sets))
+        await self._write(lambda conn: apply_ops(conn, ops, claim_sets))
 
     @contextlib.asynccontextmanager
     async def lock(self, key: str, *, timeout: float = 10.0) -> AsyncIterator[None]:
         """A cross-process mutex held in the `locks` table; StoreConflict after `timeout` s."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not await self._write(lambda conn: _try_lock(conn, key)):
+        while not await self._write(lambda conn: try_lock(conn, key)):
             if loop.time() >= deadline:
                 raise StoreConflict(f"Timed out waiting for the lock on {key}", key=key)
             await asyncio.sleep(0.01)
@@ -362,127 +351,6 @@ def _page(query: StoreQuery, rows: list[Any], n_sort: int, total: int | None) ->
         if more_before:
             previous_cursor = cursor(rows[0], False)
     return Page(resources, next_cursor, previous_cursor, total)
-
-
-def _apply(
-    conn: sqlite3.Connection, ops: Sequence[WriteOp], claim_sets: Sequence[ClaimSet]
-) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for op in ops:
-            _apply_one(conn, op)
-        if claim_sets:
-            sqlite_claims.apply_claims(conn, claim_sets, now_us())
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _apply_one(conn: sqlite3.Connection, op: WriteOp) -> None:
-    v = op.version
-    row = conn.execute(
-        "SELECT seq, version_id FROM resources WHERE res_type = ? AND res_id = ?",
-        (v.resource_type, v.id),
-    ).fetchone()
-    current = row[1] if row else 0
-    if op.expected_version is not None and op.expected_version != current:
-        raise StoreConflict(
-            f"{v.resource_type}/{v.id} is at version {current}, "
-            f"not the expected {op.expected_version}",
-            key=f"{v.resource_type}/{v.id}",
-        )
-    values = (v.version_id, v.last_updated, int(v.deleted), v.method, v.content)
-    if row:
-        seq = int(row[0])
-        conn.execute(
-            "UPDATE resources SET version_id = ?, last_updated = ?, deleted = ?, method = ?, "
-            "content = ? WHERE seq = ?",
-            (*values, seq),
-        )
-        for table in INDEX_TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE seq = ?", (seq,))
-    else:
-        cur = conn.execute(
-            "INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, "
-            "method, content) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (v.resource_type, v.id, *values),
-        )
-        seq = int(cur.lastrowid or 0)
-    try:
-        conn.execute(
-            "INSERT INTO history (res_type, res_id, version_id, last_updated, deleted, method, "
-            "content) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (v.resource_type, v.id, *values),
-        )
-    except sqlite3.IntegrityError as exc:
-        raise StoreConflict(
-            f"Version {v.version_id} of {v.resource_type}/{v.id} exists already",
-            key=f"{v.resource_type}/{v.id}",
-        ) from exc
-    if not v.deleted and op.index is not None:
-        _insert_index(conn, seq, v.resource_type, op.index)
-
-
-def _insert_index(conn: sqlite3.Connection, seq: int, rtype: str, index: ResourceIndex) -> None:
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-    for e in index.entries:
-        match e:
-            case StringEntry():
-                rows.setdefault("idx_string", []).append((seq, rtype, e.param, e.norm, e.exact))
-            case TokenEntry():
-                rows.setdefault("idx_token", []).append(
-                    (seq, rtype, e.param, e.system, e.code, e.text)
-                )
-            case DateEntry():
-                rows.setdefault("idx_date", []).append((seq, rtype, e.param, e.low, e.high))
-            case ReferenceEntry():
-                rows.setdefault("idx_reference", []).append(
-                    (
-                        seq,
-                        rtype,
-                        e.param,
-                        e.ref_type,
-                        e.ref_id,
-                        e.url,
-                        e.identifier_system,
-                        e.identifier_value,
-                    )
-                )
-            case NumberEntry():
-                rows.setdefault("idx_number", []).append((seq, rtype, e.param, e.value))
-            case QuantityEntry():
-                rows.setdefault("idx_quantity", []).append(
-                    (seq, rtype, e.param, e.value, e.system, e.code, e.unit)
-                )
-            case UriEntry():
-                rows.setdefault("idx_uri", []).append((seq, rtype, e.param, e.value))
-    for table, values in rows.items():
-        marks = ", ".join("?" * len(values[0]))
-        conn.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
-    if index.sort_keys:
-        conn.executemany(
-            "INSERT OR REPLACE INTO idx_sort VALUES (?, ?, ?, ?)",
-            [(seq, k.param, k.asc, k.desc) for k in index.sort_keys],
-        )
-    if index.compartments:
-        conn.executemany(
-            "INSERT OR IGNORE INTO compartments VALUES (?, ?)",
-            [(seq, c) for c in dict.fromkeys(index.compartments)],
-        )
-
-
-def _try_lock(conn: sqlite3.Connection, key: str) -> bool:
-    now = now_us()
-    try:
-        conn.execute("INSERT INTO locks (key, expires) VALUES (?, ?)", (key, now + LOCK_TTL_US))
-    except sqlite3.IntegrityError:
-        cur = conn.execute(
-            "UPDATE locks SET expires = ? WHERE key = ? AND expires < ?",
-            (now + LOCK_TTL_US, key, now),
-        )
-        return cur.rowcount == 1
-    return True
 
 
 def default_path_for(url: str) -> str:
