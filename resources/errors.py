@@ -7,7 +7,7 @@ where known, `expression`. Issue type codes come from the R4 value set `issue-ty
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 IssueSeverity = Literal["fatal", "error", "warning", "information"]
@@ -246,12 +246,6 @@ class StoreConflict(Conflict):
         self.key = key
 
 
-@dataclass(slots=True)
-class ErrorCollector:
-    """Collect several issues before raising one error (e.g. during validation)."""
-
-    issues: list[Issue] = field(default_factory=list)
-
-    def add(self, issue: Issue) -> None:
-        """Record one issue."""
-        self.issues.append(issue)
+class ClaimConflict(StoreConflict):
+    """Raised by a ResourceStore when a time claim is held by another owner (the time is taken;
+    SCHEDULING.md "Never double-book"). `key` is `scope#quantum`."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
-from resources.errors import StoreConflict
+from resources.errors import ClaimConflict
 from resources.index_values import ResourceIndex
 
 
@@ -259,7 +259,7 @@ def final_claim_sets(ops: Sequence[WriteOp]) -> list[ClaimSet]:
         for key in keys:
             other = wanted.setdefault(key, owner)
             if other != owner:
-                raise StoreConflict(f"{key} is wanted by both {other} and {owner}", key=str(key))
+                raise ClaimConflict(f"{key} is wanted by both {other} and {owner}", key=str(key))
         sets.append(ClaimSet(owner, keys, cs.expires))
     return sets
 

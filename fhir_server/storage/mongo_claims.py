@@ -27,7 +27,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from fhir_server.storage.base import Claim, ClaimSet, is_live
 from fhir_server.storage.mongo_schema import Doc, claim_doc, claim_from_doc, claim_id
-from resources.errors import StoreConflict
+from resources.errors import ClaimConflict
 
 DUPLICATE_KEY = 11000
 """MongoDB's error code for a unique index violation."""
@@ -160,7 +160,7 @@ class ClaimRun:
                 except DuplicateKeyError:
                     continue
             if not self._may_take(want, cur):
-                raise StoreConflict(f"{cid} is held by {cur['owner']}", key=cid)
+                raise ClaimConflict(f"{cid} is held by {cur['owner']}", key=cid)
             flt = {
                 "_id": cid,
                 "owner": cur["owner"],
@@ -174,7 +174,7 @@ class ClaimRun:
                 self._releasing.pop(cid, None)
                 return
             cur = None
-        raise StoreConflict(f"{cid} kept changing while being claimed", key=cid)
+        raise ClaimConflict(f"{cid} kept changing while being claimed", key=cid)
 
     def _may_take(self, want: Doc, cur: Doc) -> bool:
         """Whether `cur` may be replaced by `want`: held by the same owner, given up by an

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fhir_server.storage.base import Claim, ClaimKey, ClaimSet, is_live
-from resources.errors import StoreConflict
+from resources.errors import ClaimConflict
 
 _TAKE = (
     "INSERT INTO claims (scope, quantum, owner, expires) VALUES (?, ?, ?, ?) "
@@ -65,8 +65,8 @@ def _raise_conflict(conn: sqlite3.Connection, cs: ClaimSet, now: int) -> None:
             (key.scope, key.quantum),
         ).fetchone()
         if row is not None and row[0] != cs.owner and is_live(row[1], now):
-            raise StoreConflict(f"{key} is held by {row[0]}", key=str(key))
-    raise StoreConflict(f"A claim of {cs.owner} could not be taken", key=cs.owner)
+            raise ClaimConflict(f"{key} is held by {row[0]}", key=str(key))
+    raise ClaimConflict(f"A claim of {cs.owner} could not be taken", key=cs.owner)
 
 
 def claims_in(conn: sqlite3.Connection, scope: str, low: int, high: int, now: int) -> list[Claim]:

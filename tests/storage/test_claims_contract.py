@@ -30,7 +30,7 @@ from fhir_server.storage.base import (
     WriteOp,
 )
 from fhir_server.storage.mongo import MongoStore
-from resources.errors import StoreConflict
+from resources.errors import ClaimConflict, StoreConflict
 from resources.fhir_dates import now_us
 from tests.storage.contract import index, snapshot, version
 
@@ -178,7 +178,7 @@ async def test_apply_claim_held_by_another_owner_conflicts_and_writes_nothing(
 ) -> None:
     await store.apply([book("a", range(10, 13))])
     before = await snapshot(store, "Appointment")
-    with pytest.raises(StoreConflict) as caught:
+    with pytest.raises(ClaimConflict) as caught:
         await store.apply([book("b", range(12, 15))])
     assert caught.value.key == f"{SCOPE}#12"
     assert caught.value.status == 409
@@ -190,7 +190,7 @@ async def test_apply_claim_held_by_another_owner_conflicts_and_writes_nothing(
 async def test_apply_claim_held_by_live_hold_conflicts(store: ResourceStore) -> None:
     expires = now_us() + HOUR
     await store.apply([book("a", [5], expires=expires)])
-    with pytest.raises(StoreConflict) as caught:
+    with pytest.raises(ClaimConflict) as caught:
         await store.apply([book("b", [4, 5])])
     assert caught.value.key == f"{SCOPE}#5"
     assert await nothing_of(store, "b")
@@ -353,7 +353,7 @@ async def test_apply_two_owners_same_key_in_one_call_conflicts_and_writes_nothin
     store: ResourceStore,
 ) -> None:
     before = await snapshot(store, "Appointment")
-    with pytest.raises(StoreConflict) as caught:
+    with pytest.raises(ClaimConflict) as caught:
         await store.apply([book("a", [1, 2]), book("b", [2, 3])])
     assert caught.value.key == f"{SCOPE}#2"
     assert await nothing_of(store, "a")
@@ -366,7 +366,7 @@ async def test_apply_version_mismatch_with_claims_leaves_claims_untouched(
 ) -> None:
     await store.apply([book("a", range(3))])
     before = await snapshot(store, "Appointment")
-    with pytest.raises(StoreConflict) as caught:
+    with pytest.raises(ClaimConflict) as caught:
         await store.apply([book("x", [9]), book("a", [5, 6], v=2, expected=7)])
     assert caught.value.key == "Appointment/a"
     assert await nothing_of(store, "x")
@@ -384,7 +384,7 @@ async def test_apply_conflict_in_middle_op_undoes_earlier_ops(store: ResourceSto
         book("a2", [49, 50]),
         book("a1", [10, 11], scope="Schedule/s2"),
     ]
-    with pytest.raises(StoreConflict) as caught:
+    with pytest.raises(ClaimConflict) as caught:
         await store.apply(ops)
     assert caught.value.key == f"{SCOPE}#50"
     assert await nothing_of(store, "a1")
@@ -408,7 +408,7 @@ async def test_apply_resource_failure_after_claims_undoes_claims(store: Resource
         book("b", [5, 6]),
         WriteOp(version("Appointment", "a", 1), None, index(), ClaimSet("Appointment/a", ())),
     ]
-    with pytest.raises(StoreConflict):
+    with pytest.raises(ClaimConflict):
         await store.apply(ops)
     assert await nothing_of(store, "b")
     assert await store.claims_in(SCOPE, 0, 100) == held("Appointment/a", range(3))
@@ -469,7 +469,7 @@ async def test_apply_mongo_simultaneous_takeover_of_expired_hold_one_wins() -> N
         store.apply([book("p", [7])]), store.apply([book("q", [7])]), return_exceptions=True
     )
     assert arrived == 2
-    assert sorted(type(r).__name__ for r in results) == ["NoneType", "StoreConflict"]
+    assert sorted(type(r).__name__ for r in results) == ["ClaimConflict", "NoneType"]
     winner = "p" if results[0] is None else "q"
     assert await store.claims_in(SCOPE, 0, 100) == held(f"Appointment/{winner}", [7])
     assert await nothing_of(store, "q" if winner == "p" else "p")
