@@ -366,7 +366,7 @@ async def test_apply_version_mismatch_with_claims_leaves_claims_untouched(
 ) -> None:
     await store.apply([book("a", range(3))])
     before = await snapshot(store, "Appointment")
-    with pytest.raises(ClaimConflict) as caught:
+    with pytest.raises(StoreConflict) as caught:
         await store.apply([book("x", [9]), book("a", [5, 6], v=2, expected=7)])
     assert caught.value.key == "Appointment/a"
     assert await nothing_of(store, "x")
@@ -408,7 +408,7 @@ async def test_apply_resource_failure_after_claims_undoes_claims(store: Resource
         book("b", [5, 6]),
         WriteOp(version("Appointment", "a", 1), None, index(), ClaimSet("Appointment/a", ())),
     ]
-    with pytest.raises(ClaimConflict):
+    with pytest.raises(StoreConflict):
         await store.apply(ops)
     assert await nothing_of(store, "b")
     assert await store.claims_in(SCOPE, 0, 100) == held("Appointment/a", range(3))
