@@ -35,6 +35,7 @@ from fhir_server.search.parse import SearchContext
 from fhir_server.storage.base import ResourceStore
 from fhir_server.storage.factory import open_store
 from operations import patient_everything, validate
+from operations.scheduling.claims import AppointmentClaims
 from resources.errors import FhirError
 from resources.indexing import extract_index
 from resources.validation import validate_resource
@@ -55,6 +56,7 @@ def build_interactions(store: ResourceStore, settings: Settings) -> Interactions
         base_url=settings.base_url,
     )
     repository = Repository(store, context)
+    repository.claim_planners["Appointment"] = AppointmentClaims(store)
     operations = default_operations()
     cache: dict[str, dict[str, Any]] = {}
 

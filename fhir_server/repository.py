@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import jsonpatch
@@ -23,8 +23,9 @@ import orjson
 
 from fhir_server.search.parse import SearchContext, parse_search
 from fhir_server.search.query import StoreQuery
-from fhir_server.storage.base import ResourceStore, StoredResource, WriteOp
+from fhir_server.storage.base import ClaimSet, ResourceStore, StoredResource, WriteOp
 from resources.errors import (
+    ClaimConflict,
     Conflict,
     Gone,
     Invalid,
@@ -39,6 +40,13 @@ from resources.types import is_resource_type
 from resources.validation import validate_resource
 
 Outcome = Literal["created", "updated", "unchanged", "deleted", "found"]
+
+ClaimPlanner = Callable[
+    [str, dict[str, Any] | None, StoredResource | None], Awaitable[ClaimSet | None]
+]
+"""Plans the time claims of one write of a resource type: `(id, new content or None for a
+deletion, current version or None) -> the owner's complete ClaimSet, or None to leave its
+claims alone`. May raise FhirError (e.g. Conflict for deleting a booked Appointment)."""
 MAX_RETRIES = 5
 
 
@@ -103,6 +111,7 @@ class Repository:
         self.store = store
         self.context = search_context or SearchContext()
         self.new_id: Callable[[], str] = new_id or (lambda: str(uuid.uuid4()))
+        self.claim_planners: dict[str, ClaimPlanner] = {}
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -208,7 +217,8 @@ class Repository:
             validate_resource(resource)
         body = dict(resource)
         body["id"] = id or self.new_id()
-        return self.build_version(body, version_id=1, method="POST", expected_version=0)
+        op = self.build_version(body, version_id=1, method="POST", expected_version=0)
+        return await self._with_claims(op, body, None)
 
     async def prepare_update(
         self,
@@ -246,7 +256,7 @@ class Repository:
         op = self.build_version(
             resource, version_id=next_version, method=method, expected_version=expected
         )
-        return op, current
+        return await self._with_claims(op, resource, current), current
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -262,7 +272,7 @@ class Repository:
         validate_resource(resource)
         if if_none_exist is None:
             op = await self.prepare_create(resource, validated=True)
-            await self.store.apply([op])
+            await self.apply([op])
             return WriteResult(op.version, "created")
         rtype = str(resource["resourceType"])
         async with self.store.lock(criteria_key(rtype, if_none_exist)):
@@ -270,7 +280,7 @@ class Repository:
             if match is not None:
                 return WriteResult(match, "found")
             op = await self.prepare_create(resource, validated=True)
-            await self.store.apply([op])
+            await self.apply([op])
             return WriteResult(op.version, "created")
 
     async def update(
@@ -297,7 +307,7 @@ class Repository:
                 assert current is not None
                 return WriteResult(current, "unchanged")
             try:
-                await self.store.apply([op])
+                await self.apply([op])
             except StoreConflict:
                 if if_match is not None:
                     raise PreconditionFailed(
@@ -330,7 +340,7 @@ class Repository:
                 return await self.update(resource_type, str(resource["id"]), resource)
             validate_resource(resource, expected_type=resource_type)
             op = await self.prepare_create(resource)
-            await self.store.apply([op])
+            await self.apply([op])
             return WriteResult(op.version, "created")
 
     async def patch(
@@ -408,7 +418,7 @@ class Repository:
             content=None,
             method="DELETE",
         )
-        return WriteOp(marker, expected, None), current
+        return await self._with_claims(WriteOp(marker, expected, None), None, current), current
 
     async def delete(
         self, resource_type: str, id: str, *, if_match: str | None = None
@@ -421,7 +431,7 @@ class Repository:
             if op is None:
                 return None
             try:
-                await self.store.apply([op])
+                await self.apply([op])
             except StoreConflict:
                 if if_match is not None:
                     raise PreconditionFailed(f"{resource_type}/{id} changed concurrently") from None
@@ -441,8 +451,27 @@ class Repository:
             return 1
 
     async def apply(self, ops: Sequence[WriteOp]) -> None:
-        """Commit prepared ops atomically (a transaction bundle)."""
-        await self.store.apply(ops)
+        """Commit prepared ops atomically (a transaction bundle, or one write).
+
+        Raises:
+            Conflict: (409, detail `slot-unavailable`) a time claim is held by another
+                booking or hold (SCHEDULING.md "Never double-book").
+            StoreConflict: a concurrent write changed a resource first (version race).
+        """
+        try:
+            await self.store.apply(ops)
+        except ClaimConflict as exc:
+            raise _taken(exc) from exc
+
+    async def _with_claims(
+        self, op: WriteOp, resource: dict[str, Any] | None, current: StoredResource | None
+    ) -> WriteOp:
+        """Attach the claims planned for this write, if the type has a ClaimPlanner."""
+        planner = self.claim_planners.get(op.version.resource_type)
+        if planner is None:
+            return op
+        claims = await planner(op.version.id, resource, current)
+        return op if claims is None else replace(op, claims=claims)
 
 
 def _check_if_match(
@@ -476,3 +505,17 @@ def criteria_key(resource_type: str, criteria: str) -> str:
     params = sorted(_parse_query_string(criteria))
     digest = hashlib.sha256(orjson.dumps([resource_type, params])).hexdigest()
     return f"criteria:{resource_type}:{digest}"
+
+
+def _taken(exc: ClaimConflict) -> Conflict:
+    """A client-facing 409 for a taken time: which schedule or slot, and when, without naming
+    the other booking (SCHEDULING.md errors table)."""
+    scope, _, quantum = exc.key.rpartition("#")
+    if scope.startswith("Schedule/") and quantum.lstrip("-").isdigit():
+        when = format_instant(int(quantum) * 60_000_000)
+        text = f"The time is no longer free: {scope} is already booked or held at {when}"
+    elif scope.startswith("Slot/"):
+        text = f"The time is no longer free: {scope} has no seat left"
+    else:
+        text = "The time is no longer free"
+    return Conflict(text, details_code="slot-unavailable")

@@ -1,0 +1,162 @@
+"""Plan the time claims of an Appointment write: the database-backed guarantee that no two
+non-cancelled bookings or holds share a minute of one Schedule (SCHEDULING.md "Never
+double-book").
+
+Every write path of an Appointment (REST create/update/patch/delete, transaction bundles, and
+the scheduling operations) goes through `Repository`, which asks `AppointmentClaims` for the
+owner's complete ClaimSet and commits it atomically with the Appointment version; the store's
+unique claim keys make a second booking of the same time fail with 409 on either engine.
+
+Claim keys:
+    * `Schedule/{id}#{minute}`: one per minute (µs // 60e6) of [start, end) for every active
+      Schedule whose `actor` names a participant of the Appointment (Practitioner,
+      PractitionerRole, Location, HealthcareService, Device; declined participants excluded),
+      and for the Schedule of each referenced Slot of capacity 1.
+    * `Slot/{id}#{seat}`: one seat of a referenced stored Slot whose SMART Scheduling Links
+      `slot-capacity` is above 1 (the Slot's time is then shared up to its capacity).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQuery
+from fhir_server.storage.base import ClaimKey, ClaimSet, ResourceStore, StoredResource
+from operations.scheduling.extensions import slot_capacity
+from resources.errors import Conflict, Invalid
+from resources.fhir_dates import parse_instant
+
+MINUTE_US = 60_000_000
+HOLDING_STATUSES = frozenset({"pending", "booked", "arrived", "checked-in", "fulfilled"})
+SCHEDULED_ACTOR_TYPES = frozenset(
+    {"Practitioner", "PractitionerRole", "Location", "HealthcareService", "Device"}
+)
+HOLD_EXPIRES_URL = "https://fhir-scheduling.example.org/StructureDefinition/hold-expires"
+MAX_MINUTES = 24 * 60
+
+
+def minute_keys(scope: str, start: int, end: int) -> list[ClaimKey]:
+    """The minute claims of [start, end) µs UTC on `scope` (partial minutes included)."""
+    first = start // MINUTE_US
+    last = -(-end // MINUTE_US)
+    return [ClaimKey(scope, q) for q in range(first, last)]
+
+
+def hold_expiry(appointment: dict[str, Any]) -> int | None:
+    """The hold expiry (µs UTC) from our `hold-expires` extension (valueInstant), or None."""
+    for ext in appointment.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == HOLD_EXPIRES_URL:
+            value = ext.get("valueInstant")
+            if isinstance(value, str):
+                return parse_instant(value)
+    return None
+
+
+class AppointmentClaims:
+    """The ClaimPlanner for Appointment (see `fhir_server.repository.ClaimPlanner`).
+
+    Args:
+        store: where Schedules, Slots and existing claims are read.
+    """
+
+    def __init__(self, store: ResourceStore) -> None:
+        self.store = store
+
+    async def __call__(
+        self, id: str, resource: dict[str, Any] | None, current: StoredResource | None
+    ) -> ClaimSet | None:
+        """Plan the claims of writing `resource` (None: deleting) as Appointment/`id`.
+
+        Raises:
+            Conflict: (409) deleting a booked or held Appointment: cancel it instead.
+            Invalid: (400) start/end unreadable, or an Appointment longer than 24 hours
+                that would claim time.
+        """
+        owner = f"Appointment/{id}"
+        if resource is None:
+            if current is not None and current.content is not None:
+                status = orjson.loads(current.content).get("status")
+                if status in HOLDING_STATUSES:
+                    raise Conflict(
+                        f"{owner} is {status}: cancel it (status=cancelled via PUT, PATCH or "
+                        "$book) to release its time before deleting it",
+                        code="business-rule",
+                    )
+            return ClaimSet(owner, ())
+        if resource.get("status") not in HOLDING_STATUSES:
+            return ClaimSet(owner, ())
+        start_text, end_text = resource.get("start"), resource.get("end")
+        if not isinstance(start_text, str) or not isinstance(end_text, str):
+            return ClaimSet(owner, ())
+        try:
+            start, end = parse_instant(start_text), parse_instant(end_text)
+        except ValueError as exc:
+            raise Invalid(
+                f"Appointment start/end: {exc}", expression=["Appointment.start"]
+            ) from exc
+        if end - start > MAX_MINUTES * MINUTE_US:
+            raise Invalid(
+                "An Appointment that books time may last at most 24 hours",
+                expression=["Appointment.end"],
+            )
+        expires = hold_expiry(resource) if resource.get("status") == "pending" else None
+        keys: set[ClaimKey] = set()
+        schedules: set[str] = set()
+        for slot in await self._slots(resource):
+            capacity = slot_capacity(slot)
+            schedule_ref = (slot.get("schedule") or {}).get("reference", "")
+            if capacity > 1:
+                keys.add(await self._seat(owner, f"Slot/{slot['id']}", capacity))
+            elif schedule_ref.startswith("Schedule/"):
+                schedules.add(schedule_ref)
+        for schedule in await self._schedules_of_actors(resource):
+            schedules.add(f"Schedule/{schedule['id']}")
+        for scope in schedules:
+            keys.update(minute_keys(scope, start, end))
+        return ClaimSet(owner, tuple(sorted(keys)), expires)
+
+    async def _slots(self, resource: dict[str, Any]) -> list[dict[str, Any]]:
+        refs = []
+        for ref in resource.get("slot") or []:
+            text = ref.get("reference", "") if isinstance(ref, dict) else ""
+            if text.startswith("Slot/"):
+                refs.append(("Slot", text.split("/", 1)[1]))
+        stored = await self.store.read_many(refs) if refs else []
+        return [orjson.loads(s.content) for s in stored if s.content is not None]
+
+    async def _schedules_of_actors(self, resource: dict[str, Any]) -> list[dict[str, Any]]:
+        values = []
+        for participant in resource.get("participant") or []:
+            if not isinstance(participant, dict) or participant.get("status") == "declined":
+                continue
+            ref = (participant.get("actor") or {}).get("reference", "")
+            rtype, _, rid = ref.partition("/")
+            if rtype in SCHEDULED_ACTOR_TYPES and rid and "/" not in rid:
+                values.append(ReferenceValue(ref_type=rtype, ref_id=rid))
+        if not values:
+            return []
+        query = StoreQuery("Schedule", (ReferenceCondition("actor", tuple(values)),), count=1000)
+        page = await self.store.search(query)
+        out = []
+        for stored in page.resources:
+            schedule = orjson.loads(stored.content or b"{}")
+            if schedule.get("active", True) is not False:
+                out.append(schedule)
+        return out
+
+    async def _seat(self, owner: str, scope: str, capacity: int) -> ClaimKey:
+        """The owner's current seat of a shared Slot, else the lowest free seat (a race for the
+        same seat ends in a 409 from the store, never in two owners on one seat)."""
+        for claim in await self.store.claims_of(owner):
+            if claim.key.scope == scope:
+                return claim.key
+        taken = {c.key.quantum for c in await self.store.claims_in(scope, 0, capacity)}
+        for seat in range(capacity):
+            if seat not in taken:
+                return ClaimKey(scope, seat)
+        raise Conflict(
+            f"The time is no longer free: {scope} has no seat left",
+            details_code="slot-unavailable",
+        )

@@ -1,0 +1,215 @@
+"""No double booking through plain FHIR writes: REST POST/PUT/PATCH/DELETE and transactions
+all take the same time claims (SCHEDULING.md "Never double-book"), on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+
+def appointment(
+    start: str, end: str, status: str = "booked", actor: str = "PractitionerRole/dr", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Appointment",
+        "status": status,
+        "start": start,
+        "end": end,
+        "participant": [
+            {"actor": {"reference": "Patient/pat"}, "status": "accepted"},
+            {"actor": {"reference": actor}, "status": "accepted"},
+        ],
+        **extra,
+    }
+
+
+@pytest.fixture
+async def clinic(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    for resource in (
+        {"resourceType": "Patient", "id": "pat"},
+        {"resourceType": "PractitionerRole", "id": "dr"},
+        {"resourceType": "PractitionerRole", "id": "other"},
+        {"resourceType": "Location", "id": "room", "name": "Room 1"},
+        {"resourceType": "Schedule", "id": "s-dr", "actor": [{"reference": "PractitionerRole/dr"}]},
+        {"resourceType": "Schedule", "id": "s-room", "actor": [{"reference": "Location/room"}]},
+        {
+            "resourceType": "Slot",
+            "id": "group",
+            "schedule": {"reference": "Schedule/s-room"},
+            "status": "free",
+            "start": "2026-12-01T15:00:00Z",
+            "end": "2026-12-01T16:00:00Z",
+            "extension": [
+                {
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/slot-capacity",
+                    "valueInteger": 2,
+                }
+            ],
+        },
+    ):
+        r = await client.put(f"/{resource['resourceType']}/{resource['id']}", json=resource)
+        assert r.status_code == 201, r.text
+    return client
+
+
+async def booked_count(client: httpx.AsyncClient) -> int:
+    r = await client.get("/Appointment?status=booked&_summary=count")
+    return int(r.json()["total"])
+
+
+async def test_create_overlapping_booking_returns_409_slot_unavailable(
+    clinic: httpx.AsyncClient,
+) -> None:
+    first = await clinic.post(
+        "/Appointment", json=appointment("2026-12-01T09:00:00Z", "2026-12-01T09:30:00Z")
+    )
+    assert first.status_code == 201
+    second = await clinic.post(
+        "/Appointment", json=appointment("2026-12-01T09:15:00Z", "2026-12-01T09:45:00Z")
+    )
+    assert second.status_code == 409
+    issue = second.json()["issue"][0]
+    assert issue["code"] == "conflict"
+    assert issue["details"]["coding"][0]["code"] == "slot-unavailable"
+    assert "Schedule/s-dr" in issue["diagnostics"]
+    assert first.json()["id"] not in second.text
+    assert await booked_count(clinic) == 1
+
+
+async def test_create_back_to_back_bookings_both_succeed(clinic: httpx.AsyncClient) -> None:
+    a = await clinic.post(
+        "/Appointment", json=appointment("2026-12-01T09:00:00Z", "2026-12-01T09:30:00Z")
+    )
+    b = await clinic.post(
+        "/Appointment", json=appointment("2026-12-01T09:30:00Z", "2026-12-01T10:00:00Z")
+    )
+    assert (a.status_code, b.status_code) == (201, 201)
+
+
+async def test_create_other_practitioner_same_time_succeeds(clinic: httpx.AsyncClient) -> None:
+    a = await clinic.post(
+        "/Appointment", json=appointment("2026-12-01T09:00:00Z", "2026-12-01T09:30:00Z")
+    )
+    b = await clinic.post(
+        "/Appointment",
+        json=appointment(
+            "2026-12-01T09:00:00Z", "2026-12-01T09:30:00Z", actor="PractitionerRole/other"
+        ),
+    )
+    assert (a.status_code, b.status_code) == (201, 201)
+
+
+async def test_cancel_by_patch_releases_time_for_new_booking(clinic: httpx.AsyncClient) -> None:
+    first = (
+        await clinic.post(
+            "/Appointment", json=appointment("2026-12-01T11:00:00Z", "2026-12-01T11:30:00Z")
+        )
+    ).json()
+    ops = [{"op": "replace", "path": "/status", "value": "cancelled"}]
+    r = await clinic.request(
+        "PATCH",
+        f"/Appointment/{first['id']}",
+        json=ops,
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert r.status_code == 200
+    again = await clinic.post(
+        "/Appointment", json=appointment("2026-12-01T11:00:00Z", "2026-12-01T11:30:00Z")
+    )
+    assert again.status_code == 201
+
+
+async def test_move_by_put_onto_taken_time_returns_409_and_keeps_old(
+    clinic: httpx.AsyncClient,
+) -> None:
+    a = (
+        await clinic.post(
+            "/Appointment", json=appointment("2026-12-01T13:00:00Z", "2026-12-01T13:30:00Z")
+        )
+    ).json()
+    b = (
+        await clinic.post(
+            "/Appointment", json=appointment("2026-12-01T14:00:00Z", "2026-12-01T14:30:00Z")
+        )
+    ).json()
+    moved = {**b, "start": "2026-12-01T13:15:00Z", "end": "2026-12-01T13:45:00Z"}
+    r = await clinic.put(f"/Appointment/{b['id']}", json=moved)
+    assert r.status_code == 409
+    current = (await clinic.get(f"/Appointment/{b['id']}")).json()
+    assert current["start"] == "2026-12-01T14:00:00Z" and current["meta"]["versionId"] == "1"
+    free_move = {**b, "start": "2026-12-01T14:30:00Z", "end": "2026-12-01T15:00:00Z"}
+    assert (await clinic.put(f"/Appointment/{b['id']}", json=free_move)).status_code == 200
+    reuse = await clinic.post(
+        "/Appointment", json=appointment("2026-12-01T14:00:00Z", "2026-12-01T14:30:00Z")
+    )
+    assert reuse.status_code == 201
+    assert a["id"]
+
+
+async def test_delete_booked_appointment_refused_with_hint(clinic: httpx.AsyncClient) -> None:
+    a = (
+        await clinic.post(
+            "/Appointment", json=appointment("2026-12-01T16:00:00Z", "2026-12-01T16:30:00Z")
+        )
+    ).json()
+    r = await clinic.delete(f"/Appointment/{a['id']}")
+    assert r.status_code == 409
+    assert "cancel" in r.json()["issue"][0]["diagnostics"]
+    assert (await clinic.get(f"/Appointment/{a['id']}")).status_code == 200
+
+
+async def test_transaction_with_overlapping_bookings_writes_nothing(
+    clinic: httpx.AsyncClient,
+) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": appointment("2026-12-02T09:00:00Z", "2026-12-02T09:30:00Z"),
+                "request": {"method": "POST", "url": "Appointment"},
+            },
+            {
+                "resource": appointment("2026-12-02T09:20:00Z", "2026-12-02T09:50:00Z"),
+                "request": {"method": "POST", "url": "Appointment"},
+            },
+        ],
+    }
+    r = await clinic.post("", json=bundle)
+    assert r.status_code == 409
+    assert await booked_count(clinic) == 0
+    bundle["entry"][1]["resource"] = appointment("2026-12-02T09:30:00Z", "2026-12-02T10:00:00Z")
+    ok = await clinic.post("", json=bundle)
+    assert ok.status_code == 200
+    assert await booked_count(clinic) == 2
+
+
+async def test_concurrent_bookings_of_same_time_exactly_one_wins(clinic: httpx.AsyncClient) -> None:
+    body = appointment("2026-12-03T09:00:00Z", "2026-12-03T09:30:00Z")
+    results = await asyncio.gather(*[clinic.post("/Appointment", json=body) for _ in range(20)])
+    assert sorted(r.status_code for r in results) == [201] + [409] * 19
+    assert await booked_count(clinic) == 1
+
+
+async def test_shared_slot_capacity_two_allows_two_then_409(clinic: httpx.AsyncClient) -> None:
+    def seat() -> dict[str, Any]:
+        return appointment(
+            "2026-12-01T15:00:00Z",
+            "2026-12-01T16:00:00Z",
+            actor="Patient/pat",
+            slot=[{"reference": "Slot/group"}],
+        )
+
+    statuses = [(await clinic.post("/Appointment", json=seat())).status_code for _ in range(3)]
+    assert statuses == [201, 201, 409]
+
+
+async def test_proposed_and_cancelled_appointments_claim_nothing(clinic: httpx.AsyncClient) -> None:
+    for status in ("proposed", "cancelled", "booked"):
+        r = await clinic.post(
+            "/Appointment", json=appointment("2026-12-04T09:00:00Z", "2026-12-04T09:30:00Z", status)
+        )
+        assert r.status_code == 201, status
