@@ -47,6 +47,10 @@ ClaimPlanner = Callable[
 """Plans the time claims of one write of a resource type: `(id, new content or None for a
 deletion, current version or None) -> the owner's complete ClaimSet, or None to leave its
 claims alone`. May raise FhirError (e.g. Conflict for deleting a booked Appointment)."""
+
+VirtualReader = Callable[[str], Awaitable[dict[str, Any] | None]]
+"""Serves `read` of ids that are not stored but computed (e.g. rule-derived Slots): `id ->
+the resource (with id and meta), or None if there is no such resource now`."""
 MAX_RETRIES = 5
 
 
@@ -112,14 +116,28 @@ class Repository:
         self.context = search_context or SearchContext()
         self.new_id: Callable[[], str] = new_id or (lambda: str(uuid.uuid4()))
         self.claim_planners: dict[str, ClaimPlanner] = {}
+        self.virtual_readers: dict[str, VirtualReader] = {}
 
     # -- reads ----------------------------------------------------------------------------
 
     async def read(self, resource_type: str, id: str) -> StoredResource:
-        """The current version. Raises NotFound (404) if never stored, Gone (410) if deleted."""
+        """The current version (or a computed one from a VirtualReader). Raises NotFound
+        (404) if there is no such resource, Gone (410) if deleted."""
         check_type(resource_type)
         stored = await self.store.read(resource_type, id)
         if stored is None:
+            reader = self.virtual_readers.get(resource_type)
+            computed = await reader(id) if reader is not None else None
+            if computed is not None:
+                meta = computed.get("meta") or {}
+                return StoredResource(
+                    resource_type=resource_type,
+                    id=id,
+                    version_id=int(meta.get("versionId", "1")),
+                    last_updated=now_us(),
+                    deleted=False,
+                    content=orjson.dumps(computed),
+                )
             raise NotFound(f"{resource_type}/{id} is not known")
         if stored.deleted:
             raise Gone(
