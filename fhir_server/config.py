@@ -21,7 +21,11 @@ class Settings(BaseSettings):
             is derived from each request (`http://host:port/fhir`).
         max_body_bytes: the largest request body accepted (default 10 MB) -> 413 beyond.
         default_count / max_count: `_count` default and ceiling for searches.
-        default_timezone: IANA zone used for dates without an offset.
+        default_timezone: IANA zone used for dates without an offset (and for schedules
+            with no timezone extension anywhere, SCHEDULING.md "Time zone").
+        hold_seconds: how long a `$hold` keeps its time (SCHEDULING.md), default 300.
+        proposal_seconds: how long `$find` proposals stay resolvable, default 1800.
+        extension_base: the canonical base of our own extensions and StructureDefinitions.
     """
 
     model_config = SettingsConfigDict(env_prefix="FHIR_SERVER_", extra="ignore")
@@ -32,6 +36,9 @@ class Settings(BaseSettings):
     default_count: int = 20
     max_count: int = 1000
     default_timezone: str = "UTC"
+    hold_seconds: int = 300
+    proposal_seconds: int = 1800
+    extension_base: str = "https://fhir-scheduling.example.org/StructureDefinition"
 
 
 @lru_cache(maxsize=1)
