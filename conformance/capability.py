@@ -13,6 +13,10 @@ from resources.types import RESOURCE_TYPES
 
 SOFTWARE_NAME = "fhir-scheduling-server"
 SOFTWARE_VERSION = "0.1.0"
+IHE_SCHEDULING_SERVER = (
+    "https://profiles.ihe.net/ITI/Scheduling/CapabilityStatement/IHE.Scheduling.server"
+)
+"""The IHE ITI Scheduling Server requirements this server instantiates (IHE ITI-115 §2:3.115.5)."""
 SUPPORTED_PARAM_TYPES = frozenset(
     {"string", "token", "date", "reference", "number", "quantity", "uri"}
 )
@@ -82,6 +86,7 @@ def capability_statement(
         "date": date,
         "publisher": "fhir-scheduling-server",
         "kind": "instance",
+        "instantiates": [IHE_SCHEDULING_SERVER],
         "software": {"name": SOFTWARE_NAME, "version": SOFTWARE_VERSION},
         "implementation": {"description": "FHIR R4 scheduling server", "url": base_url},
         "fhirVersion": "4.0.1",

@@ -8,6 +8,8 @@ handlers. Nothing is built at import time.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from conformance import operation_definitions
 from conformance.capability import capability_statement
 from fhir_server.api.errors import (
     fhir_error_handler,
@@ -34,8 +37,19 @@ from fhir_server.repository import Repository
 from fhir_server.search.parse import SearchContext
 from fhir_server.storage.base import ResourceStore
 from fhir_server.storage.factory import open_store
-from operations import patient_everything, validate
+from operations import (
+    appointment_book,
+    appointment_find,
+    appointment_hold,
+    patient_everything,
+    slot_find_slots,
+    validate,
+)
+from operations.scheduling.appointments import exclude_proposals
 from operations.scheduling.claims import AppointmentClaims
+from operations.scheduling.extensions import structure_definitions
+from operations.scheduling.holds import run_sweeper, sweep_interval
+from operations.scheduling.service import SchedulingService
 from resources.errors import FhirError
 from resources.indexing import extract_index
 from resources.validation import validate_resource
@@ -43,7 +57,10 @@ from resources.validation import validate_resource
 
 def default_operations() -> dict[str, Operation]:
     """The operations this server registers, by name (without `$`)."""
-    ops = [validate.OPERATION, patient_everything.OPERATION]
+    ops = [validate.OPERATION, patient_everything.OPERATION, slot_find_slots.OPERATION]
+    for module in (appointment_find, appointment_hold, appointment_book):  # IHE ITI-115..117
+        operation_definitions.register(module.DEFINITION)
+        ops.append(module.OPERATION)
     return {op.name: op for op in ops}
 
 
@@ -56,8 +73,11 @@ def build_interactions(store: ResourceStore, settings: Settings) -> Interactions
         base_url=settings.base_url,
     )
     repository = Repository(store, context)
-    repository.claim_planners["Appointment"] = AppointmentClaims(store)
-    operations = default_operations()
+    repository.claim_planners["Appointment"] = AppointmentClaims(store, settings.extension_base)
+    operations = operation_definitions.with_definitions(  # registers ours first
+        default_operations(), settings.extension_base
+    )
+    _wire_scheduling(repository, settings)
     cache: dict[str, dict[str, Any]] = {}
 
     def capabilities(base_url: str) -> dict[str, Any]:
@@ -67,7 +87,24 @@ def build_interactions(store: ResourceStore, settings: Settings) -> Interactions
 
     interactions = Interactions(repository, operations, capabilities)
     interactions.bundle_handler = BundleProcessor(repository, interactions.dispatch)
+    interactions.search_narrowing["Appointment"] = (exclude_proposals(),)  # IHE ITI-118
     return interactions
+
+
+def _wire_scheduling(repository: Repository, settings: Settings) -> None:
+    """The SchedulingService of `repository` (rule-derived Slots readable by id), and our
+    OperationDefinitions and extension StructureDefinitions served by id, never stored."""
+    SchedulingService(
+        repository,
+        hold_seconds=settings.hold_seconds,
+        proposal_seconds=settings.proposal_seconds,
+        extension_base=settings.extension_base,
+        default_tz=settings.default_timezone,
+    ).install(repository)
+    base = settings.extension_base
+    readers = repository.virtual_readers
+    readers["OperationDefinition"] = operation_definitions.reader(operation_definitions.all(base))
+    readers["StructureDefinition"] = operation_definitions.reader(structure_definitions(base))
 
 
 def _warm_up() -> None:
@@ -104,11 +141,19 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
         the_store = store or open_store(settings.database_url)
         await the_store.start()
         app.state.store = the_store
-        app.state.interactions = build_interactions(the_store, settings)
+        app.state.interactions = interactions = build_interactions(the_store, settings)
         _warm_up()
+        sweeper = asyncio.create_task(
+            run_sweeper(
+                interactions.repository, sweep_interval(settings.hold_seconds), settings.base_url
+            )
+        )
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await the_store.close()
 
     app = FastAPI(

@@ -122,6 +122,10 @@ class Interactions:
         operations: registered operations by name (without `$`).
         capabilities: returns the CapabilityStatement for `GET /metadata`.
         default_tz: zone for dates without an offset.
+
+    Attributes:
+        search_narrowing: conditions ANDed to every search of a type (type, compartment and
+            `_search`), e.g. Appointment proposals kept out of plain search (IHE ITI-118).
     """
 
     def __init__(
@@ -135,6 +139,7 @@ class Interactions:
         self.operations = operations or {}
         self.capabilities = capabilities
         self.bundle_handler = bundle_handler
+        self.search_narrowing: dict[str, tuple[Condition, ...]] = {}
 
     async def dispatch(self, req: FhirRequest) -> FhirResult:
         """Route and perform one interaction.
@@ -226,6 +231,7 @@ class Interactions:
         if not context.base_url:  # recognise absolute references to this server's base
             context = replace(context, base_url=req.base_url)
         request = parse_search(rtype, req.query, context, strict=req.strict)
+        extra = extra + self.search_narrowing.get(rtype, ())
         result: SearchResult = await run_search(repo.store, request, extra, repo.context.default_tz)
         transform = _subset_transform(request.summary, request.elements)
         bundle = searchset(result, request, req.base_url, path or rtype, transform)

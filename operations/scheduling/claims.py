@@ -24,7 +24,7 @@ import orjson
 
 from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQuery
 from fhir_server.storage.base import ClaimKey, ClaimSet, ResourceStore, StoredResource
-from operations.scheduling.extensions import slot_capacity
+from operations.scheduling.extensions import DEFAULT_BASE, extension_url, slot_capacity
 from resources.errors import Conflict, Invalid
 from resources.fhir_dates import parse_instant
 
@@ -33,7 +33,10 @@ HOLDING_STATUSES = frozenset({"pending", "booked", "arrived", "checked-in", "ful
 SCHEDULED_ACTOR_TYPES = frozenset(
     {"Practitioner", "PractitionerRole", "Location", "HealthcareService", "Device"}
 )
-HOLD_EXPIRES_URL = "https://fhir-scheduling.example.org/StructureDefinition/hold-expires"
+HOLD_EXPIRES = "hold-expires"
+"""The id of our extension carrying a `pending` Appointment's hold expiry (valueInstant)."""
+HOLD_EXPIRES_URL = extension_url(HOLD_EXPIRES, DEFAULT_BASE)
+"""Its URL under the default extension base (the server may be configured with another)."""
 MAX_MINUTES = 24 * 60
 
 
@@ -44,10 +47,18 @@ def minute_keys(scope: str, start: int, end: int) -> list[ClaimKey]:
     return [ClaimKey(scope, q) for q in range(first, last)]
 
 
-def hold_expiry(appointment: dict[str, Any]) -> int | None:
-    """The hold expiry (µs UTC) from our `hold-expires` extension (valueInstant), or None."""
+def hold_expiry(appointment: dict[str, Any], url: str = HOLD_EXPIRES_URL) -> int | None:
+    """The hold expiry (µs UTC) from our `hold-expires` extension (valueInstant), or None.
+
+    Args:
+        appointment: an Appointment as FHIR JSON.
+        url: the extension's URL (`extension_url(HOLD_EXPIRES, base)` of the configured base).
+
+    Raises:
+        ValueError: the valueInstant is not a FHIR instant.
+    """
     for ext in appointment.get("extension") or []:
-        if isinstance(ext, dict) and ext.get("url") == HOLD_EXPIRES_URL:
+        if isinstance(ext, dict) and ext.get("url") == url:
             value = ext.get("valueInstant")
             if isinstance(value, str):
                 return parse_instant(value)
@@ -59,10 +70,13 @@ class AppointmentClaims:
 
     Args:
         store: where Schedules, Slots and existing claims are read.
+        extension_base: the canonical base of our extensions (settings `extension_base`); the
+            hold expiry is read from `{extension_base}/hold-expires`.
     """
 
-    def __init__(self, store: ResourceStore) -> None:
+    def __init__(self, store: ResourceStore, extension_base: str = DEFAULT_BASE) -> None:
         self.store = store
+        self.hold_url = extension_url(HOLD_EXPIRES, extension_base)
 
     async def __call__(
         self, id: str, resource: dict[str, Any] | None, current: StoredResource | None
@@ -101,7 +115,13 @@ class AppointmentClaims:
                 "An Appointment that books time may last at most 24 hours",
                 expression=["Appointment.end"],
             )
-        expires = hold_expiry(resource) if resource.get("status") == "pending" else None
+        try:
+            pending = resource.get("status") == "pending"
+            expires = hold_expiry(resource, self.hold_url) if pending else None
+        except ValueError as exc:
+            raise Invalid(
+                f"Appointment hold expiry: {exc}", expression=["Appointment.extension"]
+            ) from exc
         keys: set[ClaimKey] = set()
         schedules: set[str] = set()
         for slot in await self._slots(resource):

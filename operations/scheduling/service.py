@@ -1,0 +1,421 @@
+"""The SchedulingService: which Schedules match, their free slots, and rule slots by id.
+
+The one facade the scheduling operations (`$find-slots`, `$find`, `$hold`, `$book`) use over a
+Repository; it reads through the `ResourceStore` and leaves every computation to the pure engine
+(`operations.scheduling`, whose `__init__` gives the order). SCHEDULING.md:
+
+- "Resources and where availability comes from": `free_slots` = stored free Slots with seats
+  left + rule-derived slots, minus blocking Slots, minus booked and held time (live claims),
+  within `Schedule.planningHorizon`, nothing for an inactive Schedule.
+- "`$find-slots` returns stored free Slots with their ids, and rule-derived Slots with
+  deterministic ids that `GET Slot/{id}` and `$book` resolve while free": `slot_resource`,
+  `resolve_slot` (also the Repository's virtual reader of `Slot`).
+
+Instants are µs since the epoch (UTC); windows are half-open `[start, end)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+import orjson
+
+from fhir_server.repository import Repository
+from fhir_server.search.query import (
+    Condition,
+    ReferenceCondition,
+    ReferenceValue,
+    StoreQuery,
+    TokenCondition,
+    TokenValue,
+)
+from operations.scheduling.context import (
+    ScheduleContext,
+    StoredSlots,
+    load_contexts,
+    planning_horizon,
+    reference_parts,
+    search_all,
+    stored_slots,
+    taken_time,
+)
+from operations.scheduling.extensions import DEFAULT_BASE, SLOT_CAPACITY_URL
+from operations.scheduling.intervals import Interval
+from operations.scheduling.rules import schedule_windows
+from operations.scheduling.slots import CandidateSlot, free_slots, parse_rule_slot_id
+from operations.scheduling.timezones import local_date, wall_to_utc_us, zone
+from resources.fhir_dates import format_instant
+
+__all__ = ["OfferedSlot", "SchedulingService"]
+
+log = logging.getLogger(__name__)
+
+_DAY_US: Final = 86_400_000_000
+BLOCK_LOOKBACK_US: Final = 7 * _DAY_US
+"""How far before a window a blocking Slot may start and still be seen (longer blocks belong in
+`notAvailable`)."""
+_ACTOR_KINDS: Final = {"PractitionerRole": "Practitioner"}
+_SCHEDULE_ELEMENT: Final = {"service-type": "serviceType", "specialty": "specialty"}
+_COPIED: Final = ("serviceCategory", "serviceType", "specialty")
+
+
+@dataclass(frozen=True, slots=True)
+class OfferedSlot(CandidateSlot):
+    """A `CandidateSlot` with what `slot_resource` renders it from: its Schedule and, for a
+    stored Slot, the stored JSON (neither takes part in equality or hashing)."""
+
+    schedule: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    stored: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
+def _by_id(resources: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {str(r.get("id")): r for r in resources}
+
+
+def _intersect(
+    found: dict[str, dict[str, Any]] | None, more: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    return more if found is None else {k: v for k, v in found.items() if k in more}
+
+
+class SchedulingService:
+    """Availability over one Repository (SCHEDULING.md; module docstring).
+
+    Args:
+        repository: the FHIR repository (reads go through its store).
+        hold_seconds: how long a `$hold` keeps its time (`FHIR_SERVER_HOLD_SECONDS`).
+        proposal_seconds: how long `$find` proposals stay resolvable.
+        extension_base: the canonical base of our extensions.
+        default_tz: the zone of Schedules that name none (`FHIR_SERVER_DEFAULT_TIMEZONE`).
+    """
+
+    _registry: ClassVar[weakref.WeakKeyDictionary[Repository, SchedulingService]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(
+        self,
+        repository: Repository,
+        *,
+        hold_seconds: int,
+        proposal_seconds: int,
+        extension_base: str,
+        default_tz: str,
+    ) -> None:
+        self.store = repository.store
+        self.hold_seconds = hold_seconds
+        self.proposal_seconds = proposal_seconds
+        self.extension_base = extension_base
+        self.default_tz = default_tz
+
+    def install(self, repository: Repository) -> None:
+        """Make this the service of `repository`: `for_repository` returns it and it reads the
+        rule-derived Slots (`repository.virtual_readers["Slot"] = resolve_slot`)."""
+        SchedulingService._registry[repository] = self  # the service keeps no reference back
+        repository.virtual_readers["Slot"] = self.resolve_slot
+
+    @classmethod
+    def for_repository(cls, repository: Repository) -> SchedulingService:
+        """The service installed on `repository` (by `fhir_server.app`), else a new one with
+        the defaults (hold 300 s, proposals 1800 s, `DEFAULT_BASE`, the repository's zone)."""
+        return cls._registry.get(repository) or cls(
+            repository,
+            hold_seconds=300,
+            proposal_seconds=1800,
+            extension_base=DEFAULT_BASE,
+            default_tz=repository.context.default_tz,
+        )
+
+    # -- which Schedules ------------------------------------------------------------------
+
+    async def schedules(
+        self,
+        *,
+        schedule_ids: Sequence[str] = (),
+        actors: Sequence[str] = (),
+        service_types: Sequence[TokenValue] = (),
+        specialties: Sequence[TokenValue] = (),
+        location_refs: Sequence[str] = (),
+        organization_refs: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """The active Schedules matching every given criterion (repeats of one criterion OR).
+
+        - `schedule_ids`: ids (`7`) or references (`Schedule/7`).
+        - `actors`: `Type/id` references; kinds combine with AND, repeats of a kind with OR
+          (SCHEDULING.md "Operations"); `Practitioner/y` also matches Schedules whose actor is
+          a PractitionerRole of that Practitioner (both count as one kind).
+        - `service_types` / `specialties`: tokens on the Schedule, or, for a Schedule without
+          that element, on its HealthcareService actors (`type`/`specialty`) or
+          PractitionerRole actors (`specialty`, or the `healthcareService` they offer).
+        - `location_refs`: a Location actor, or a PractitionerRole/HealthcareService actor at
+          that Location. `organization_refs`: an actor whose `organization`, `providedBy` or
+          `managingOrganization` is that Organization.
+
+        Every criterion is a store search (no scan); the result is sorted by id.
+        """
+        base: list[Condition] = [TokenCondition("active", (TokenValue("*", "false"),), negate=True)]
+        if schedule_ids:
+            ids = [ref[1] for ref in (reference_parts(s, "Schedule") for s in schedule_ids) if ref]
+            if not ids:
+                return []
+            base.append(TokenCondition("_id", tuple(TokenValue("*", i) for i in ids)))
+        base.extend(await self._actor_conditions(actors))
+        found: dict[str, dict[str, Any]] | None = None
+        for param, tokens in (("service-type", service_types), ("specialty", specialties)):
+            if tokens:
+                found = _intersect(found, await self._by_code(base, param, tokens))
+        if location_refs:
+            found = _intersect(found, await self._by_site(base, location_refs))
+        if organization_refs:
+            found = _intersect(found, await self._by_organization(base, organization_refs))
+        if found is None:
+            found = _by_id(await search_all(self.store, StoreQuery("Schedule", tuple(base))))
+        return [found[key] for key in sorted(found)]
+
+    async def _ids(self, rtype: str, *conditions: Condition) -> list[tuple[str, str]]:
+        return [
+            (rtype, str(r["id"]))
+            for r in await search_all(self.store, StoreQuery(rtype, conditions))
+        ]
+
+    async def _with_actors(
+        self, base: list[Condition], refs: Sequence[tuple[str, str]]
+    ) -> dict[str, dict[str, Any]]:
+        if not refs:
+            return {}
+        values = tuple(ReferenceValue(t, i) for t, i in dict.fromkeys(refs))
+        query = StoreQuery("Schedule", (*base, ReferenceCondition("actor", values)))
+        return _by_id(await search_all(self.store, query))
+
+    async def _actor_conditions(self, actors: Sequence[str]) -> list[Condition]:
+        kinds: dict[str, list[ReferenceValue]] = {}
+        practitioners: list[ReferenceValue] = []
+        for text in actors:
+            ref = reference_parts(text)
+            if ref is None:
+                continue
+            value = ReferenceValue(*ref)
+            kinds.setdefault(_ACTOR_KINDS.get(ref[0], ref[0]), []).append(value)
+            if ref[0] == "Practitioner":
+                practitioners.append(value)
+        if practitioners:
+            condition = ReferenceCondition("practitioner", tuple(practitioners))
+            roles = await self._ids("PractitionerRole", condition)
+            kinds["Practitioner"].extend(ReferenceValue(*role) for role in roles)
+        return [ReferenceCondition("actor", tuple(values)) for values in kinds.values()]
+
+    async def _by_code(
+        self, base: list[Condition], param: str, tokens: Sequence[TokenValue]
+    ) -> dict[str, dict[str, Any]]:
+        codes = TokenCondition(param, tuple(tokens))
+        direct = _by_id(await search_all(self.store, StoreQuery("Schedule", (*base, codes))))
+        services = await self._ids("HealthcareService", codes)
+        roles = []
+        if param == "specialty":
+            roles = await self._ids("PractitionerRole", codes)
+        if services:
+            offered = ReferenceCondition("service", tuple(ReferenceValue(*s) for s in services))
+            roles += await self._ids("PractitionerRole", offered)
+        element = _SCHEDULE_ELEMENT[param]
+        via = await self._with_actors(base, [*services, *roles])
+        direct.update({k: v for k, v in via.items() if not v.get(element)})
+        return direct
+
+    async def _by_site(
+        self, base: list[Condition], location_refs: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        sites = [
+            ref for ref in (reference_parts(text, "Location") for text in location_refs) if ref
+        ]
+        if not sites:
+            return {}
+        at = ReferenceCondition("location", tuple(ReferenceValue(*site) for site in sites))
+        roles = await self._ids("PractitionerRole", at)
+        services = await self._ids("HealthcareService", at)
+        return await self._with_actors(base, [*sites, *roles, *services])
+
+    async def _by_organization(
+        self, base: list[Condition], organization_refs: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        orgs = [
+            ref for ref in (reference_parts(t, "Organization") for t in organization_refs) if ref
+        ]
+        if not orgs:
+            return {}
+        of = ReferenceCondition("organization", tuple(ReferenceValue(*org) for org in orgs))
+        actors: list[tuple[str, str]] = []
+        for rtype in ("PractitionerRole", "HealthcareService", "Location"):
+            actors += await self._ids(rtype, of)
+        return await self._with_actors(base, actors)
+
+    # -- free time --------------------------------------------------------------------------
+
+    async def schedule_context(self, schedule: dict[str, Any]) -> ScheduleContext:
+        """The Schedule's actors, sites, zone, weekly rules and booking parameters, read once
+        (`context.load_contexts`)."""
+        (context,) = await load_contexts(
+            self.store, [schedule], self.extension_base, self.default_tz
+        )
+        return context
+
+    async def free_slots(
+        self,
+        schedules: Sequence[dict[str, Any]],
+        start: int,
+        end: int,
+        *,
+        duration_us: int | None = None,
+    ) -> list[CandidateSlot]:
+        """Every free slot of `schedules` lying wholly within `[start, end)` µs UTC.
+
+        Stored free Slots with seats left (capacity minus live seat claims minus booked time
+        over them), and rule-derived slots laid over whole local days (so their ids do not
+        depend on the window), minus blocking Slots (`busy-unavailable`, `busy`,
+        `busy-tentative`) and the live minute claims of each Schedule (bookings and holds),
+        limited to the planning horizon; inactive Schedules offer nothing. A Schedule with
+        `max-bookings-per-day` offers nothing on a local day that holds that many bookings.
+
+        Args:
+            schedules: Schedules as FHIR JSON (e.g. from `schedules`).
+            start, end: the window, µs UTC.
+            duration_us: the visit length of rule slots instead of the Schedule's.
+
+        Returns:
+            `OfferedSlot`s sorted by start, then Schedule id.
+        """
+        if not schedules or end <= start:
+            return []
+        contexts = await load_contexts(self.store, schedules, self.extension_base, self.default_tz)
+        active = [c for c in contexts if c.active]
+        window = Interval(start, end)
+        stored = await stored_slots(self.store, active, start - BLOCK_LOOKBACK_US, end + _DAY_US)
+        offered: list[CandidateSlot] = []
+        for context in active:
+            offered += await self._free(context, window, stored[context.id], duration_us)
+        offered.sort(key=lambda c: (c.start, c.schedule_id, c.end, c.source, c.slot_id))
+        return offered
+
+    async def _free(
+        self,
+        context: ScheduleContext,
+        window: Interval,
+        stored: StoredSlots,
+        duration_us: int | None,
+    ) -> list[CandidateSlot]:
+        # Whole local days (`timezones.whole_local_days`) and one more on each side, so a
+        # rule slot's id does not depend on where a search starts, overnight rules included.
+        zone_info = zone(context.tz)
+        first = local_date(window.start, zone_info).toordinal() - 1
+        last = local_date(window.end - 1, zone_info).toordinal() + 1
+        span = Interval(wall_to_utc_us(zone_info, first, 0), wall_to_utc_us(zone_info, last + 1, 0))
+        try:
+            windows = schedule_windows(context.schedule, context.weekly, span, context.tz)
+            horizon = planning_horizon(context)
+        except ValueError as exc:
+            log.warning("%s: %s", context.reference, exc)
+            return []
+        params = context.params
+        buffers = (params.buffer_before_us, params.buffer_after_us)
+        free = [slot for slot in stored.free if horizon.contains(slot[1])]
+        taken = await taken_time(self.store, context, window, span, free, self.extension_base)
+        candidates = free_slots(
+            context.id,
+            windows,
+            free,
+            taken.busy,
+            stored.blocked,
+            duration_us or params.visit_us,
+            buffers,
+            params.max_per_day,
+            context.tz,
+            taken.per_day,
+            taken_seats=taken.seats,
+            search=window,
+        )
+        return [
+            OfferedSlot(
+                c.schedule_id,
+                c.start,
+                c.end,
+                c.capacity,
+                c.slot_id,
+                c.source,
+                schedule=context.schedule,
+                stored=stored.content.get(c.slot_id) if c.source == "stored" else None,
+            )
+            for c in candidates
+        ]
+
+    # -- slots as resources -----------------------------------------------------------------
+
+    def slot_resource(self, candidate: CandidateSlot) -> dict[str, Any]:
+        """A free slot as a FHIR Slot (JSON).
+
+        A stored Slot keeps its content (id, meta, extensions such as SMART booking links),
+        with `status` free and `slot-capacity` set to the seats left (dropped when 1). A rule
+        slot gets its deterministic id, `meta.versionId` "1", the Schedule reference, `free`,
+        start/end as UTC instants, and `serviceCategory`/`serviceType`/`specialty` copied from
+        the Schedule (known for an `OfferedSlot`; a bare `CandidateSlot` goes without them).
+        """
+        schedule = candidate.schedule if isinstance(candidate, OfferedSlot) else {}
+        stored = candidate.stored if isinstance(candidate, OfferedSlot) else None
+        if stored is not None:
+            slot = dict(stored)
+            slot["status"] = "free"
+        else:
+            slot = {"resourceType": "Slot", "id": candidate.slot_id, "meta": {"versionId": "1"}}
+        extensions = [
+            e
+            for e in slot.get("extension") or ()
+            if not (isinstance(e, dict) and e.get("url") == SLOT_CAPACITY_URL)
+        ]
+        if candidate.capacity > 1:
+            extensions.append({"url": SLOT_CAPACITY_URL, "valueInteger": candidate.capacity})
+        if extensions:
+            slot["extension"] = extensions
+        else:
+            slot.pop("extension", None)
+        for element in _COPIED:
+            if element not in slot and schedule.get(element):
+                slot[element] = schedule[element]
+        if stored is None:
+            slot["schedule"] = {"reference": f"Schedule/{candidate.schedule_id}"}
+            slot["status"] = "free"
+            slot["start"] = _instant(candidate.start)
+            slot["end"] = _instant(candidate.end)
+        return slot
+
+    async def resolve_slot(self, slot_id: str) -> dict[str, Any] | None:
+        """A Slot by id: the stored one (any status), else the rule-derived one while its time
+        is still free for its Schedule (`slots.parse_rule_slot_id`), else None.
+
+        Also the Repository's virtual reader of `Slot` (`GET Slot/{rule id}` is 200 while
+        free, 404 once booked or held).
+        """
+        stored = await self.store.read("Slot", slot_id)
+        if stored is not None:
+            return None if stored.content is None else dict(orjson.loads(stored.content))
+        ref = parse_rule_slot_id(slot_id)
+        if ref is None:
+            return None
+        found = await self.store.read("Schedule", ref.schedule_id)
+        if found is None or found.content is None:
+            return None
+        schedule = orjson.loads(found.content)
+        duration = ref.end - ref.start
+        for candidate in await self.free_slots(
+            [schedule], ref.start, ref.end, duration_us=duration
+        ):
+            if candidate.slot_id == slot_id:
+                return self.slot_resource(candidate)
+        return None
+
+
+def _instant(us: int) -> str:
+    """A UTC instant, without a fraction when it is whole seconds (`2026-03-09T13:00:00Z`)."""
+    text = format_instant(us)
+    return text.replace(".000000Z", "Z")
