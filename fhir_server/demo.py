@@ -145,10 +145,10 @@ def _schedule(role: StaffRole, today: dt.date) -> dict[str, Any]:
         "serviceCategory": [role.service.category_concept()],
         "serviceType": [role.service.type_concept()],
         "specialty": [role.service.specialty_concept()],
-        "actor": [
-            ref("PractitionerRole", role.id, role.practitioner_name),
-            ref("Location", role.location_id),
-        ],
+        # Only the role: its Location is reached through PractitionerRole.location. Naming the
+        # shared site as a second actor would make every booking at the site claim time on
+        # every Schedule that names it (a Location actor is booked like a room).
+        "actor": [ref("PractitionerRole", role.id, role.practitioner_name)],
         "planningHorizon": {
             "start": _local(today, "00:00", zone),
             "end": _local(today + PLANNING_HORIZON, "00:00", zone),

@@ -95,11 +95,11 @@ def test_demo_clinic_locations_two_time_zones_schedules_follow_their_location() 
     locations = {r["id"]: _zone(r) for r in CLINIC if r["resourceType"] == "Location"}
     assert locations == {"demo-loc-boston": "America/New_York", "demo-loc-berlin": "Europe/Berlin"}
     for schedule in (r for r in CLINIC if r["resourceType"] == "Schedule"):
-        (location,) = [a for a in schedule["actor"] if a["reference"].startswith("Location/")]
-        assert _zone(schedule) == locations[location["reference"].removeprefix("Location/")]
-        (role,) = [a for a in schedule["actor"] if a["reference"].startswith("PractitionerRole/")]
+        (role,) = schedule["actor"]
+        assert role["reference"].startswith("PractitionerRole/")
         role_resource = resources[role["reference"].removeprefix("PractitionerRole/")]
-        assert role_resource["location"] == [{"reference": location["reference"]}]
+        (location,) = role_resource["location"]
+        assert _zone(schedule) == locations[location["reference"].removeprefix("Location/")]
         assert schedule["active"] is True
 
 
