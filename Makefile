@@ -33,10 +33,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q -x
 
-## make bench: throughput/latency against a bare Starlette ceiling (needs ../shared/data)
+## make bench: REST and booking throughput/latency, against a bare Starlette ceiling (needs ../shared/data)
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/rest.py
+	$(BIN)/python bench/booking.py
 
 ## make definitions: regenerate resources/search_parameters.json from ../shared/data/hl7-r4
 definitions: $(STAMP)
