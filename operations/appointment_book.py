@@ -350,7 +350,7 @@ async def _audit(
         patients=patient_ids(content, inputs.base),
         base_url=inputs.base,
     )
-    inputs.ops.append(await repository.prepare_create(event))
+    inputs.ops.append(await repository.prepare_create(event, validated=True))
 
 
 DEFINITION = operation_definition(

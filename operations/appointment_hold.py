@@ -94,7 +94,7 @@ async def hold(call: OperationCall) -> FhirResult:
             base_url=base,
         )
         try:
-            await repository.apply([op, await repository.prepare_create(audit)])
+            await repository.apply([op, await repository.prepare_create(audit, validated=True)])
         except StoreConflict:
             raise _taken_by_other(op.version.id) from None
     bundle = appointment_bundle(op.version, base)

@@ -141,7 +141,7 @@ async def _cancel(
         )
         if op is None:
             return False
-        await repository.apply([op, await repository.prepare_create(audit)])
+        await repository.apply([op, await repository.prepare_create(audit, validated=True)])
     except (StoreConflict, PreconditionFailed):
         return False
     return True
