@@ -43,7 +43,6 @@ from operations.scheduling.appointments import (
     scheduling,
 )
 from operations.scheduling.claims import SCHEDULED_ACTOR_TYPES
-from operations.scheduling.extensions import slot_capacity
 from operations.scheduling.intervals import Interval, normalize
 from operations.scheduling.parameters import (
     OperationParams,
@@ -52,7 +51,7 @@ from operations.scheduling.parameters import (
     reference_id,
     split_reference,
 )
-from operations.scheduling.service import OfferedSlot, SchedulingService
+from operations.scheduling.service import SchedulingService
 from operations.scheduling.slots import CandidateSlot
 from resources.errors import Invalid
 from resources.fhir_dates import now_us
@@ -303,12 +302,10 @@ def _proposal(
 ) -> dict[str, Any]:
     """A proposed Appointment (IHE `ihe-sched-appt`) for one match, marked as a proposal."""
     slot = service.slot_resource(candidate)
-    stored = candidate.stored if isinstance(candidate, OfferedSlot) else None
-    shared = stored is not None and slot_capacity(stored) > 1
     participants: list[dict[str, Any]] = []
     seen: set[str] = set()
-    # a shared Slot's seats are its claims: naming its Schedule's actors would claim minutes
-    for schedule in chosen[1:] if shared else chosen:
+    # a shared Slot's seats are its claims; its Schedule's actors take no minutes (claims.py)
+    for schedule in chosen:
         for actor in schedule.get("actor") or []:
             ref = (actor or {}).get("reference")
             if isinstance(ref, str) and split_reference(ref) and ref not in seen:

@@ -26,7 +26,7 @@ from fhir_server.bundle_builder import embed
 from fhir_server.repository import Repository, load_json
 from fhir_server.search.query import TokenCondition, TokenValue
 from fhir_server.storage.base import StoredResource, WriteOp
-from operations.scheduling.claims import HOLD_EXPIRES, hold_expiry
+from operations.scheduling.claims import HOLD_EXPIRES, MINUTE_US, hold_expiry
 from operations.scheduling.extensions import DEFAULT_BASE, extension_url, slot_capacity
 from operations.scheduling.parameters import literal_id, split_reference
 from operations.scheduling.service import SchedulingService
@@ -202,13 +202,16 @@ async def fill_from_slots(
     """Fill `start`/`end` (when absent) and the Schedule's actors from the Appointment's
     `slot` references: stored Slots, or rule-derived ones (SCHEDULING.md "`$find-slots`").
 
-    A rule Slot that is no longer free still names its time and Schedule (its id says so); the
-    claims then decide whether the time can be taken. Actors are not added for a shared Slot
+    A rule Slot that is no longer free because it is booked or held still names its time and
+    Schedule (its id says so); the claims then decide whether the time can be taken (the same
+    Appointment may re-book its own hold). One that is no longer offered for any other reason
+    (new hours, time off, a block) is refused. Actors are not added for a shared Slot
     (`slot-capacity` > 1), whose seats are the claims.
 
     Raises:
         NotFound: (404) an unknown Slot or Schedule.
         Invalid: (400) a slot that is not a `Slot/id` reference.
+        Conflict: (409 `slot-unavailable`) a rule Slot its Schedule no longer offers.
     """
     out = dict(appointment)
     participants = list(out.get("participant") or [])
@@ -226,6 +229,15 @@ async def fill_from_slots(
             rule = parse_rule_slot_id(slot_id)
             if rule is None:
                 raise NotFound(f"Slot/{slot_id} is not known")
+            claimed = await repository.store.claims_in(
+                f"Schedule/{rule.schedule_id}", rule.start // MINUTE_US, -(-rule.end // MINUTE_US)
+            )
+            if not claimed:  # not booked or held, yet not offered: the hours or time off changed
+                raise Conflict(
+                    f"The time is no longer free: Slot/{slot_id} is no longer offered by "
+                    f"Schedule/{rule.schedule_id} (its hours or time off changed)",
+                    details_code="slot-unavailable",
+                )
             start, end = instant_text(rule.start), instant_text(rule.end)
             schedule_ref, shared = f"Schedule/{rule.schedule_id}", False
         out.setdefault("start", start)

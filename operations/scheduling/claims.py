@@ -13,7 +13,9 @@ Claim keys:
       PractitionerRole, Location, HealthcareService, Device; declined participants excluded),
       and for the Schedule of each referenced Slot of capacity 1.
     * `Slot/{id}#{seat}`: one seat of a referenced stored Slot whose SMART Scheduling Links
-      `slot-capacity` is above 1 (the Slot's time is then shared up to its capacity).
+      `slot-capacity` is above 1 (the Slot's time is then shared up to its capacity, and that
+      Slot's Schedule takes no minute claims for this Appointment even when its actors are
+      participants).
 """
 
 from __future__ import annotations
@@ -124,15 +126,19 @@ class AppointmentClaims:
             ) from exc
         keys: set[ClaimKey] = set()
         schedules: set[str] = set()
+        seated: set[str] = set()  # Schedules whose time is shared through a seat of a Slot
         for slot in await self._slots(resource):
             capacity = slot_capacity(slot)
             schedule_ref = (slot.get("schedule") or {}).get("reference", "")
             if capacity > 1:
                 keys.add(await self._seat(owner, f"Slot/{slot['id']}", capacity))
+                seated.add(schedule_ref)
             elif schedule_ref.startswith("Schedule/"):
                 schedules.add(schedule_ref)
         for schedule in await self._schedules_of_actors(resource):
-            schedules.add(f"Schedule/{schedule['id']}")
+            ref = f"Schedule/{schedule['id']}"
+            if ref not in seated:
+                schedules.add(ref)
         for scope in schedules:
             keys.update(minute_keys(scope, start, end))
         return ClaimSet(owner, tuple(sorted(keys)), expires)
