@@ -73,7 +73,9 @@ def build_interactions(store: ResourceStore, settings: Settings) -> Interactions
         base_url=settings.base_url,
     )
     repository = Repository(store, context)
-    repository.claim_planners["Appointment"] = AppointmentClaims(store, settings.extension_base)
+    repository.claim_planners["Appointment"] = AppointmentClaims(
+        store, settings.extension_base, settings.default_timezone
+    )
     operations = operation_definitions.with_definitions(  # registers ours first
         default_operations(), settings.extension_base
     )

@@ -12,6 +12,8 @@ Claim keys:
       Schedule whose `actor` names a participant of the Appointment (Practitioner,
       PractitionerRole, Location, HealthcareService, Device; declined participants excluded),
       and for the Schedule of each referenced Slot of capacity 1.
+    * `ScheduleDay/{id}/{local date}#{seat}`: one of the `max-bookings-per-day` seats of a
+      Schedule that sets our extension (the cap is a database guarantee like the rest).
     * `Slot/{id}#{seat}`: one seat of a referenced stored Slot whose SMART Scheduling Links
       `slot-capacity` is above 1 (the Slot's time is then shared up to its capacity, and that
       Slot's Schedule takes no minute claims for this Appointment even when its actors are
@@ -26,7 +28,19 @@ import orjson
 
 from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQuery
 from fhir_server.storage.base import ClaimKey, ClaimSet, ResourceStore, StoredResource
-from operations.scheduling.extensions import DEFAULT_BASE, extension_url, slot_capacity
+from operations.scheduling.extensions import (
+    DEFAULT_BASE,
+    ExtensionError,
+    extension_url,
+    max_bookings_per_day,
+    slot_capacity,
+)
+from operations.scheduling.timezones import (
+    local_date,
+    location_references,
+    schedule_timezone,
+    zone,
+)
 from resources.errors import Conflict, Invalid
 from resources.fhir_dates import parse_instant
 
@@ -76,8 +90,12 @@ class AppointmentClaims:
             hold expiry is read from `{extension_base}/hold-expires`.
     """
 
-    def __init__(self, store: ResourceStore, extension_base: str = DEFAULT_BASE) -> None:
+    def __init__(
+        self, store: ResourceStore, extension_base: str = DEFAULT_BASE, default_tz: str = "UTC"
+    ) -> None:
         self.store = store
+        self.base = extension_base
+        self.default_tz = default_tz
         self.hold_url = extension_url(HOLD_EXPIRES, extension_base)
 
     async def __call__(
@@ -141,7 +159,37 @@ class AppointmentClaims:
                 schedules.add(ref)
         for scope in schedules:
             keys.update(minute_keys(scope, start, end))
+        keys.update(await self._day_seats(owner, schedules, start))
         return ClaimSet(owner, tuple(sorted(keys)), expires)
+
+    async def _day_seats(self, owner: str, schedules: set[str], start: int) -> list[ClaimKey]:
+        """One `ScheduleDay/{id}/{local date}#{seat}` claim per Schedule that sets our
+        `max-bookings-per-day` extension: the cap is then a database guarantee too (a day
+        with every seat taken answers 409), counted on the Schedule's local date of `start`."""
+        found = await self.store.read_many(
+            [("Schedule", ref.split("/", 1)[1]) for ref in schedules]
+        )
+        out: list[ClaimKey] = []
+        for stored in found:
+            schedule = orjson.loads(stored.content or b"{}")
+            try:
+                cap = max_bookings_per_day(schedule, self.base)
+            except ExtensionError:
+                cap = None
+            if cap is None:
+                continue
+            actor_refs = [
+                _pair(str(a.get("reference", "")))
+                for a in schedule.get("actor") or []
+                if isinstance(a, dict) and str(a.get("reference", "")).count("/") == 1
+            ]
+            actors = [_json(a) for a in await self.store.read_many(actor_refs)]
+            location_refs = [_pair(r) for r in location_references(actors)]
+            locations = [_json(x) for x in await self.store.read_many(location_refs)]
+            tz = schedule_timezone(schedule, actors, locations, self.default_tz)
+            day = local_date(start, zone(tz)).isoformat()
+            out.append(await self._seat(owner, f"ScheduleDay/{stored.id}/{day}", cap))
+        return out
 
     async def _slots(self, resource: dict[str, Any]) -> list[dict[str, Any]]:
         refs = []
@@ -182,7 +230,19 @@ class AppointmentClaims:
         for seat in range(capacity):
             if seat not in taken:
                 return ClaimKey(scope, seat)
-        raise Conflict(
-            f"The time is no longer free: {scope} has no seat left",
-            details_code="slot-unavailable",
-        )
+        if scope.startswith("ScheduleDay/"):
+            _, schedule_id, day = scope.split("/", 2)
+            text = f"Schedule/{schedule_id} is fully booked on {day} ({capacity} per day)"
+        else:
+            text = f"{scope} has no seat left"
+        raise Conflict(f"The time is no longer free: {text}", details_code="slot-unavailable")
+
+
+def _pair(reference: str) -> tuple[str, str]:
+    rtype, _, rid = reference.partition("/")
+    return rtype, rid
+
+
+def _json(stored: StoredResource) -> dict[str, Any]:
+    data = orjson.loads(stored.content or b"{}")
+    return data if isinstance(data, dict) else {}

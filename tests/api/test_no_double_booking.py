@@ -213,3 +213,53 @@ async def test_proposed_and_cancelled_appointments_claim_nothing(clinic: httpx.A
             "/Appointment", json=appointment("2026-12-04T09:00:00Z", "2026-12-04T09:30:00Z", status)
         )
         assert r.status_code == 201, status
+
+
+MAX_PER_DAY_URL = "https://fhir-scheduling.example.org/StructureDefinition/max-bookings-per-day"
+
+
+async def test_max_bookings_per_day_enforced_on_local_day_then_freed_by_cancel(
+    clinic: httpx.AsyncClient,
+) -> None:
+    capped = {
+        "resourceType": "Schedule",
+        "id": "s-dr",
+        "actor": [{"reference": "PractitionerRole/dr"}],
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/timezone",
+                "valueCode": "America/New_York",
+            },
+            {"url": MAX_PER_DAY_URL, "valuePositiveInt": 2},
+        ],
+    }
+    assert (await clinic.put("/Schedule/s-dr", json=capped)).status_code == 200
+    # 2026-12-07 is a Monday; 04:30Z is still Sunday 23:30 in New York
+    sunday_night = await clinic.post(
+        "/Appointment", json=appointment("2026-12-07T04:30:00Z", "2026-12-07T04:45:00Z")
+    )
+    first = await clinic.post(
+        "/Appointment", json=appointment("2026-12-07T14:00:00Z", "2026-12-07T14:30:00Z")
+    )
+    second = await clinic.post(
+        "/Appointment", json=appointment("2026-12-07T15:00:00Z", "2026-12-07T15:30:00Z")
+    )
+    third = await clinic.post(
+        "/Appointment", json=appointment("2026-12-07T16:00:00Z", "2026-12-07T16:30:00Z")
+    )
+    assert [r.status_code for r in (sunday_night, first, second, third)] == [201, 201, 201, 409]
+    issue = third.json()["issue"][0]
+    assert issue["details"]["coding"][0]["code"] == "slot-unavailable"
+    assert "2026-12-07" in issue["diagnostics"] and "2 per day" in issue["diagnostics"]
+    ops = [{"op": "replace", "path": "/status", "value": "cancelled"}]
+    r = await clinic.request(
+        "PATCH",
+        f"/Appointment/{first.json()['id']}",
+        json=ops,
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert r.status_code == 200
+    again = await clinic.post(
+        "/Appointment", json=appointment("2026-12-07T16:00:00Z", "2026-12-07T16:30:00Z")
+    )
+    assert again.status_code == 201
