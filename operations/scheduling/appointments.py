@@ -26,15 +26,20 @@ from fhir_server.bundle_builder import embed
 from fhir_server.repository import Repository, load_json
 from fhir_server.search.query import TokenCondition, TokenValue
 from fhir_server.storage.base import StoredResource, WriteOp
-from operations.scheduling.claims import HOLD_EXPIRES, MINUTE_US, hold_expiry
-from operations.scheduling.extensions import DEFAULT_BASE, extension_url, slot_capacity
+from operations.scheduling.claims import MINUTE_US, hold_expiry
+from operations.scheduling.extensions import (
+    DEFAULT_BASE,
+    HOLD_EXPIRES,
+    PROPOSAL_EXPIRES,
+    extension_url,
+    slot_capacity,
+)
 from operations.scheduling.parameters import literal_id, split_reference
 from operations.scheduling.service import SchedulingService
 from operations.scheduling.slots import parse_rule_slot_id
 from resources.errors import Conflict, Gone, Invalid, NotFound, StoreConflict, Unprocessable
 from resources.fhir_dates import format_instant, now_us
 
-PROPOSAL_EXPIRES = "proposal-expires"
 """Our extension id: when a `$find` proposal stops resolving (valueInstant)."""
 PROPOSAL_TAG = {"system": "urn:fhir-scheduling-server:appointment", "code": "proposal"}
 """The `meta.tag` of a stored `$find` proposal (never shown by plain Appointment search)."""

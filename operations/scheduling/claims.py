@@ -30,6 +30,7 @@ from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQu
 from fhir_server.storage.base import ClaimKey, ClaimSet, ResourceStore, StoredResource
 from operations.scheduling.extensions import (
     DEFAULT_BASE,
+    HOLD_EXPIRES,
     ExtensionError,
     extension_url,
     max_bookings_per_day,
@@ -49,7 +50,6 @@ HOLDING_STATUSES = frozenset({"pending", "booked", "arrived", "checked-in", "ful
 SCHEDULED_ACTOR_TYPES = frozenset(
     {"Practitioner", "PractitionerRole", "Location", "HealthcareService", "Device"}
 )
-HOLD_EXPIRES = "hold-expires"
 """The id of our extension carrying a `pending` Appointment's hold expiry (valueInstant)."""
 HOLD_EXPIRES_URL = extension_url(HOLD_EXPIRES, DEFAULT_BASE)
 """Its URL under the default extension base (the server may be configured with another)."""

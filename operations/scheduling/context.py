@@ -31,9 +31,10 @@ from fhir_server.search.query import (
     TokenValue,
 )
 from fhir_server.storage.base import ResourceStore
-from operations.scheduling.claims import HOLD_EXPIRES, HOLDING_STATUSES, MINUTE_US, hold_expiry
+from operations.scheduling.claims import HOLDING_STATUSES, MINUTE_US, hold_expiry
 from operations.scheduling.extensions import (
     DEFAULT_BASE,
+    HOLD_EXPIRES,
     BookingParameters,
     ExtensionError,
     booking_parameters,

@@ -15,7 +15,9 @@ from operations.scheduling.extensions import (
     AVAILABILITY,
     BUFFER_AFTER,
     BUFFER_BEFORE,
+    HOLD_EXPIRES,
     MAX_BOOKINGS_PER_DAY,
+    PROPOSAL_EXPIRES,
     UCUM,
     VISIT_DURATION,
     extension_url,
@@ -146,16 +148,30 @@ def _max_per_day(base: str) -> dict[str, Any]:
     return sd
 
 
+def _instant(base: str, ext_id: str, name: str, title: str, text: str) -> dict[str, Any]:
+    """A server-managed expiry instant on an Appointment (valueInstant, UTC)."""
+    sd = _definition(base, ext_id, name, title, text, ("Appointment",))
+    sd["differential"] = {
+        "element": [
+            _element("Extension", short=title, definition=text, max="1"),
+            _element("Extension.extension", max="0"),
+            _element("Extension.url", fixedUri=sd["url"]),
+            _element("Extension.value[x]", min=1, type=[{"code": "instant"}]),
+        ]
+    }
+    return sd
+
+
 def build_structure_definitions(base: str) -> list[dict[str, Any]]:
-    """The StructureDefinitions of our five extensions under `base`, as fresh JSON dicts.
+    """The StructureDefinitions of our seven extensions under `base`, as fresh JSON dicts.
 
     Args:
         base: the canonical base, e.g. `https://fhir-scheduling.example.org/StructureDefinition`.
 
     Returns:
         `schedule-availability`, `visit-duration`, `buffer-before`, `buffer-after`,
-        `max-bookings-per-day`, in that order; R4 StructureDefinitions with `id` = the
-        extension id and `url = {base}/{id}`.
+        `max-bookings-per-day`, `hold-expires`, `proposal-expires`, in that order; R4
+        StructureDefinitions with `id` = the extension id and `url = {base}/{id}`.
     """
     visit = "Length of one visit booked on this Schedule or service, in minutes (default 30)."
     before = "Preparation time kept free before each visit, in minutes (default 0)."
@@ -166,4 +182,19 @@ def build_structure_definitions(base: str) -> list[dict[str, Any]]:
         _minutes(base, BUFFER_BEFORE, "BufferBefore", "Buffer before", before, ">="),
         _minutes(base, BUFFER_AFTER, "BufferAfter", "Buffer after", after, ">="),
         _max_per_day(base),
+        _instant(
+            base,
+            HOLD_EXPIRES,
+            "HoldExpires",
+            "Hold expires",
+            "When a $hold ends (set by the server): the Appointment is then cancelled and its "
+            "time freed.",
+        ),
+        _instant(
+            base,
+            PROPOSAL_EXPIRES,
+            "ProposalExpires",
+            "Proposal expires",
+            "Until when a $find proposal can be held or booked by reference (set by the server).",
+        ),
     ]

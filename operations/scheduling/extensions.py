@@ -29,7 +29,9 @@ __all__ = [
     "BUFFER_BEFORE",
     "DEFAULT_BASE",
     "DEFAULT_VISIT_US",
+    "HOLD_EXPIRES",
     "MAX_BOOKINGS_PER_DAY",
+    "PROPOSAL_EXPIRES",
     "SLOT_CAPACITY_URL",
     "TIMEZONE_URL",
     "UCUM",
@@ -64,6 +66,8 @@ VISIT_DURATION: Final = "visit-duration"
 BUFFER_BEFORE: Final = "buffer-before"
 BUFFER_AFTER: Final = "buffer-after"
 MAX_BOOKINGS_PER_DAY: Final = "max-bookings-per-day"
+HOLD_EXPIRES: Final = "hold-expires"
+PROPOSAL_EXPIRES: Final = "proposal-expires"
 
 DEFAULT_VISIT_US: Final = 30 * 60 * 1_000_000
 """The visit length when neither the Schedule nor a HealthcareService says (30 minutes, µs)."""

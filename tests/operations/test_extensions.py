@@ -188,6 +188,8 @@ def test_structure_definitions_valid_r4_extension_definitions(base: str) -> None
         "buffer-before",
         "buffer-after",
         "max-bookings-per-day",
+        "hold-expires",
+        "proposal-expires",
     ]
     for sd in definitions:
         parsed: Any = model.model_validate(sd)
@@ -214,6 +216,8 @@ def test_structure_definitions_contexts_match_the_spec() -> None:
         "buffer-before": ["Schedule", "HealthcareService"],
         "buffer-after": ["Schedule", "HealthcareService"],
         "max-bookings-per-day": ["Schedule", "HealthcareService"],
+        "hold-expires": ["Appointment"],
+        "proposal-expires": ["Appointment"],
     }
 
 
