@@ -232,7 +232,9 @@ class Interactions:
             context = replace(context, base_url=req.base_url)
         request = parse_search(rtype, req.query, context, strict=req.strict)
         extra = extra + self.search_narrowing.get(rtype, ())
-        result: SearchResult = await run_search(repo.store, request, extra, repo.context.default_tz)
+        result: SearchResult = await run_search(
+            repo.store, request, extra, repo.context.default_tz, self.search_narrowing
+        )
         transform = _subset_transform(request.summary, request.elements)
         bundle = searchset(result, request, req.base_url, path or rtype, transform)
         return FhirResult(200, bundle)

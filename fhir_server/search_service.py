@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import orjson
@@ -14,6 +15,8 @@ from fhir_server.search.query import (
     ReferenceValue,
     SearchRequest,
     StoreQuery,
+    TokenCondition,
+    TokenValue,
 )
 from fhir_server.storage.base import Page, ResourceStore, StoredResource
 from resources.index_values import ReferenceEntry
@@ -44,8 +47,14 @@ async def run_search(
     request: SearchRequest,
     extra_conditions: tuple[Condition, ...] = (),
     default_tz: str = "UTC",
+    narrowing: Mapping[str, tuple[Condition, ...]] | None = None,
 ) -> SearchResult:
-    """Execute `request` (plus `extra_conditions`, e.g. a compartment or scope narrowing)."""
+    """Execute `request` (plus `extra_conditions`, e.g. a compartment or scope narrowing).
+
+    `narrowing` holds per-type conditions every resource of that type must also meet to be
+    returned, as a match or as an `_include`/`_revinclude` (e.g. no `$find` proposals among
+    Appointments, IHE ITI-118).
+    """
     query = request.query
     if extra_conditions:
         query = replace(query, conditions=query.conditions + extra_conditions)
@@ -59,7 +68,7 @@ async def run_search(
         total = len(page.resources)
     included: list[StoredResource] = []
     if (request.includes or request.revincludes) and page.resources:
-        included = await _included(store, page.resources, request, default_tz)
+        included = await _included(store, page.resources, request, default_tz, narrowing or {})
     return SearchResult(page, included, total)
 
 
@@ -92,7 +101,11 @@ def _reverse_params(inc: Include) -> list[str]:
 
 
 async def _included(
-    store: ResourceStore, matches: list[StoredResource], request: SearchRequest, default_tz: str
+    store: ResourceStore,
+    matches: list[StoredResource],
+    request: SearchRequest,
+    default_tz: str,
+    narrowing: Mapping[str, tuple[Condition, ...]],
 ) -> list[StoredResource]:
     seen = {(r.resource_type, r.id) for r in matches}
     out: list[StoredResource] = []
@@ -107,16 +120,9 @@ async def _included(
             for resource in frontier:
                 wanted.extend(r for r in _references(resource, inc, default_tz) if r not in seen)
         found = await store.read_many(wanted[: MAX_INCLUDED - len(out)]) if wanted else []
+        found = await _narrowed(store, found, narrowing)
         for inc in revincludes:
-            targets = tuple(
-                ReferenceValue(r.resource_type, r.id)
-                for r in frontier
-                if inc.target_type in (None, r.resource_type)
-            )
-            for param in _reverse_params(inc) if targets else ():
-                cond = ReferenceCondition(param, targets)
-                page = await store.search(StoreQuery(inc.source_type, (cond,), count=MAX_INCLUDED))
-                found.extend(page.resources)
+            found.extend(await _reverse(store, inc, frontier, narrowing))
         frontier = []
         for resource in found:
             key = (resource.resource_type, resource.id)
@@ -126,3 +132,41 @@ async def _included(
             out.append(resource)
             frontier.append(resource)
     return out
+
+
+async def _narrowed(
+    store: ResourceStore,
+    found: list[StoredResource],
+    narrowing: Mapping[str, tuple[Condition, ...]],
+) -> list[StoredResource]:
+    """Drop included resources that their type's narrowing excludes (one `_id` query a type)."""
+    out = [r for r in found if r.resource_type not in narrowing]
+    for rtype, conditions in narrowing.items():
+        ids = tuple(TokenValue("*", r.id) for r in found if r.resource_type == rtype)
+        if not ids:
+            continue
+        query = StoreQuery(rtype, (TokenCondition("_id", ids), *conditions), count=len(ids))
+        kept = {r.id for r in (await store.search(query)).resources}
+        out.extend(r for r in found if r.resource_type == rtype and r.id in kept)
+    return out
+
+
+async def _reverse(
+    store: ResourceStore,
+    inc: Include,
+    frontier: list[StoredResource],
+    narrowing: Mapping[str, tuple[Condition, ...]],
+) -> list[StoredResource]:
+    """The `inc.source_type` resources that reference the frontier (`_revinclude`), within
+    that type's narrowing."""
+    targets = tuple(
+        ReferenceValue(r.resource_type, r.id)
+        for r in frontier
+        if inc.target_type in (None, r.resource_type)
+    )
+    found: list[StoredResource] = []
+    for param in _reverse_params(inc) if targets else ():
+        conditions = (ReferenceCondition(param, targets), *narrowing.get(inc.source_type, ()))
+        page = await store.search(StoreQuery(inc.source_type, conditions, count=MAX_INCLUDED))
+        found.extend(page.resources)
+    return found

@@ -180,6 +180,33 @@ async def test_find_proposals_never_in_plain_appointment_search(clinic: httpx.As
     assert [e["resource"]["id"] for e in found.json()["entry"]] == [held["id"]]
 
 
+async def test_find_proposals_never_included_by_revinclude_or_include(
+    clinic: httpx.AsyncClient,
+) -> None:
+    bundle = await find(
+        clinic, practitioner="Practitioner/doc", **{"patient-reference": "Patient/pat"}
+    )
+    assert proposals(bundle)
+    r = await clinic.get("/Patient", params={"_id": "pat", "_revinclude": "Appointment:patient"})
+    assert [e["resource"]["resourceType"] for e in r.json()["entry"]] == ["Patient"]
+    held = the_appointment(await hold(clinic, ref(proposals(bundle)[0]["id"])))
+    r = await clinic.get("/Patient", params={"_id": "pat", "_revinclude": "Appointment:patient"})
+    included = [e["resource"]["id"] for e in r.json()["entry"] if e["search"]["mode"] == "include"]
+    assert included == [held["id"]]
+    proposal_id = proposals(bundle)[1]["id"]
+    for target in (proposal_id, held["id"]):
+        note = {
+            "resourceType": "Basic",
+            "id": f"note-{target}",
+            "code": {"text": "note"},
+            "subject": {"reference": f"Appointment/{target}"},
+        }
+        assert (await clinic.put(f"/Basic/note-{target}", json=note)).status_code == 201
+    r = await clinic.get("/Basic", params={"_include": "Basic:subject"})
+    included = [e["resource"]["id"] for e in r.json()["entry"] if e["search"]["mode"] == "include"]
+    assert included == [held["id"]]
+
+
 async def test_find_visit_type_narrows_schedules(clinic: httpx.AsyncClient) -> None:
     checkup = await find(clinic, **{"visit-type": "http://example.org/visit|checkup"})
     assert checkup["total"] == 6
