@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-TIMEZONE_URL: Final = "http://hl7.org/fhir/StructureDefinition/timezone"
+from resources.extension_urls import TIMEZONE_URL
+
 NPI: Final = "http://hl7.org/fhir/sid/us-npi"
 MRN: Final = "http://riverside.example/mrn"
 SNOMED: Final = "http://snomed.info/sct"

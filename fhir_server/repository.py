@@ -526,14 +526,28 @@ def criteria_key(resource_type: str, criteria: str) -> str:
 
 
 def _taken(exc: ClaimConflict) -> Conflict:
-    """A client-facing 409 for a taken time: which schedule or slot, and when, without naming
-    the other booking (SCHEDULING.md errors table)."""
+    """The 409 for a claim the store found held by another owner (key `scope#quantum`)."""
     scope, _, quantum = exc.key.rpartition("#")
-    if scope.startswith("Schedule/") and quantum.lstrip("-").isdigit():
-        when = format_instant(int(quantum) * 60_000_000)
-        text = f"The time is no longer free: {scope} is already booked or held at {when}"
+    return time_taken(scope, int(quantum) if quantum.lstrip("-").isdigit() else None)
+
+
+def time_taken(scope: str, quantum: int | None = None, capacity: int | None = None) -> Conflict:
+    """A client-facing 409 `slot-unavailable` for a taken claim: which schedule, slot or day,
+    and when, without naming the other booking (SCHEDULING.md errors table).
+
+    Args:
+        scope: the claim scope (`Schedule/{id}`, `Slot/{id}`, `ScheduleDay/{id}/{date}`).
+        quantum: the minute (µs // 60e6) of a Schedule claim, when known.
+        capacity: the seats of a Slot or day, when known.
+    """
+    if scope.startswith("Schedule/") and quantum is not None:
+        text = f"{scope} is already booked or held at {format_instant(quantum * 60_000_000)}"
+    elif scope.startswith("ScheduleDay/"):
+        _, schedule_id, day = scope.split("/", 2)
+        per_day = f" ({capacity} per day)" if capacity else ""
+        text = f"Schedule/{schedule_id} is fully booked on {day}{per_day}"
     elif scope.startswith("Slot/"):
-        text = f"The time is no longer free: {scope} has no seat left"
+        text = f"{scope} has no seat left"
     else:
-        text = "The time is no longer free"
-    return Conflict(text, details_code="slot-unavailable")
+        text = f"{scope} is taken" if scope else "it is taken"
+    return Conflict(f"The time is no longer free: {text}", details_code="slot-unavailable")

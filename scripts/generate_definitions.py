@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 
+from resources.indexing import split_union
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DEFINITIONS = REPO_ROOT / ".." / "shared" / "data" / "hl7-r4" / "definitions"
 OUTPUT = REPO_ROOT / "resources" / "search_parameters.json"
@@ -45,35 +47,6 @@ COMPARTMENTS = {
     "Patient": "CompartmentDefinition-patient.json",
     "Practitioner": "CompartmentDefinition-practitioner.json",
 }
-
-
-def split_union(expression: str) -> list[str]:
-    """Split a FHIRPath expression on its top-level `|` (outside parentheses and quotes).
-
-    Args:
-        expression: e.g. `"(A.value as Quantity) | B.code"`.
-
-    Returns:
-        The stripped branches, e.g. `["(A.value as Quantity)", "B.code"]`.
-    """
-    branches: list[str] = []
-    depth = 0
-    quote = False
-    start = 0
-    for index, char in enumerate(expression):
-        if char == "'":
-            quote = not quote
-        elif quote:
-            continue
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "|" and depth == 0:
-            branches.append(expression[start:index].strip())
-            start = index + 1
-    branches.append(expression[start:].strip())
-    return [branch for branch in branches if branch]
 
 
 def expression_for(expression: str | None, resource_type: str) -> str | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -63,10 +62,6 @@ ITER_BATCH = 500
 """Documents per round trip in `iter_all`."""
 
 log = logging.getLogger(__name__)
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 class MongoStore:
@@ -321,7 +316,7 @@ class MongoStore:
             await self._locks.delete_one({"_id": key, "owner": owner})
 
     async def _try_lock(self, key: str, owner: str) -> bool:
-        now = _now_us()
+        now = now_us()
         try:
             await self._locks.insert_one({"_id": key, "expires": now + LOCK_TTL_US, "owner": owner})
         except DuplicateKeyError:

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from fhir_server.repository import time_taken
 from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQuery
 from fhir_server.storage.base import ClaimKey, ClaimSet, ResourceStore, StoredResource
 from operations.scheduling.extensions import (
@@ -143,7 +144,7 @@ class AppointmentClaims:
                 f"Appointment hold expiry: {exc}", expression=["Appointment.extension"]
             ) from exc
         keys: set[ClaimKey] = set()
-        schedules: set[str] = set()
+        schedules: dict[str, dict[str, Any] | None] = {}  # reference -> content, once read
         seated: set[str] = set()  # Schedules whose time is shared through a seat of a Slot
         for slot in await self._slots(resource):
             capacity = slot_capacity(slot)
@@ -152,26 +153,30 @@ class AppointmentClaims:
                 keys.add(await self._seat(owner, f"Slot/{slot['id']}", capacity))
                 seated.add(schedule_ref)
             elif schedule_ref.startswith("Schedule/"):
-                schedules.add(schedule_ref)
+                schedules.setdefault(schedule_ref, None)
         for schedule in await self._schedules_of_actors(resource):
             ref = f"Schedule/{schedule['id']}"
             if ref not in seated:
-                schedules.add(ref)
+                schedules[ref] = schedule
         for scope in schedules:
             keys.update(minute_keys(scope, start, end))
-        keys.update(await self._day_seats(owner, schedules, start))
+        keys.update(await self._day_seats(owner, await self._contents(schedules), start))
         return ClaimSet(owner, tuple(sorted(keys)), expires)
 
-    async def _day_seats(self, owner: str, schedules: set[str], start: int) -> list[ClaimKey]:
+    async def _contents(self, schedules: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+        """The Schedules' content: those found by actor as they are, the others read once."""
+        unread = [_pair(ref) for ref, content in schedules.items() if content is None]
+        read = [_json(s) for s in await self.store.read_many(unread)] if unread else []
+        return [c for c in schedules.values() if c is not None] + read
+
+    async def _day_seats(
+        self, owner: str, schedules: list[dict[str, Any]], start: int
+    ) -> list[ClaimKey]:
         """One `ScheduleDay/{id}/{local date}#{seat}` claim per Schedule that sets our
         `max-bookings-per-day` extension: the cap is then a database guarantee too (a day
         with every seat taken answers 409), counted on the Schedule's local date of `start`."""
-        found = await self.store.read_many(
-            [("Schedule", ref.split("/", 1)[1]) for ref in schedules]
-        )
         out: list[ClaimKey] = []
-        for stored in found:
-            schedule = orjson.loads(stored.content or b"{}")
+        for schedule in schedules:
             try:
                 cap = max_bookings_per_day(schedule, self.base)
             except ExtensionError:
@@ -188,7 +193,7 @@ class AppointmentClaims:
             locations = [_json(x) for x in await self.store.read_many(location_refs)]
             tz = schedule_timezone(schedule, actors, locations, self.default_tz)
             day = local_date(start, zone(tz)).isoformat()
-            out.append(await self._seat(owner, f"ScheduleDay/{stored.id}/{day}", cap))
+            out.append(await self._seat(owner, f"ScheduleDay/{schedule['id']}/{day}", cap))
         return out
 
     async def _slots(self, resource: dict[str, Any]) -> list[dict[str, Any]]:
@@ -230,12 +235,7 @@ class AppointmentClaims:
         for seat in range(capacity):
             if seat not in taken:
                 return ClaimKey(scope, seat)
-        if scope.startswith("ScheduleDay/"):
-            _, schedule_id, day = scope.split("/", 2)
-            text = f"Schedule/{schedule_id} is fully booked on {day} ({capacity} per day)"
-        else:
-            text = f"{scope} has no seat left"
-        raise Conflict(f"The time is no longer free: {text}", details_code="slot-unavailable")
+        raise time_taken(scope, capacity=capacity)
 
 
 def _pair(reference: str) -> tuple[str, str]:

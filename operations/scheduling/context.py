@@ -42,7 +42,8 @@ from operations.scheduling.extensions import (
     slot_capacity,
 )
 from operations.scheduling.intervals import FOREVER, NEVER, Interval
-from operations.scheduling.rules import WeeklyRules, period_interval, rules_for
+from operations.scheduling.rules import period_interval
+from operations.scheduling.sources import WeeklyRules, rules_for
 from operations.scheduling.timezones import local_date, location_references, schedule_timezone, zone
 from resources.fhir_dates import date_range, now_us
 

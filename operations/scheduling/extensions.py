@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
+from resources.extension_urls import SLOT_CAPACITY_URL, TIMEZONE_URL
+
 __all__ = [
     "AVAILABILITY",
     "BUFFER_AFTER",
@@ -53,12 +55,6 @@ __all__ = [
 
 DEFAULT_BASE: Final = "https://fhir-scheduling.example.org/StructureDefinition"
 """The canonical base of our extensions when the server is not configured with another."""
-TIMEZONE_URL: Final = "http://hl7.org/fhir/StructureDefinition/timezone"
-"""The standard R4 extension carrying an IANA time zone code (`valueCode`)."""
-SLOT_CAPACITY_URL: Final = (
-    "http://fhir-registry.smarthealthit.org/StructureDefinition/slot-capacity"
-)
-"""SMART Scheduling Links: the number of seats of a Slot (`valueInteger`, default 1)."""
 UCUM: Final = "http://unitsofmeasure.org"
 
 AVAILABILITY: Final = "schedule-availability"

@@ -1,7 +1,7 @@
 """Weekly availability rules turned into UTC windows, limited as the Schedule says.
 
 SCHEDULING.md "Resources and where availability comes from". The rules come from
-`operations.scheduling.sources` (re-exported here: `rules_for`, `WeeklyRules`, the extractors).
+`operations.scheduling.sources` (`rules_for`, `WeeklyRules`, one extractor per source).
 `rule_windows` applies them local day by local day in the Schedule's zone
 (`timezones.wall_to_utc_us`): a spring-forward gap opens no time (02:00-04:00 on 2026-03-08 in
 New York is 03:00-04:00 EDT, 07:00Z-08:00Z: the window starts at the first instant that exists),
@@ -16,36 +16,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from operations.scheduling.intervals import FOREVER, NEVER, Interval, clip, normalize, subtract
-from operations.scheduling.sources import (
-    DAY_CODES,
-    NotAvailable,
-    RuleSource,
-    WeeklyRule,
-    WeeklyRules,
-    from_healthcare_service,
-    from_location,
-    from_practitioner_role,
-    from_schedule_extension,
-    rules_for,
-)
+from operations.scheduling.sources import NotAvailable, WeeklyRule, WeeklyRules
 from operations.scheduling.timezones import local_date, wall_to_utc_us, zone
 from resources.fhir_dates import date_range
 
-__all__ = [
-    "DAY_CODES",
-    "NotAvailable",
-    "RuleSource",
-    "WeeklyRule",
-    "WeeklyRules",
-    "from_healthcare_service",
-    "from_location",
-    "from_practitioner_role",
-    "from_schedule_extension",
-    "period_interval",
-    "rule_windows",
-    "rules_for",
-    "schedule_windows",
-]
+__all__ = ["period_interval", "rule_windows", "schedule_windows"]
 
 
 def period_interval(start: str | None, end: str | None, tz: str) -> Interval:

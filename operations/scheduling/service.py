@@ -114,9 +114,9 @@ class SchedulingService:
 
     def install(self, repository: Repository) -> None:
         """Make this the service of `repository`: `for_repository` returns it and it reads the
-        rule-derived Slots (`repository.virtual_readers["Slot"] = resolve_slot`)."""
+        rule-derived Slots (`repository.virtual_readers["Slot"] = rule_slot`)."""
         SchedulingService._registry[repository] = self  # the service keeps no reference back
-        repository.virtual_readers["Slot"] = self.resolve_slot
+        repository.virtual_readers["Slot"] = self.rule_slot
 
     @classmethod
     def for_repository(cls, repository: Repository) -> SchedulingService:
@@ -393,12 +393,19 @@ class SchedulingService:
         """A Slot by id: the stored one (any status), else the rule-derived one while its time
         is still free for its Schedule (`slots.parse_rule_slot_id`), else None.
 
-        Also the Repository's virtual reader of `Slot` (`GET Slot/{rule id}` is 200 while
-        free, 404 once booked or held).
+        `GET Slot/{rule id}` answers the same through `rule_slot` (200 while free, 404 once
+        booked or held).
         """
         stored = await self.store.read("Slot", slot_id)
         if stored is not None:
             return None if stored.content is None else dict(orjson.loads(stored.content))
+        return await self.rule_slot(slot_id)
+
+    async def rule_slot(self, slot_id: str) -> dict[str, Any] | None:
+        """The rule-derived Slot `slot_id` while its time is still free, else None.
+
+        The Repository's virtual reader of `Slot`: it is asked only after the store has no
+        such Slot, so it does not read the store for one again."""
         ref = parse_rule_slot_id(slot_id)
         if ref is None:
             return None

@@ -11,14 +11,16 @@ from fhir_server.demo import DEMO_PRACTITIONER_ROLE_ID, DEMO_SCHEDULE_ID, demo_c
 from operations.scheduling.extensions import extension_url
 from operations.scheduling.intervals import Interval
 from operations.scheduling.rules import (
+    period_interval,
+    rule_windows,
+    schedule_windows,
+)
+from operations.scheduling.sources import (
     NotAvailable,
     WeeklyRule,
     WeeklyRules,
     from_location,
-    period_interval,
-    rule_windows,
     rules_for,
-    schedule_windows,
 )
 from operations.scheduling.timezones import (
     location_references,

@@ -10,7 +10,7 @@ import pytest
 from fhir_server.demo import DEMO_SCHEDULE_ID, demo_clinic
 from operations.scheduling.extensions import booking_parameters, slot_capacity
 from operations.scheduling.intervals import Interval
-from operations.scheduling.rules import rules_for, schedule_windows
+from operations.scheduling.rules import schedule_windows
 from operations.scheduling.slots import (
     MAX_SCHEDULE_ID_LENGTH,
     CandidateSlot,
@@ -22,6 +22,7 @@ from operations.scheduling.slots import (
     parse_rule_slot_id,
     rule_slot_id,
 )
+from operations.scheduling.sources import rules_for
 from operations.scheduling.timezones import (
     location_references,
     schedule_timezone,
