@@ -24,7 +24,13 @@ import logging
 from typing import Any
 
 from fhir_server.repository import Repository, load_json
-from fhir_server.search.query import StoreQuery, TokenCondition, TokenValue
+from fhir_server.search.query import (
+    DateCondition,
+    RangeValue,
+    StoreQuery,
+    TokenCondition,
+    TokenValue,
+)
 from operations.scheduling.appointments import (
     PROPOSAL_TAG,
     SchedulingConfig,
@@ -88,7 +94,8 @@ async def sweep_expired_proposals(repository: Repository, now: int | None = None
     _, config = scheduling(repository)
     now = now_us() if now is None else now
     tag = TokenValue(PROPOSAL_TAG["system"], PROPOSAL_TAG["code"])
-    query = StoreQuery("Appointment", (TokenCondition("_tag", (tag,)),))
+    written = _written_before(now - config.proposal_seconds * 1_000_000)
+    query = StoreQuery("Appointment", (TokenCondition("_tag", (tag,)), written))
     deleted = 0
     for appointment in await search_all(repository.store, query):
         expires = proposal_expiry(appointment, config)
@@ -100,6 +107,15 @@ async def sweep_expired_proposals(repository: Repository, now: int | None = None
                 continue  # held or booked meanwhile: no longer a proposal
             deleted += 1
     return deleted
+
+
+def _written_before(instant: int) -> DateCondition:
+    """`_lastUpdated` before `instant` (µs UTC). `$find` writes a proposal once, expiring its
+    lifetime later, so the proposal sweep reads only proposals old enough to have expired,
+    not every live proposal on every pass (the expiry itself is still checked; a lapsed
+    proposal is refused on use at once, its deletion is only housekeeping). Holds are not
+    filtered so: a client may write any `hold-expires`, and cancelling must not wait."""
+    return DateCondition("_lastUpdated", (RangeValue("lt", instant, instant),))
 
 
 def _expired(appointment: dict[str, Any], config: SchedulingConfig, now: int) -> bool:
