@@ -77,10 +77,15 @@ def _definition_url(op: Operation) -> str:
 
 
 def capability_statement(
-    base_url: str, operations: Mapping[str, Operation], date: str = "2026-11-22"
+    base_url: str,
+    operations: Mapping[str, Operation],
+    date: str = "2026-11-22",
+    security: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build the CapabilityStatement (kind `instance`, fhirVersion 4.0.1, json and xml)."""
-    return {
+    """Build the CapabilityStatement (kind `instance`, fhirVersion 4.0.1, json and xml);
+    `security` is `rest.security` (SMART on FHIR, `conformance.smart_configuration`) when
+    authorization is on."""
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": date,
@@ -116,3 +121,6 @@ def capability_statement(
             }
         ],
     }
+    if security is not None:
+        statement["rest"][0]["security"] = security
+    return statement

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +24,7 @@ from starlette.routing import Route
 
 from conformance import operation_definitions
 from conformance.capability import capability_statement
+from conformance.smart_configuration import rest_security
 from fhir_server.api.errors import (
     fhir_error_handler,
     http_error_handler,
@@ -51,8 +53,18 @@ from operations.scheduling.extensions import structure_definitions
 from operations.scheduling.holds import run_sweeper, sweep_interval
 from operations.scheduling.service import SchedulingService
 from resources.errors import FhirError
+from resources.fhir_dates import now_us
 from resources.indexing import extract_index
 from resources.validation import validate_resource
+from smart_auth.audit import AuthAudit, denial_recorder
+from smart_auth.grants import Grants
+from smart_auth.keys import key_source
+from smart_auth.registry import Registry
+from smart_auth.routes import auth_routes
+from smart_auth.server import AuthServer, AuthSettings
+
+log = logging.getLogger("fhir_server")
+PURGE_SECONDS = 600.0
 
 
 def default_operations() -> dict[str, Operation]:
@@ -65,7 +77,8 @@ def default_operations() -> dict[str, Operation]:
 
 
 def build_interactions(store: ResourceStore, settings: Settings) -> Interactions:
-    """Wire repository, operations, bundles and capabilities over a started store."""
+    """Wire repository, operations, bundles and capabilities over a started store (the
+    CapabilityStatement announces SMART's `rest.security` when authorization is on)."""
     context = SearchContext(
         default_count=settings.default_count,
         max_count=settings.max_count,
@@ -81,10 +94,14 @@ def build_interactions(store: ResourceStore, settings: Settings) -> Interactions
     )
     _wire_scheduling(repository, settings)
     cache: dict[str, dict[str, Any]] = {}
+    security = None
+    if settings.auth and settings.base_url:
+        scheme, _, rest = settings.base_url.partition("://")
+        security = rest_security(f"{scheme}://{rest.split('/', 1)[0]}")
 
     def capabilities(base_url: str) -> dict[str, Any]:
         if base_url not in cache:
-            cache[base_url] = capability_statement(base_url, operations)
+            cache[base_url] = capability_statement(base_url, operations, security=security)
         return cache[base_url]
 
     interactions = Interactions(repository, operations, capabilities)
@@ -128,6 +145,38 @@ async def _guarded(request: Request) -> Response:
         return unexpected_error_response(exc)
 
 
+def build_auth_server(store: ResourceStore, settings: Settings) -> AuthServer:
+    """The SMART authorization server over `store` (keys loaded by `AuthServer.start`)."""
+    if not settings.base_url:
+        raise ValueError(
+            "Authorization needs the public FHIR base URL: set FHIR_SERVER_BASE_URL "
+            "(`fhir-server serve` derives it from --host/--port)"
+        )
+    auth_settings = AuthSettings(
+        base_url=settings.base_url.rstrip("/"),
+        access_seconds=settings.access_token_seconds,
+        refresh_seconds=settings.refresh_token_seconds,
+        launch_seconds=settings.launch_seconds,
+        default_tz=settings.default_timezone,
+    )
+    return AuthServer(
+        auth_settings,
+        Registry(store),
+        Grants(store, auth_settings.code_seconds, auth_settings.refresh_seconds),
+        key_source(settings.signing_keys, store),
+    )
+
+
+async def _purge_records(store: ResourceStore, every: float = PURGE_SECONDS) -> None:
+    """Delete lapsed authorization records (codes, grants, assertion ids) now and then."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await store.purge_records(now_us())
+        except Exception:  # a failed purge is retried next time; serving goes on
+            log.exception("purging expired authorization records failed")
+
+
 def create_app(settings: Settings | None = None, store: ResourceStore | None = None) -> FastAPI:
     """Build the application.
 
@@ -135,27 +184,51 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
         settings: configuration (default: from the environment).
         store: an unstarted store to use instead of opening `settings.database_url`
             (tests pass in-memory or mongomock stores).
+
+    Raises:
+        ValueError: authorization is on but `settings.base_url` is empty (the `aud` tokens
+            must carry is never taken from a request's Host header, SMART.md).
     """
     settings = settings or get_settings()
+    the_store = store or open_store(settings.database_url)
+    auth = build_auth_server(the_store, settings) if settings.auth else None
+    if auth is None:
+        log.warning(
+            "AUTHORIZATION IS OFF (FHIR_SERVER_AUTH=off): every request is accepted without "
+            "a token. Never expose this server beyond your own machine."
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        the_store = store or open_store(settings.database_url)
         await the_store.start()
         app.state.store = the_store
         app.state.interactions = interactions = build_interactions(the_store, settings)
-        _warm_up()
-        sweeper = asyncio.create_task(
-            run_sweeper(
-                interactions.repository, sweep_interval(settings.hold_seconds), settings.base_url
+        background = [
+            asyncio.create_task(
+                run_sweeper(
+                    interactions.repository,
+                    sweep_interval(settings.hold_seconds),
+                    settings.base_url,
+                )
             )
-        )
+        ]
+        if auth is not None:
+            audit = AuthAudit(
+                interactions.repository, auth.settings.base_url, settings.extension_base
+            )
+            auth.audit = audit
+            await auth.start()
+            app.state.authenticate = auth.policy
+            app.state.on_denied = denial_recorder(audit)
+            background.append(asyncio.create_task(_purge_records(the_store)))
+        _warm_up()
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await the_store.close()
 
     app = FastAPI(
@@ -166,6 +239,9 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
         openapi_url=None,
     )
     app.state.settings = settings
+    app.state.authenticate = None
+    app.state.on_denied = None
+    app.state.auth = auth
     app.add_exception_handler(FhirError, fhir_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
@@ -175,4 +251,6 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
         return RedirectResponse(FHIR_PREFIX + "/metadata")
 
     app.router.routes.append(Route("/", root, methods=["GET"]))
+    if auth is not None:
+        app.router.routes.extend(auth_routes(auth, the_store))
     return app

@@ -16,15 +16,29 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from fhir_server.access import Permission, access
 from fhir_server.interactions import FhirRequest, FhirResult
 from fhir_server.repository import Repository, WriteResult, criteria_key
 from fhir_server.storage.base import StoredResource, WriteOp
-from resources.errors import Conflict, FhirError, Invalid, PreconditionFailed, StoreConflict
+from resources.errors import (
+    Conflict,
+    FhirError,
+    Forbidden,
+    Invalid,
+    PreconditionFailed,
+    StoreConflict,
+)
 from resources.fhir_dates import format_instant
 
 Dispatch = Callable[[FhirRequest], Awaitable[FhirResult]]
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified"}
+_PERMISSIONS: dict[str, tuple[Permission, str]] = {
+    "POST": ("c", "create"),
+    "PUT": ("u", "update"),
+    "PATCH": ("u", "patch"),
+    "DELETE": ("d", "delete"),
+}
 _CONDITIONAL_REF = re.compile(r"^[A-Z][A-Za-z]+\?.+")
 
 
@@ -278,6 +292,15 @@ class BundleProcessor:
         resource = entry.get("resource")
         if isinstance(resource, dict):
             resource = _rewrite_references(resource, mapping)
+        policy = access()
+        if policy is not None and parts and parts[0]:
+            permission, interaction = _PERMISSIONS[method]
+            policy.require(parts[0], permission, interaction)
+            if len(parts) == 1 and method != "POST" and policy.confined(parts[0], "s"):
+                raise Forbidden(
+                    f"Conditional {interaction} of {parts[0]} is not available to an access "
+                    "token confined to one patient or to granular scopes"
+                )
         if method == "POST":
             return await self._prepare_create(req, url, parts, resource, entry)
         if method in ("PUT", "PATCH"):

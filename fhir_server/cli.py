@@ -1,4 +1,5 @@
-"""The `fhir-server` command: `serve` the FHIR API, `load` FHIR files into the store.
+"""The `fhir-server` command: `serve` the FHIR API, `load` FHIR files into the store, and
+administer authorization (`clients`, `users`, `launch`, `token`, `keys`: `cli_auth.py`).
 
 Examples:
     fhir-server serve --port 8080 --demo
@@ -22,7 +23,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from fhir_server.app import build_interactions
 from fhir_server.bundles import BundleProcessor
+from fhir_server.cli_auth import register
 from fhir_server.config import Settings
+from fhir_server.demo_access import (
+    DEMO_CLIENT_ID,
+    DEMO_LOGINS,
+    DEMO_REDIRECT_URI,
+    register_demo_access,
+)
 from fhir_server.loader import Item, Loader, LoadReport, iter_files
 from fhir_server.storage.base import ResourceStore
 from fhir_server.storage.factory import open_store
@@ -105,6 +113,7 @@ async def _load_demo(settings: Settings) -> int:
             console.print(
                 f"[red]demo resource rejected[/red] {orjson.dumps(rejection.outcome).decode()}"
             )
+        await register_demo_access(store)
         return report.loaded
     finally:
         await store.close()
@@ -125,19 +134,24 @@ def serve(
     settings = _settings(database_url)
     if database_url:
         os.environ["FHIR_SERVER_DATABASE_URL"] = database_url
+    if not settings.base_url:  # SMART.md: the aud/iss come from here, never from Host
+        settings = settings.model_copy(update={"base_url": f"http://{host}:{port}/fhir"})
+        os.environ["FHIR_SERVER_BASE_URL"] = settings.base_url
     if demo:
         loaded = asyncio.run(_load_demo(settings))
         if loaded:
             console.print(f"Loaded the demo clinic ({loaded} resources).")
-    base = f"http://{host}:{port}/fhir"
+    base = settings.base_url
     console.print(f"[bold green]FHIR base URL:[/bold green] {base}")
     console.print(f"  store: {settings.database_url}")
-    console.print(f"  try:   curl -s '{base}/metadata' | head -c 300")
-    console.print(f"         curl -s '{base}/Patient?_count=5'")
-    console.print(
-        "  token: none needed yet: SMART on FHIR authorization is not implemented, so every "
-        "request is accepted (keep the server on 127.0.0.1)"
-    )
+    if settings.auth:
+        print_token_help(base, demo)
+    else:
+        console.print(
+            "[bold red]AUTHORIZATION IS OFF[/bold red] (FHIR_SERVER_AUTH=off): every request "
+            "is accepted without a token; keep the server on 127.0.0.1"
+        )
+        console.print(f"  try:   curl -s '{base}/Patient?_count=5'")
     uvicorn.run(
         "fhir_server.app:create_app",
         factory=True,
@@ -147,6 +161,22 @@ def serve(
         log_level=log_level,
         access_log=False,
     )
+
+
+def print_token_help(base: str, demo: bool) -> None:
+    """How to get a token, printed by `serve` (SMART.md; the demo's client and logins)."""
+    console.print(f"  public: curl -s '{base}/metadata' | head -c 300")
+    console.print("  token:  TOKEN=$(.venv/bin/fhir-server token --scope 'system/*.cruds')")
+    console.print(
+        f"          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/Patient?_count=5'"
+    )
+    if demo:
+        console.print(
+            f"  SMART app: client_id [bold]{DEMO_CLIENT_ID}[/bold] (public, PKCE), redirect "
+            f"{DEMO_REDIRECT_URI}; discovery {base}/.well-known/smart-configuration"
+        )
+        for username, password, who in DEMO_LOGINS:
+            console.print(f"  login:  {username} / {password}  ({who})")
 
 
 @app.command()
@@ -171,6 +201,9 @@ def load(
     )
     if report.rejected:
         raise typer.Exit(code=1)
+
+
+register(app)
 
 
 def main() -> None:

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
         hold_seconds: how long a `$hold` keeps its time (SCHEDULING.md), default 300.
         proposal_seconds: how long `$find` proposals stay resolvable, default 1800.
         extension_base: the canonical base of our own extensions and StructureDefinitions.
+        auth: SMART on FHIR authorization (SMART.md), on by default; `FHIR_SERVER_AUTH=off`
+            accepts every request without a token (local development only).
+        signing_keys: where the token signing keys live: a JSON file path (created 0600 on
+            first start) or `database`.
+        access_token_seconds / refresh_token_seconds: token lifetimes (1 hour / 90 days).
+        launch_seconds: how long an EHR launch context waits to be used (1 hour).
     """
 
     model_config = SettingsConfigDict(env_prefix="FHIR_SERVER_", extra="ignore")
@@ -39,6 +45,11 @@ class Settings(BaseSettings):
     hold_seconds: int = 300
     proposal_seconds: int = 1800
     extension_base: str = "https://fhir-scheduling.example.org/StructureDefinition"
+    auth: bool = True
+    signing_keys: str = "./data/signing-keys.json"
+    access_token_seconds: int = 3600
+    refresh_token_seconds: int = 90 * 24 * 3600
+    launch_seconds: int = 3600
 
 
 @lru_cache(maxsize=1)

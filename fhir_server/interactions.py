@@ -10,16 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+from fhir_server.access import Permission, access
 from fhir_server.bundle_builder import Transform, embed, history_bundle, searchset
 from fhir_server.repository import Repository, WriteResult, check_type, load_json
 from fhir_server.search.parse import parse_search
-from fhir_server.search.query import CompartmentCondition, Condition
+from fhir_server.search.query import ChainCondition, CompartmentCondition, Condition, HasCondition
 from fhir_server.search_service import SearchResult, run_search
 from fhir_server.storage.base import StoredResource
-from resources.errors import Invalid, Issue, MethodNotAllowed, NotFound, operation_outcome
+from resources.errors import (
+    Forbidden,
+    Invalid,
+    Issue,
+    MethodNotAllowed,
+    NotFound,
+    operation_outcome,
+)
 from resources.fhir_dates import now_us, parse_instant
 from resources.search_parameters import compartment_params
 from resources.summary import apply_elements, apply_summary
@@ -102,7 +111,12 @@ class OperationCall:
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """A registered operation: name without `$`, where it may be invoked, its handler."""
+    """A registered operation: name without `$`, where it may be invoked, its handler.
+
+    `requires` lists the permissions a caller's token needs (`fhir_server.access`): pairs
+    of a resource type (None: the type the operation is invoked on) and a permission, e.g.
+    `$hold` needs `("Appointment", "c")` and `("Appointment", "u")` (SMART.md).
+    """
 
     name: str
     handler: OperationHandler
@@ -112,6 +126,7 @@ class Operation:
     resource_types: frozenset[str] | None = None
     methods: frozenset[str] = frozenset({"GET", "POST"})
     definition: dict[str, Any] | None = None
+    requires: tuple[tuple[str | None, Permission], ...] = ((None, "r"),)
 
 
 class Interactions:
@@ -160,6 +175,7 @@ class Interactions:
             return FhirResult(200, self.capabilities(req.base_url))
         if head == "_history" and len(parts) == 1:
             _only(method, "GET", req.path)
+            _require_unconfined("*", "history-system")
             return await self._history(req, "system", None, None)
         if head.startswith("$"):
             return await self._operation(req, head[1:], None, None)
@@ -173,6 +189,7 @@ class Interactions:
                 return await self._search(req, head)
             if second == "_history":
                 _only(method, "GET", req.path)
+                _require_unconfined(head, "history-type")
                 return await self._history(req, "type", head, None)
             if second.startswith("$"):
                 return await self._operation(req, second[1:], head, None)
@@ -180,13 +197,17 @@ class Interactions:
         third = parts[2]
         if len(parts) == 3 and third == "_history":
             _only(method, "GET", req.path)
-            await self.repository.read_or_deleted(head, second)
+            _require(head, "s", "history-instance")
+            current = await self.repository.read_or_deleted(head, second)
+            await _check_read(self.repository, current, head, second)
             return await self._history(req, "instance", head, second)
         if len(parts) == 3 and third.startswith("$"):
             return await self._operation(req, third[1:], head, second)
         if len(parts) == 4 and third == "_history":
             _only(method, "GET", req.path)
+            _require(head, "r", "vread")
             stored = await self.repository.vread(head, second, parts[3])
+            await _check_read(self.repository, stored, head, second)
             return FhirResult(200, stored=stored, raw=stored.content)
         if len(parts) == 3 and head in COMPARTMENT_TYPES and is_resource_type(third):
             _only(method, "GET", req.path)
@@ -199,6 +220,7 @@ class Interactions:
         if req.method == "GET":
             return await self._search(req, rtype)
         if req.method == "POST":
+            _require(rtype, "c", "create")
             resource = _resource_body(req, rtype)
             result = await self.repository.create(resource, if_none_exist=req.if_none_exist)
             status = 201 if result.outcome == "created" else 200
@@ -207,6 +229,8 @@ class Interactions:
         if req.method == "PUT":
             if not req.query:
                 raise Invalid("A conditional update needs search criteria in the URL")
+            _require(rtype, "u", "conditional-update")
+            _require_unconfined(rtype, "conditional-update", "s")
             resource = _resource_body(req, rtype)
             result = await self.repository.conditional_update(rtype, criteria, resource)
             return self._written(req, result, 201 if result.outcome == "created" else 200)
@@ -215,6 +239,8 @@ class Interactions:
                 raise MethodNotAllowed(
                     "DELETE on a type needs search criteria (conditional delete)"
                 )
+            _require(rtype, "d", "conditional-delete")
+            _require_unconfined(rtype, "conditional-delete", "s")
             deleted = await self.repository.conditional_delete(rtype, criteria)
             return self._deleted(deleted > 0)
         raise MethodNotAllowed(f"{req.method} is not supported on {rtype}")
@@ -231,9 +257,17 @@ class Interactions:
         if not context.base_url:  # recognise absolute references to this server's base
             context = replace(context, base_url=req.base_url)
         request = parse_search(rtype, req.query, context, strict=req.strict)
+        policy = access()
+        admit = None
+        if policy is not None:
+            policy.require(rtype, "s", "search")
+            for ctype in _chained_types(request.query.conditions):
+                policy.require(ctype, "s", "chained search")
+            extra = extra + policy.search_conditions(rtype, context)
+            admit = partial(policy.admit, repo.store)
         extra = extra + self.search_narrowing.get(rtype, ())
         result: SearchResult = await run_search(
-            repo.store, request, extra, repo.context.default_tz, self.search_narrowing
+            repo.store, request, extra, repo.context.default_tz, self.search_narrowing, admit
         )
         transform = _subset_transform(request.summary, request.elements)
         bundle = searchset(result, request, req.base_url, path or rtype, transform)
@@ -252,7 +286,9 @@ class Interactions:
     async def _instance(self, req: FhirRequest, rtype: str, id: str) -> FhirResult:
         repo = self.repository
         if req.method in ("GET", "HEAD"):
+            _require(rtype, "r", "read")
             stored = await repo.read(rtype, id)
+            await _check_read(repo, stored, rtype, id)
             if req.if_none_match and req.if_none_match.strip() == f'W/"{stored.version_id}"':
                 return FhirResult(304, stored=stored)
             summary = _single(req, "_summary")
@@ -261,13 +297,16 @@ class Interactions:
                 200, stored=stored, raw=stored.content, summary=summary, elements=elements
             )
         if req.method == "PUT":
+            _require(rtype, "u", "update")
             resource = _resource_body(req, rtype)
             result = await repo.update(rtype, id, resource, if_match=req.if_match)
             return self._written(req, result, 201 if result.outcome == "created" else 200)
         if req.method == "PATCH":
+            _require(rtype, "u", "patch")
             result = await repo.patch(rtype, id, req.body, if_match=req.if_match)
             return self._written(req, result, 200)
         if req.method == "DELETE":
+            _require(rtype, "d", "delete")
             deleted = await repo.delete(rtype, id, if_match=req.if_match)
             res = self._deleted(deleted is not None)
             if deleted is not None:
@@ -360,6 +399,13 @@ class Interactions:
             raise MethodNotAllowed(
                 f"${name} does not accept {req.method}; use {' or '.join(sorted(op.methods))}"
             )
+        policy = access()
+        if policy is not None:
+            for rt, permission in op.requires:
+                policy.require(rt or rtype or "*", permission, f"${name}")
+            if rtype is not None and id is not None:
+                target = await self.repository.read(rtype, id)
+                await policy.check_read(self.repository.store, target)
         return await op.handler(OperationCall(name, rtype, id, req, self.repository))
 
 
@@ -377,6 +423,53 @@ def _subset_transform(summary: str | None, elements: tuple[str, ...]) -> Transfo
         return resource
 
     return transform
+
+
+def _require(resource_type: str, permission: Permission, interaction: str) -> None:
+    """Demand `permission` of the current access policy, if any (Forbidden, 403)."""
+    policy = access()
+    if policy is not None:
+        policy.require(resource_type, permission, interaction)
+
+
+def _require_unconfined(resource_type: str, interaction: str, permission: Permission = "s") -> None:
+    """Demand `permission` on every resource of the type: history across resources and
+    conditional writes cannot be narrowed to a patient's compartment, so a confined token
+    is refused (Forbidden, 403) rather than shown or let touch what it may not."""
+    policy = access()
+    if policy is None:
+        return
+    policy.require(resource_type, permission, interaction)
+    if policy.confined(resource_type, permission):
+        raise Forbidden(
+            f"{interaction} on {resource_type} is not available to an access token confined "
+            "to one patient or to granular scopes; use search instead"
+        )
+
+
+async def _check_read(repo: Repository, stored: StoredResource, rtype: str, id: str) -> None:
+    """Forbidden (403) if the current policy may not see `stored` (a deletion marker is
+    judged by the latest version that had content)."""
+    policy = access()
+    if policy is None:
+        return
+    if stored.deleted:
+        versions, _ = await repo.store.history("instance", rtype, id, count=2)
+        stored = next((v for v in versions if not v.deleted), stored)
+    await policy.check_read(repo.store, stored)
+
+
+def _chained_types(conditions: tuple[Condition, ...]) -> list[str]:
+    """The types a search reaches into through chaining and `_has` (each needs `s`)."""
+    out: list[str] = []
+    for cond in conditions:
+        if isinstance(cond, ChainCondition):
+            out.append(cond.target_type)
+            out.extend(_chained_types((cond.inner,)))
+        elif isinstance(cond, HasCondition):
+            out.append(cond.source_type)
+            out.extend(_chained_types((cond.inner,)))
+    return out
 
 
 def _only(method: str, allowed: str, path: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import jsonpatch
 import orjson
 
+from fhir_server.access import access
 from fhir_server.search.parse import SearchContext, parse_search
 from fhir_server.search.query import StoreQuery
 from fhir_server.storage.base import ClaimSet, ResourceStore, StoredResource, WriteOp
@@ -475,7 +476,12 @@ class Repository:
             Conflict: (409, detail `slot-unavailable`) a time claim is held by another
                 booking or hold (SCHEDULING.md "Never double-book").
             StoreConflict: a concurrent write changed a resource first (version race).
+            Forbidden: (403) the current access policy (`fhir_server.access`) does not let
+                the request write one of them; nothing is written.
         """
+        policy = access()
+        if policy is not None:
+            await policy.check_writes(self.store, ops)
         try:
             await self.store.apply(ops)
         except ClaimConflict as exc:

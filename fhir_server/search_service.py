@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
 import orjson
@@ -27,6 +27,10 @@ MAX_INCLUDED = 1000
 MAX_ITERATIONS = 3
 
 
+Admit = Callable[[list[StoredResource]], Awaitable[list[StoredResource]]]
+"""Filters resources to those a request may see, keeping their order."""
+
+
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     """A page of matches plus included resources.
@@ -48,12 +52,14 @@ async def run_search(
     extra_conditions: tuple[Condition, ...] = (),
     default_tz: str = "UTC",
     narrowing: Mapping[str, tuple[Condition, ...]] | None = None,
+    admit: Admit | None = None,
 ) -> SearchResult:
     """Execute `request` (plus `extra_conditions`, e.g. a compartment or scope narrowing).
 
     `narrowing` holds per-type conditions every resource of that type must also meet to be
     returned, as a match or as an `_include`/`_revinclude` (e.g. no `$find` proposals among
-    Appointments, IHE ITI-118).
+    Appointments, IHE ITI-118). `admit` keeps only the included resources the request may see
+    (the access policy, `fhir_server.access`): others are left out of the Bundle silently.
     """
     query = request.query
     if extra_conditions:
@@ -69,6 +75,8 @@ async def run_search(
     included: list[StoredResource] = []
     if (request.includes or request.revincludes) and page.resources:
         included = await _included(store, page.resources, request, default_tz, narrowing or {})
+        if admit is not None:
+            included = await admit(included)
     return SearchResult(page, included, total)
 
 

@@ -392,4 +392,5 @@ OPERATION = Operation(
     type_level=True,
     resource_types=frozenset({"Appointment"}),
     methods=frozenset({"POST"}),
+    requires=(("Appointment", "c"), ("Appointment", "u")),  # SMART.md scopes
 )

@@ -377,4 +377,5 @@ OPERATION = Operation(
     type_level=True,
     resource_types=frozenset({"Appointment"}),
     methods=frozenset({"GET", "POST"}),
+    requires=(("Appointment", "s"),),  # SMART.md scopes
 )

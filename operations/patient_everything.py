@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_server.access import access
 from fhir_server.bundle_builder import embed, full_url
 from fhir_server.interactions import FhirResult, Operation, OperationCall
 from fhir_server.search.query import CompartmentCondition, DateCondition, RangeValue, StoreQuery
@@ -38,15 +39,16 @@ async def everything(call: OperationCall) -> FhirResult:
         except ValueError as exc:
             raise Invalid(f"Invalid _since: {exc}") from exc
         conditions.append(DateCondition("_lastUpdated", (RangeValue("ge", since, DATE_MAX),)))
-    entries = [{"fullUrl": full_url(call.request.base_url, patient), "resource": embed(patient)}]
+    found = [patient]
     for rtype in types:
         if rtype == "Patient":
             continue
         page = await repo.store.search(StoreQuery(rtype, tuple(conditions), count=MAX_PER_TYPE))
-        entries.extend(
-            {"fullUrl": full_url(call.request.base_url, r), "resource": embed(r)}
-            for r in page.resources
-        )
+        found.extend(page.resources)
+    policy = access()
+    if policy is not None:  # only the types (and granular subsets) the token may read
+        found = await policy.admit(repo.store, found)
+    entries = [{"fullUrl": full_url(call.request.base_url, r), "resource": embed(r)} for r in found]
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",

@@ -308,6 +308,7 @@ OPERATION = Operation(
     instance=True,
     resource_types=frozenset({"Slot", "Schedule"}),
     definition={"url": "https://fhir-scheduling.example.org/OperationDefinition/slot-find-slots"},
+    requires=(("Slot", "s"),),  # SMART.md scopes
 )
 """Registered for Slot and Schedule at both levels (one `Operation` per name cannot say "type
 level on Slot, instance level on Schedule"); `find_slots` answers 404 on the other two."""

@@ -30,8 +30,16 @@ def shared_data(*parts: str) -> Path:
 
 
 def make_settings(tmp_path: Path, **extra: object) -> Settings:
-    """Settings for a fresh SQLite file under `tmp_path`."""
-    return Settings(database_url=f"sqlite:///{tmp_path / 'fhir.db'}", **extra)  # type: ignore[arg-type]
+    """Settings for a fresh SQLite file under `tmp_path`. Authorization is off unless the
+    test asks for it (`auth=True`, with `base_url`): the FHIR core's tests exercise the core;
+    `tests/smart/` exercises authorization."""
+    values: dict[str, object] = {
+        "database_url": f"sqlite:///{tmp_path / 'fhir.db'}",
+        "auth": False,
+        "signing_keys": str(tmp_path / "signing-keys.json"),
+    }
+    values.update(extra)
+    return Settings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=ALL_ENGINES)
@@ -63,9 +71,11 @@ class LiveServer:
 
     def __init__(self, settings: Settings) -> None:
         self.port = _free_port()
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
-        )
+        if settings.auth and not settings.base_url:
+            settings = settings.model_copy(update={"base_url": self.base_url})
+        self.settings = settings
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

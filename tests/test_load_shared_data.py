@@ -76,7 +76,7 @@ async def loaded(
         app = create_app(make_settings(db.parent))
     else:
         store, _ = request.getfixturevalue("loaded_mongomock")
-        app = create_app(Settings(), store=_Unclosed(store))
+        app = create_app(Settings(auth=False), store=_Unclosed(store))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t/fhir") as c:

@@ -18,6 +18,10 @@ database (a primary key on SQLite, a unique `_id` on MongoDB) is what makes a do
 impossible, whatever the number of processes: `apply` takes and releases claims together with
 the resource writes of the same call, all or nothing. The scheduling engine decides which keys
 an Appointment needs; the store only guarantees that no two live owners share one.
+
+Records (`RecordStore`): small JSON documents keyed by `(kind, key)` with an optional expiry,
+for the SMART authorization server's state; `insert_record` and `take_record` rest on the same
+database guarantees (a unique key, a single-statement / single-document delete).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
 from resources.errors import ClaimConflict
@@ -146,8 +150,53 @@ class Page:
 HistoryScope = Literal["instance", "type", "system"]
 
 
-class ResourceStore(Protocol):
-    """Persistence of FHIR resource versions with their search index.
+class RecordStore(Protocol):
+    """Small JSON documents kept beside the resources: the authorization server's state
+    (clients, users, grants, codes, launch contexts, used assertion ids, signing keys).
+
+    Records are keyed by `(kind, key)`, both short strings (`kind` a fixed name such as
+    `client`, without the control character U+001F); `doc` is a JSON object (str keys, JSON
+    values). `expires` is µs since the epoch UTC, or None for "never"; a record whose
+    `expires` is before now (`resources.fhir_dates.now_us()`) counts as absent for every
+    method (it may linger in the database until `purge_records`).
+    """
+
+    async def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The live record's document, or None."""
+
+    async def put_record(
+        self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
+    ) -> None:
+        """Create or replace the record (upsert)."""
+
+    async def insert_record(
+        self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
+    ) -> None:
+        """Create the record only if no live one exists (an expired one is replaced).
+
+        Raises:
+            StoreConflict: a live record `(kind, key)` exists (`key` = `{kind}/{key}`); nothing
+                is written. Of two concurrent inserts of one key exactly one succeeds (the
+                database's unique key decides, not a read-then-write).
+        """
+
+    async def take_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """Delete the live record and return its document, atomically (single-use codes):
+        of two concurrent takes only one gets the document; None if there was none."""
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        """Delete the record; True if a live one existed."""
+
+    async def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every live record of `kind` as `(key, doc)`, ordered by key."""
+
+    async def purge_records(self, now: int) -> int:
+        """Delete every record with `expires < now` (µs UTC); return how many."""
+
+
+class ResourceStore(RecordStore, Protocol):
+    """Persistence of FHIR resource versions with their search index, and the small records
+    of `RecordStore`.
 
     Every method may raise `resources.errors.StoreConflict` where stated; any other exception is
     a fault of the engine and becomes a 500.

@@ -1,12 +1,13 @@
 """MongoDB adapter of the ResourceStore, on PyMongo's async API (`AsyncMongoClient`).
 
 The document schema and indexes are in `mongo_schema.py`, query compilation in
-`mongo_query.py`. The adapter keeps to the call surface PyMongo's async collection shares with
-mongomock-motor (`find().sort().skip().limit().to_list()`, `find_one`, `insert_one`,
-`insert_many`, `replace_one`, `find_one_and_update`, `delete_one`, `delete_many`,
-`count_documents`, `create_index`) and
-never relies on a multi-document transaction: unique `_id`s and single-document conditional
-writes are its guarantees; `apply` undoes a failed part-way write itself.
+`mongo_query.py`, claims in `mongo_claims.py`, records (`base.RecordStore`) in
+`mongo_records.py`. The adapter keeps to the call surface PyMongo's async collection shares
+with mongomock-motor (`find().sort().skip().limit().to_list()`, `find_one`, `insert_one`,
+`insert_many`, `replace_one`, `find_one_and_update`, `find_one_and_delete`, `delete_one`,
+`delete_many`, `count_documents`, `create_index`) and never relies on a multi-document
+transaction: unique `_id`s and single-document conditional writes are its guarantees; `apply`
+undoes a failed part-way write itself.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
@@ -23,7 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
-from fhir_server.storage import mongo_claims
+from fhir_server.storage import mongo_claims, mongo_records
 from fhir_server.storage.base import (
     Claim,
     HistoryScope,
@@ -83,6 +85,7 @@ class MongoStore:
         self._counters: AsyncCollection[Doc] = database["counters"]
         self._locks: AsyncCollection[Doc] = database["locks"]
         self._claims: AsyncCollection[Doc] = database["claims"]
+        self._records: AsyncCollection[Doc] = database["records"]
 
     @classmethod
     def from_url(cls, url: str) -> MongoStore:
@@ -102,6 +105,8 @@ class MongoStore:
             await self._history.create_index(keys)
         for keys in CLAIM_INDEXES:
             await self._claims.create_index(keys)
+        for keys in mongo_records.RECORD_INDEXES:
+            await self._records.create_index(keys)
 
     async def close(self) -> None:
         """Close the client if this store opened it (`from_url`)."""
@@ -326,6 +331,44 @@ class MongoStore:
             )
             return taken is not None
         return True
+
+    # -- records (base.RecordStore; mongo_records.py) ------------------------------------
+
+    async def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The live record's document, or None."""
+        return await mongo_records.get_record(self._records, kind, key, now_us())
+
+    async def put_record(
+        self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
+    ) -> None:
+        """Create or replace the record; `expires` µs UTC or None (never)."""
+        await mongo_records.put_record(self._records, kind, key, doc, expires)
+
+    async def insert_record(
+        self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
+    ) -> None:
+        """Create the record unless a live one exists (an expired one is replaced).
+
+        Raises:
+            StoreConflict: a live record exists (`key` = `{kind}/{key}`); nothing is written.
+        """
+        await mongo_records.insert_record(self._records, kind, key, doc, expires, now_us())
+
+    async def take_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """Delete the live record and return its document atomically; None if none."""
+        return await mongo_records.take_record(self._records, kind, key, now_us())
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        """Delete the record; True if a live one existed."""
+        return await mongo_records.delete_record(self._records, kind, key, now_us())
+
+    async def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every live record of `kind` as `(key, doc)`, ordered by key."""
+        return await mongo_records.list_records(self._records, kind, now_us())
+
+    async def purge_records(self, now: int) -> int:
+        """Delete every record with `expires < now` (µs UTC); return how many."""
+        return await mongo_records.purge_records(self._records, now)
 
 
 class _ApplyRun:

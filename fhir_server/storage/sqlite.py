@@ -1,6 +1,7 @@
 """SQLite adapter of the ResourceStore: the embedded default (one file, WAL, zero setup).
 
-Schema: `sqlite_schema.py`; SQL compilation: `sqlite_query.py`.
+Schema: `sqlite_schema.py`; SQL compilation: `sqlite_query.py`; claims: `sqlite_claims.py`;
+records (`base.RecordStore`): `sqlite_records.py`.
 
 Every statement runs on the calling (event-loop) thread's own connection. SQLite answers our
 indexed queries in microseconds to a few milliseconds, and handing work to threads costs more
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
-from fhir_server.storage import sqlite_claims
+from fhir_server.storage import sqlite_claims, sqlite_records
 from fhir_server.storage.base import (
     Claim,
     HistoryScope,
@@ -317,6 +318,51 @@ class SQLiteStore:
             yield
         finally:
             await self._write(lambda conn: conn.execute("DELETE FROM locks WHERE key = ?", (key,)))
+
+    # -- records (base.RecordStore; sqlite_records.py) -------------------------------------
+
+    async def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The live record's document, or None."""
+        now = now_us()
+        return await self._read(lambda conn: sqlite_records.get_record(conn, kind, key, now))
+
+    async def put_record(
+        self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
+    ) -> None:
+        """Create or replace the record; `expires` µs UTC or None (never)."""
+        await self._write(lambda conn: sqlite_records.put_record(conn, kind, key, doc, expires))
+
+    async def insert_record(
+        self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
+    ) -> None:
+        """Create the record unless a live one exists (an expired one is replaced).
+
+        Raises:
+            StoreConflict: a live record exists (`key` = `{kind}/{key}`); nothing is written.
+        """
+        now = now_us()
+        await self._write(
+            lambda conn: sqlite_records.insert_record(conn, kind, key, doc, expires, now)
+        )
+
+    async def take_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """Delete the live record and return its document in one statement; None if none."""
+        now = now_us()
+        return await self._write(lambda conn: sqlite_records.take_record(conn, kind, key, now))
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        """Delete the record; True if a live one existed."""
+        now = now_us()
+        return await self._write(lambda conn: sqlite_records.delete_record(conn, kind, key, now))
+
+    async def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every live record of `kind` as `(key, doc)`, ordered by key."""
+        now = now_us()
+        return await self._read(lambda conn: sqlite_records.list_records(conn, kind, now))
+
+    async def purge_records(self, now: int) -> int:
+        """Delete every record with `expires < now` (µs UTC); return how many."""
+        return await self._write(lambda conn: sqlite_records.purge_records(conn, now))
 
 
 def _stored(row: Sequence[Any]) -> StoredResource:

@@ -20,6 +20,11 @@ Tables:
                    `expires` µs UTC, NULL for a booking (held until released). Indexes:
                    `claims_owner` (owner, for an owner's set) and the partial
                    `claims_expires` (expires, non-NULL only, for the hold sweeper).
+    records        small JSON documents of the authorization server (`base.RecordStore`,
+                   `sqlite_records.py`): (kind TEXT, key TEXT, doc BLOB (orjson bytes of a
+                   JSON object), expires INTEGER NULL (µs UTC, NULL = never)),
+                   PRIMARY KEY (kind, key) WITHOUT ROWID; the partial index
+                   `records_expires` (expires, non-NULL only) serves `purge_records`.
     schema_version one row: the version of this schema.
 
 Instants are INTEGER microseconds since the epoch, UTC. Content is the FHIR JSON as BLOB.
@@ -28,6 +33,9 @@ Instants are INTEGER microseconds since the epoch, UTC. Content is the FHIR JSON
 from __future__ import annotations
 
 SCHEMA_VERSION = 1
+"""Written once into a new file; no start-up reads it yet. Additions such as the `records`
+table are `CREATE ... IF NOT EXISTS` in DDL, so older files gain them without a migration and
+the version stays 1 until a change needs one."""
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -122,6 +130,11 @@ CREATE TABLE IF NOT EXISTS claims (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
 CREATE INDEX IF NOT EXISTS claims_expires ON claims (expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL, key TEXT NOT NULL, doc BLOB NOT NULL, expires INTEGER,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_expires ON records (expires) WHERE expires IS NOT NULL;
 DROP INDEX IF EXISTS idx_string_seq;
 DROP INDEX IF EXISTS idx_token_seq;
 DROP INDEX IF EXISTS idx_date_seq;

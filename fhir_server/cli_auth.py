@@ -1,0 +1,255 @@
+"""`fhir-server clients|users|launch|token|keys`: administration of the SMART authorization
+server (SMART.md "Administration (CLI)").
+
+Every command works on the configured database (`FHIR_SERVER_DATABASE_URL` or
+`--database-url`) and signing keys (`FHIR_SERVER_SIGNING_KEYS`), also while the server runs.
+The FHIR base URL tokens are issued for is `FHIR_SERVER_BASE_URL`, defaulting to
+`http://127.0.0.1:8080/fhir` (what `fhir-server serve` uses by default).
+
+Examples:
+    fhir-server clients add my-app --type public --redirect-uri http://localhost:9000/cb \
+        --scope 'openid fhirUser launch launch/patient offline_access patient/*.cruds'
+    fhir-server clients add my-ehr --type backend --jwks-file ehr.jwks.json --scope 'system/*.cruds'
+    fhir-server users add smith --fhir-user Practitioner/demo-practitioner-smith
+    fhir-server launch --client my-app --patient demo-patient-munoz
+    TOKEN=$(fhir-server token --scope 'system/*.cruds')
+    fhir-server keys rotate
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
+
+import orjson
+import typer
+from rich.console import Console
+
+from fhir_server.app import build_auth_server
+from fhir_server.config import Settings
+from fhir_server.storage.factory import open_store
+from smart_auth.keys import rotate_keys
+from smart_auth.registry import CLIENT_TYPES, Client, User, hash_secret, new_secret
+from smart_auth.scopes import ScopeSet
+from smart_auth.server import AuthServer
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8080/fhir"
+console = Console(stderr=True)
+T = TypeVar("T")
+
+clients_app = typer.Typer(help="Register SMART clients (apps, EHRs, backend services).")
+users_app = typer.Typer(help="Users who sign in at /auth/authorize.")
+keys_app = typer.Typer(help="The server's token signing keys.")
+
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", help="Default: FHIR_SERVER_DATABASE_URL.")
+]
+
+
+def auth_settings(database_url: str | None = None) -> Settings:
+    """Settings from the environment with authorization on and a base URL filled in."""
+    settings = Settings()
+    update: dict[str, Any] = {"auth": True}
+    if database_url:
+        update["database_url"] = database_url
+    if not settings.base_url:
+        update["base_url"] = DEFAULT_BASE_URL
+    return settings.model_copy(update=update)
+
+
+@asynccontextmanager
+async def opened(settings: Settings) -> AsyncIterator[AuthServer]:
+    """A started AuthServer over the configured store (closed afterwards)."""
+    store = open_store(settings.database_url)
+    await store.start()
+    try:
+        server = build_auth_server(store, settings)
+        await server.start()
+        yield server
+    finally:
+        await store.close()
+
+
+def run(settings: Settings, work: Callable[[AuthServer], Awaitable[T]]) -> T:
+    """Run `work` on an opened AuthServer."""
+
+    async def main() -> T:
+        async with opened(settings) as server:
+            return await work(server)
+
+    return asyncio.run(main())
+
+
+def _jwks(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    data = orjson.loads(path.read_bytes())
+    keys = data.get("keys") if isinstance(data, dict) else None
+    if not isinstance(keys, list) or not keys:
+        raise typer.BadParameter(f"{path} holds no JWK Set ({{'keys': [...]}})")
+    private = {"d", "p", "q", "dp", "dq", "qi"}
+    return {"keys": [{k: v for k, v in key.items() if k not in private} for key in keys]}
+
+
+@clients_app.command("add")
+def clients_add(
+    client_id: Annotated[str, typer.Argument(help="The client_id.")],
+    type: Annotated[str, typer.Option("--type", help=" | ".join(CLIENT_TYPES))] = "public",
+    redirect_uri: Annotated[
+        list[str] | None, typer.Option("--redirect-uri", help="Exact redirect URI (repeat).")
+    ] = None,
+    scope: Annotated[str, typer.Option(help="Scope ceiling.")] = (
+        "openid fhirUser profile launch launch/patient offline_access online_access "
+        "patient/*.cruds user/*.cruds"
+    ),
+    origin: Annotated[
+        list[str] | None, typer.Option("--origin", help="Allowed browser origin (repeat).")
+    ] = None,
+    jwks_file: Annotated[Path | None, typer.Option(help="The client's public JWK Set.")] = None,
+    jwks_url: Annotated[
+        str | None, typer.Option(help="Where the client publishes its JWKS.")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Shown on the consent page.")] = "",
+    launch_url: Annotated[str | None, typer.Option(help="The app's EHR launch URL.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Register (or replace) a client. A confidential-symmetric client's secret is printed
+    once on stdout and stored only as an Argon2 hash."""
+    if type not in CLIENT_TYPES:
+        raise typer.BadParameter(f"--type must be one of {', '.join(CLIENT_TYPES)}")
+    asymmetric = type in ("confidential-asymmetric", "backend")
+    if asymmetric and not (jwks_file or jwks_url):
+        raise typer.BadParameter(f"a {type} client needs --jwks-file or --jwks-url")
+    if type != "backend" and not redirect_uri:
+        raise typer.BadParameter("an app needs at least one --redirect-uri")
+    if type == "backend" and scope.startswith("openid"):
+        scope = "system/*.cruds"
+    secret = new_secret() if type == "confidential-symmetric" else None
+    client = Client(
+        client_id=client_id,
+        type=type,
+        name=name or client_id,
+        redirect_uris=list(redirect_uri or []),
+        scope=str(ScopeSet.parse(scope)),
+        origins=list(origin or []),
+        secret_hash=hash_secret(secret) if secret else None,
+        jwks=_jwks(jwks_file),
+        jwks_uri=jwks_url,
+        launch_url=launch_url,
+    )
+    run(auth_settings(database_url), lambda s: s.registry.save_client(client))
+    console.print(f"registered {type} client [bold]{client_id}[/bold] (scope: {client.scope})")
+    if secret:
+        console.print("client secret (shown once):", style="bold")
+        typer.echo(secret)
+
+
+@clients_app.command("list")
+def clients_list(database_url: DatabaseUrl = None) -> None:
+    """List registered clients (no secrets)."""
+    for client in run(auth_settings(database_url), lambda s: s.registry.clients()):
+        uris = ", ".join(client.redirect_uris) or "-"
+        typer.echo(f"{client.client_id}\t{client.type}\t{uris}\t{client.scope}")
+
+
+@clients_app.command("remove")
+def clients_remove(client_id: str, database_url: DatabaseUrl = None) -> None:
+    """Unregister a client."""
+    if not run(auth_settings(database_url), lambda s: s.registry.delete_client(client_id)):
+        console.print(f"no client {client_id}")
+        raise typer.Exit(code=1)
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    fhir_user: Annotated[str, typer.Option(help="The user's FHIR resource, e.g. Patient/1.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input.")
+    ] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Add (or replace) a user; the password is asked for (or read from stdin) and stored only
+    as an Argon2id hash."""
+    kind = fhir_user.split("/", 1)[0]
+    if "/" not in fhir_user or kind not in ("Patient", "Practitioner", "RelatedPerson", "Person"):
+        raise typer.BadParameter("--fhir-user must be Patient/id, Practitioner/id, ...")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise typer.BadParameter("the password needs at least 8 characters")
+    user = User(username, hash_secret(password), fhir_user, name or username)
+    run(auth_settings(database_url), lambda s: s.registry.save_user(user))
+    console.print(f"user [bold]{username}[/bold] acts as {fhir_user}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(database_url: DatabaseUrl = None) -> None:
+    """Start signing with new keys; the old ones stay published until their tokens expire."""
+
+    async def rotate(server: AuthServer) -> list[str]:
+        keys = await rotate_keys(server.key_source, max(server.settings.access_seconds, 300))
+        return [f"{k.kid}\t{k.alg}\t{'retired' if k.retired else 'active'}" for k in keys.keys]
+
+    for line in run(auth_settings(database_url), rotate):
+        typer.echo(line)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the authorization commands to the `fhir-server` command."""
+    app.add_typer(clients_app, name="clients")
+    app.add_typer(users_app, name="users")
+    app.add_typer(keys_app, name="keys")
+
+    @app.command()
+    def token(
+        scope: Annotated[str, typer.Option(help="Scopes of the token.")] = "system/*.cruds",
+        lifetime: Annotated[int, typer.Option(help="Seconds.")] = 3600,
+        database_url: DatabaseUrl = None,
+    ) -> None:
+        """Mint an administrator access token (printed once on stdout; revocable)."""
+        granted = ScopeSet.parse(scope)
+        if granted.unknown or not granted.resources:
+            raise typer.BadParameter(f"not resource scopes: {scope!r}")
+        typer.echo(
+            run(auth_settings(database_url), lambda s: s.mint_admin_token(str(granted), lifetime))
+        )
+
+    @app.command()
+    def launch(
+        patient: Annotated[str, typer.Option(help="Patient id in context.")],
+        client: Annotated[str | None, typer.Option(help="Print this client's launch URL.")] = None,
+        encounter: Annotated[str | None, typer.Option(help="Encounter id in context.")] = None,
+        banner: Annotated[bool, typer.Option(help="need_patient_banner.")] = True,
+        style_url: Annotated[str | None, typer.Option(help="smart_style_url.")] = None,
+        database_url: DatabaseUrl = None,
+    ) -> None:
+        """Create a single-use EHR launch context and print the app's launch URL."""
+        settings = auth_settings(database_url)
+        context: dict[str, Any] = {"patient": patient, "need_patient_banner": banner}
+        if encounter:
+            context["encounter"] = encounter
+        if style_url:
+            context["smart_style_url"] = style_url
+
+        async def create(server: AuthServer) -> tuple[str, str | None]:
+            url = None
+            if client:
+                registered = await server.registry.client(client)
+                if registered is None:
+                    raise typer.BadParameter(f"no client {client}")
+                url = registered.launch_url or next(iter(registered.redirect_uris), None)
+            launch_id = await server.grants.create_launch(context, settings.launch_seconds)
+            return launch_id, url
+
+        launch_id, url = run(settings, create)
+        query = urlencode({"iss": settings.base_url, "launch": launch_id})
+        typer.echo(f"{url}?{query}" if url else query)

@@ -1,0 +1,156 @@
+"""Registered clients and users, kept as database records (kinds `client` and `user`).
+
+Client types (SMART App Launch 2.2 `client-authentication` and `backend-services`):
+
+* `public` — a browser or native app: no secret, PKCE only;
+* `confidential-symmetric` — a server-side app with a client secret (HTTP Basic or form);
+* `confidential-asymmetric` — authenticates with a `private_key_jwt` assertion signed by a key
+  of its registered JWKS (inline) or JWKS URL;
+* `backend` — `client_credentials` only, with a `private_key_jwt` assertion (system scopes).
+
+Secrets and passwords are stored only as Argon2id hashes (argon2-cffi).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from fhir_server.storage.base import RecordStore
+
+ClientType = Literal["public", "confidential-symmetric", "confidential-asymmetric", "backend"]
+CLIENT_TYPES: tuple[ClientType, ...] = (
+    "public",
+    "confidential-symmetric",
+    "confidential-asymmetric",
+    "backend",
+)
+_HASHER = PasswordHasher()
+
+
+def hash_secret(secret: str) -> str:
+    """An Argon2id hash of a password or client secret."""
+    return _HASHER.hash(secret)
+
+
+def verify_secret(hashed: str, secret: str) -> bool:
+    """Whether `secret` matches `hashed` (constant-time inside argon2)."""
+    try:
+        return _HASHER.verify(hashed, secret)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(slots=True)
+class Client:
+    """A registered client.
+
+    Attributes:
+        client_id: its id.
+        type: one of CLIENT_TYPES.
+        name: shown on the consent page.
+        redirect_uris: exact-match redirect URIs (none for `backend`).
+        scope: the scope ceiling: what it may ever be granted (space-separated).
+        origins: browser origins allowed to call the token endpoint (CORS).
+        secret_hash: Argon2 hash of the secret (`confidential-symmetric`).
+        jwks: an inline JWK Set of its public keys, or None.
+        jwks_uri: where its JWK Set is published, or None.
+        launch_url: the app's launch URL (for `fhir-server launch`), or None.
+    """
+
+    client_id: str
+    type: ClientType
+    name: str = ""
+    redirect_uris: list[str] = field(default_factory=list)
+    scope: str = ""
+    origins: list[str] = field(default_factory=list)
+    secret_hash: str | None = None
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+    launch_url: str | None = None
+
+    @property
+    def asymmetric(self) -> bool:
+        """Whether it authenticates with `private_key_jwt`."""
+        return self.type in ("confidential-asymmetric", "backend")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Client:
+        """Read the stored form."""
+        return cls(**data)
+
+
+@dataclass(slots=True)
+class User:
+    """A user who logs in at `/auth/authorize`.
+
+    Attributes:
+        username: the login name.
+        password_hash: Argon2id hash.
+        fhir_user: the user's FHIR resource (`Practitioner/1`, `Patient/2`, ...).
+        name: display name.
+    """
+
+    username: str
+    password_hash: str
+    fhir_user: str
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> User:
+        """Read the stored form."""
+        return cls(**data)
+
+
+class Registry:
+    """Clients and users in a RecordStore."""
+
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
+
+    async def client(self, client_id: str) -> Client | None:
+        """The registered client, or None."""
+        doc = await self.store.get_record("client", client_id)
+        return Client.from_dict(doc) if doc else None
+
+    async def save_client(self, client: Client) -> None:
+        """Register or replace a client."""
+        await self.store.put_record("client", client.client_id, client.to_dict())
+
+    async def clients(self) -> list[Client]:
+        """Every registered client, by id."""
+        return [Client.from_dict(doc) for _, doc in await self.store.list_records("client")]
+
+    async def delete_client(self, client_id: str) -> bool:
+        """Remove a client; True if it existed."""
+        return await self.store.delete_record("client", client_id)
+
+    async def user(self, username: str) -> User | None:
+        """The user, or None."""
+        doc = await self.store.get_record("user", username)
+        return User.from_dict(doc) if doc else None
+
+    async def save_user(self, user: User) -> None:
+        """Add or replace a user."""
+        await self.store.put_record("user", user.username, user.to_dict())
+
+    async def users(self) -> list[User]:
+        """Every user, by username."""
+        return [User.from_dict(doc) for _, doc in await self.store.list_records("user")]
+
+
+def new_secret() -> str:
+    """A fresh client secret (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)

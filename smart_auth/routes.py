@@ -1,0 +1,239 @@
+"""The authorization server's HTTP endpoints (Starlette routes, mounted by `fhir_server.app`).
+
+| path | spec |
+|---|---|
+| `GET/POST /auth/authorize` | SMART App Launch 2.2 §2.0.5 (`smart_auth.authorize`) |
+| `POST /auth/token` | RFC 6749 §3.2, §5; `Cache-Control: no-store`; CORS for registered origins |
+| `POST /auth/introspect` | RFC 7662 (caller: an authenticated client or a valid bearer token) |
+| `POST /auth/revoke` | RFC 7009 (the client that owns the token) |
+| `GET /auth/jwks` | RFC 7517 public keys |
+| `POST /auth/launch` | our EHR API: a backend client's `system/` token creates a launch context |
+| `GET [base]/.well-known/smart-configuration`, `openid-configuration` | public, any origin |
+
+OAuth endpoints answer OAuth JSON errors (`{"error", "error_description"}`, RFC 6749 §5.2),
+as OAuth clients expect; the FHIR API answers OperationOutcomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from conformance.smart_configuration import openid_configuration, smart_configuration
+from fhir_server.storage.base import ResourceStore
+from resources.errors import FhirError, Forbidden, Invalid
+from smart_auth.authorize import Authorize
+from smart_auth.client_auth import OAuthError, authenticate_client
+from smart_auth.server import AuthServer
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
+FORM_LIMIT = 64 * 1024
+
+
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        media_type="application/json",
+        headers=dict(headers or {}),
+    )
+
+
+def _oauth_error(exc: OAuthError, headers: Mapping[str, str]) -> Response:
+    out = dict(headers)
+    if exc.status == 401:
+        out["WWW-Authenticate"] = 'Basic realm="token"'
+    return _json({"error": exc.error, "error_description": exc.description}, exc.status, out)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The urlencoded form body as str -> str (first value of each field).
+
+    Raises:
+        OAuthError: `invalid_request` for another content type or an oversized body.
+    """
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise OAuthError("invalid_request", "Send application/x-www-form-urlencoded")
+    body = await request.body()
+    if len(body) > FORM_LIMIT:
+        raise OAuthError("invalid_request", "The request body is too large")
+    from urllib.parse import parse_qsl
+
+    out: dict[str, str] = {}
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError as exc:
+        raise OAuthError("invalid_request", "The form is not UTF-8") from exc
+    for key, value in pairs:
+        out.setdefault(key, value)
+    return out
+
+
+def auth_routes(server: AuthServer, store: ResourceStore) -> list[Route]:
+    """The `/auth/*` routes and the `.well-known` documents of `server`."""
+    settings = server.settings
+    authorize = Authorize(server, store)
+    smart_doc = smart_configuration(settings.base_url, settings.origin)
+    openid_doc = openid_configuration(settings.base_url, settings.origin)
+
+    async def cors_headers(request: Request) -> dict[str, str]:
+        origin = request.headers.get("origin")
+        if not origin:
+            return {}
+        for client in await server.registry.clients():
+            if origin in client.origins:
+                return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return {}
+
+    async def authorize_endpoint(request: Request) -> Response:
+        if request.method == "GET":
+            params = dict(request.query_params)
+        else:
+            try:
+                params = await _form(request)
+            except OAuthError as exc:
+                return _oauth_error(exc, NO_STORE)
+        return await authorize.handle(params)
+
+    async def token_endpoint(request: Request) -> Response:
+        headers = {**NO_STORE, **await cors_headers(request)}
+        try:
+            form = await _form(request)
+            body = await server.token(form, request.headers)
+        except OAuthError as exc:
+            return _oauth_error(exc, headers)
+        return _json(body, headers=headers)
+
+    async def preflight(request: Request) -> Response:
+        headers = await cors_headers(request)
+        if headers:
+            headers.update(
+                {
+                    "Access-Control-Allow-Methods": "POST",
+                    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+                    "Access-Control-Max-Age": "600",
+                }
+            )
+        return Response(status_code=204, headers=headers)
+
+    async def introspect_endpoint(request: Request) -> Response:
+        try:
+            form = await _form(request)
+            authorization = request.headers.get("authorization", "")
+            if authorization.lower().startswith("bearer "):
+                await server.verify(authorization[7:].strip())
+            else:
+                await authenticate_client(
+                    form,
+                    request.headers,
+                    server.registry,
+                    server.grants,
+                    settings.endpoint("introspect"),
+                    server.jwks,
+                )
+            if not form.get("token"):
+                raise OAuthError("invalid_request", "token is required")
+        except OAuthError as exc:
+            return _oauth_error(exc, NO_STORE)
+        except FhirError:
+            return _json(
+                {"error": "invalid_token", "error_description": "The caller's token is not valid"},
+                401,
+                NO_STORE,
+            )
+        return _json(await server.introspect(form["token"]), headers=NO_STORE)
+
+    async def revoke_endpoint(request: Request) -> Response:
+        try:
+            form = await _form(request)
+            client = await authenticate_client(
+                form,
+                request.headers,
+                server.registry,
+                server.grants,
+                settings.endpoint("revoke"),
+                server.jwks,
+            )
+            if not form.get("token"):
+                raise OAuthError("invalid_request", "token is required")
+        except OAuthError as exc:
+            return _oauth_error(exc, NO_STORE)
+        await server.revoke(client, form["token"])
+        return Response(status_code=200, headers=NO_STORE)
+
+    async def jwks_endpoint(_request: Request) -> Response:
+        return _json(server.server_keys().public_jwks(), headers=ANY_ORIGIN)
+
+    async def launch_endpoint(request: Request) -> Response:
+        try:
+            policy = await server.policy(request.headers.get("authorization"))
+            if "system" not in policy.scopes.contexts():
+                raise Forbidden("Creating a launch context needs a backend client's system/ token")
+            try:
+                body = orjson.loads(await request.body())
+            except orjson.JSONDecodeError as exc:
+                raise Invalid("The body must be a JSON object") from exc
+            context = launch_context(body)
+            launch = await server.grants.create_launch(context, settings.launch_seconds)
+        except FhirError as exc:
+            from resources.errors import operation_outcome
+
+            return _json(operation_outcome(exc.issues), exc.status, exc.headers)
+        return _json(
+            {"launch": launch, "expires_in": settings.launch_seconds, "iss": settings.base_url},
+            201,
+            NO_STORE,
+        )
+
+    def document(doc: dict[str, Any]) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(_request: Request) -> Response:
+            return _json(doc, headers=ANY_ORIGIN)
+
+        return serve
+
+    return [
+        Route("/auth/authorize", authorize_endpoint, methods=["GET", "POST"]),
+        Route("/auth/token", token_endpoint, methods=["POST"]),
+        Route("/auth/token", preflight, methods=["OPTIONS"]),
+        Route("/auth/introspect", introspect_endpoint, methods=["POST"]),
+        Route("/auth/revoke", revoke_endpoint, methods=["POST"]),
+        Route("/auth/jwks", jwks_endpoint, methods=["GET"]),
+        Route("/auth/launch", launch_endpoint, methods=["POST"]),
+        Route("/fhir/.well-known/smart-configuration", document(smart_doc), methods=["GET"]),
+        Route("/fhir/.well-known/openid-configuration", document(openid_doc), methods=["GET"]),
+    ]
+
+
+def launch_context(body: Any) -> dict[str, Any]:
+    """Validate an EHR launch request body: `patient`, `encounter` (ids), `user` (a FHIR
+    reference), `need_patient_banner` (bool), `smart_style_url` (URL), `intent` (text).
+
+    Raises:
+        Invalid: (400) not an object, unknown fields, or wrong value types.
+    """
+    if not isinstance(body, dict):
+        raise Invalid("The launch context must be a JSON object")
+    fields = {
+        "patient": str,
+        "encounter": str,
+        "user": str,
+        "need_patient_banner": bool,
+        "smart_style_url": str,
+        "intent": str,
+    }
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise Invalid(f"Unknown launch context fields: {', '.join(unknown)}")
+    for name, kind in fields.items():
+        if name in body and not isinstance(body[name], kind):
+            raise Invalid(f"launch context field {name} must be a {kind.__name__}")
+    if not body.get("patient") and not body.get("encounter"):
+        raise Invalid("A launch context needs a patient (or an encounter)")
+    return dict(body)

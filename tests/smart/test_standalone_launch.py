@@ -1,0 +1,164 @@
+"""Standalone launch end to end (SMART App Launch 2.2 §2.0): discovery, authorize with PKCE,
+login, consent, code exchange, FHIR calls within the granted scopes, refresh, revocation."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import LiveServer
+from tests.smart.flows import App, authorize_in_browser, pkce_pair, query_of
+
+PATIENT_SCOPE = "openid fhirUser launch/patient offline_access patient/*.cruds"
+
+
+def _app(server: LiveServer) -> App:
+    return App("demo-app", "http://127.0.0.1:9000/callback", server.base_url)
+
+
+def _login(
+    server: LiveServer,
+    browser: httpx.Client,
+    scope: str,
+    user: str = "munoz",
+    password: str = "demo-munoz",
+    patient: str | None = None,
+) -> dict[str, object]:
+    verifier, challenge = pkce_pair()
+    url = _app(server).authorize_url(scope, challenge=challenge)
+    back = authorize_in_browser(browser, url, user, password, patient)
+    params = query_of(back)
+    assert back.startswith("http://127.0.0.1:9000/callback?"), back
+    assert params["state"] == "st-1"
+    token = browser.post(
+        "/auth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": params["code"],
+            "redirect_uri": "http://127.0.0.1:9000/callback",
+            "client_id": "demo-app",
+            "code_verifier": verifier,
+        },
+    )
+    assert token.status_code == 200, token.text
+    assert token.headers["cache-control"] == "no-store"
+    body: dict[str, object] = token.json()
+    return body
+
+
+def test_discovery_smart_configuration_lists_spec_fields(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    doc = browser.get("/fhir/.well-known/smart-configuration").json()
+    for field in (
+        "issuer",
+        "jwks_uri",
+        "authorization_endpoint",
+        "token_endpoint",
+        "grant_types_supported",
+        "capabilities",
+        "code_challenge_methods_supported",
+        "introspection_endpoint",
+        "revocation_endpoint",
+        "scopes_supported",
+        "token_endpoint_auth_methods_supported",
+        "response_types_supported",
+    ):
+        assert field in doc, field
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert doc["issuer"] == smart_server.base_url
+    assert "launch-ehr" in doc["capabilities"] and "permission-v2" in doc["capabilities"]
+    meta = browser.get("/fhir/metadata").json()
+    security = meta["rest"][0]["security"]
+    uris = {e["url"]: e["valueUri"] for e in security["extension"][0]["extension"]}
+    assert uris["authorize"] == doc["authorization_endpoint"]
+    assert uris["token"] == doc["token_endpoint"]
+
+
+def test_fhir_request_without_token_is_401_with_www_authenticate(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    response = browser.get("/fhir/Patient")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"][0]["code"] == "login"
+    bad = browser.get("/fhir/Patient", headers={"Authorization": "Bearer not-a-token"})
+    assert bad.status_code == 401
+    assert 'error="invalid_token"' in bad.headers["www-authenticate"]
+
+
+def test_standalone_patient_launch_grants_patient_context_and_confines(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    token = _login(smart_server, browser, PATIENT_SCOPE)
+    assert token["token_type"] == "Bearer"
+    assert token["patient"] == "demo-patient-munoz"
+    assert "id_token" in token and "refresh_token" in token
+    assert set(str(token["scope"]).split()) == set(PATIENT_SCOPE.split())
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    me = browser.get("/fhir/Patient/demo-patient-munoz", headers=auth)
+    assert me.status_code == 200, me.text
+    other = browser.get("/fhir/Patient/demo-patient-muller", headers=auth)
+    assert other.status_code == 403
+    assert other.json()["issue"][0]["code"] == "forbidden"
+    found = browser.get("/fhir/Patient", headers=auth).json()
+    assert [e["resource"]["id"] for e in found.get("entry", [])] == ["demo-patient-munoz"]
+    appts = browser.get("/fhir/Appointment?_include=Appointment:actor", headers=auth).json()
+    for entry in appts.get("entry", []):
+        resource = entry["resource"]
+        if resource["resourceType"] == "Patient":
+            assert resource["id"] == "demo-patient-munoz"
+    slots = browser.get("/fhir/Slot?_count=3", headers=auth)
+    assert slots.status_code == 200
+
+
+def test_refresh_rotates_and_reuse_revokes_the_grant(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    token = _login(smart_server, browser, PATIENT_SCOPE)
+    first = browser.post(
+        "/auth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": token["refresh_token"],
+            "client_id": "demo-app",
+        },
+    )
+    assert first.status_code == 200, first.text
+    rotated = first.json()
+    assert rotated["refresh_token"] != token["refresh_token"]
+    narrower = browser.post(
+        "/auth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": rotated["refresh_token"],
+            "client_id": "demo-app",
+            "scope": "patient/Appointment.rs offline_access",
+        },
+    )
+    assert narrower.status_code == 200, narrower.text
+    assert narrower.json()["scope"] == "offline_access patient/Appointment.rs"
+    wider = browser.post(
+        "/auth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": narrower.json()["refresh_token"],
+            "client_id": "demo-app",
+            "scope": "user/*.cruds",
+        },
+    )
+    assert wider.status_code == 400
+    assert wider.json()["error"] == "invalid_scope"
+    replay = browser.post(
+        "/auth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": token["refresh_token"],
+            "client_id": "demo-app",
+        },
+    )
+    assert replay.status_code == 400
+    assert replay.json()["error"] == "invalid_grant"
+    auth = {"Authorization": f"Bearer {rotated['access_token']}"}
+    assert browser.get("/fhir/Patient/demo-patient-munoz", headers=auth).status_code == 401
