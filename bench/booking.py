@@ -38,7 +38,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import itertools
 
-from rest import free_port, rss_mib, wait_up
+from rest import admin_token, free_port, rss_mib, wait_up
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,9 +239,14 @@ async def find_latency(
     return {"p50": statistics.median(latencies), "p99": pct(latencies, 0.99), "total": sizes[-1]}
 
 
-async def run(base: str, db: Path | None, monday: dt.date, seconds: float, pid: int) -> None:
+async def run(
+    base: str, db: Path | None, monday: dt.date, seconds: float, pid: int, token: str
+) -> None:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        base_url=base, timeout=60, limits=limits, headers=headers
+    ) as client:
         r = await client.post("", json=setup_bundle(monday))
         assert r.status_code == 200, r.text[:500]
         result = await race(client)
@@ -283,8 +288,17 @@ async def run(base: str, db: Path | None, monday: dt.date, seconds: float, pid: 
         print(f"server RSS {rss_mib(pid):.0f} MiB")
 
 
-def serve(url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "FHIR_SERVER_DATABASE_URL": url}
+def server_env(url: str, port: int, tmp: Path) -> dict[str, str]:
+    """The environment of the benchmarked server (and of `fhir-server token` for it)."""
+    return {
+        **os.environ,
+        "FHIR_SERVER_DATABASE_URL": url,
+        "FHIR_SERVER_BASE_URL": f"http://127.0.0.1:{port}/fhir",
+        "FHIR_SERVER_SIGNING_KEYS": str(tmp / "signing-keys.json"),
+    }
+
+
+def serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [str(BIN / "fhir-server"), "serve", "--port", str(port), "--log-level", "warning"],
         env=env,
@@ -310,10 +324,14 @@ def main() -> int:
     for name, url, db in engines:
         print(f"== {name} ({url}), week of {monday}")
         port = free_port()
-        proc = serve(url, port)
+        env = server_env(url, port, tmp)
+        proc = serve(env, port)
         try:
             wait_up(f"http://127.0.0.1:{port}/fhir/metadata", proc)
-            asyncio.run(run(f"http://127.0.0.1:{port}/fhir", db, monday, args.seconds, proc.pid))
+            token = admin_token(env)
+            asyncio.run(
+                run(f"http://127.0.0.1:{port}/fhir", db, monday, args.seconds, proc.pid, token)
+            )
         finally:
             proc.terminate()
             proc.wait(timeout=20)

@@ -63,9 +63,25 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def lua_paths(paths: list[str], method: str = "GET", body: str | None = None) -> str:
+def admin_token(env: dict[str, str]) -> str:
+    """A `system/*.cruds` token from `fhir-server token`, for the server started with `env`."""
+    out = subprocess.run(
+        [str(BIN / "fhir-server"), "token", "--scope", "system/*.cruds"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def lua_paths(
+    paths: list[str], method: str = "GET", body: str | None = None, token: str | None = None
+) -> str:
     items = ",".join(json.dumps(quote(p, safe="/?=&:,|")) for p in paths)
     lines = [f"local paths = {{{items}}}", "math.randomseed(42)"]
+    if token:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
     if body is not None:
         lines.append(f"wrk.body = {json.dumps(body)}")
         lines.append('wrk.headers["Content-Type"] = "application/fhir+json"')
@@ -163,8 +179,13 @@ def main() -> int:
     new_patient = {k: v for k, v in patients[0].items() if k not in ("id", "meta")}
     ceiling_json = tmp / "patient.json"
 
-    env = {**os.environ, "FHIR_SERVER_DATABASE_URL": f"sqlite:///{db}"}
     port = free_port()
+    env = {
+        **os.environ,
+        "FHIR_SERVER_DATABASE_URL": f"sqlite:///{db}",
+        "FHIR_SERVER_BASE_URL": f"http://127.0.0.1:{port}/fhir",
+        "FHIR_SERVER_SIGNING_KEYS": str(tmp / "signing-keys.json"),
+    }
     server = subprocess.Popen(
         [str(BIN / "fhir-server"), "serve", "--port", str(port), "--log-level", "warning"],
         env=env,
@@ -174,10 +195,22 @@ def main() -> int:
     cport = free_port()
     results: dict[str, dict[str, float]] = {}
     ceiling = None
+    noauth: subprocess.Popen[bytes] | None = None
     try:
         base = f"http://127.0.0.1:{port}"
         wait_up(f"{base}/fhir/metadata", server)
-        ceiling_json.write_bytes(httpx.get(f"{base}/fhir/Patient/{ids[0]}").content)
+        token = admin_token(env)
+        auth = {"Authorization": f"Bearer {token}"}
+        ceiling_json.write_bytes(httpx.get(f"{base}/fhir/Patient/{ids[0]}", headers=auth).content)
+        nport = free_port()
+        noauth = subprocess.Popen(
+            [str(BIN / "fhir-server"), "serve", "--port", str(nport), "--log-level", "warning"],
+            env={**env, "FHIR_SERVER_AUTH": "off", "FHIR_SERVER_BASE_URL": ""},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        nbase = f"http://127.0.0.1:{nport}"
+        wait_up(f"{nbase}/fhir/metadata", noauth)
         ceiling = subprocess.Popen(
             [
                 str(BIN / "uvicorn"),
@@ -198,11 +231,12 @@ def main() -> int:
         wait_up(f"{cbase}/fhir/Patient/x", ceiling)
         scenarios = [
             ("ceiling", cbase, lua_paths([f"/fhir/Patient/{i}" for i in ids]), ceiling.pid),
-            ("read", base, lua_paths([f"/fhir/Patient/{i}" for i in ids]), server.pid),
+            ("read", base, lua_paths([f"/fhir/Patient/{i}" for i in ids], token=token), server.pid),
+            ("read-auth-off", nbase, lua_paths([f"/fhir/Patient/{i}" for i in ids]), noauth.pid),
             (
                 "search",
                 base,
-                lua_paths([f"/fhir/Patient?family={f}" for f in families]),
+                lua_paths([f"/fhir/Patient?family={f}" for f in families], token=token),
                 server.pid,
             ),
             (
@@ -212,14 +246,15 @@ def main() -> int:
                     [
                         f"/fhir/Slot?schedule=Schedule/{s}&status=free&start=ge2021-03-01"
                         for s in schedules
-                    ]
+                    ],
+                    token=token,
                 ),
                 server.pid,
             ),
             (
                 "create",
                 base,
-                lua_paths(["/fhir/Patient"], "POST", json.dumps(new_patient)),
+                lua_paths(["/fhir/Patient"], "POST", json.dumps(new_patient), token=token),
                 server.pid,
             ),
         ]
@@ -229,7 +264,7 @@ def main() -> int:
                 continue
             sample = re.search(r'"(/fhir/[^"]+)"', script)
             if sample and name != "create":
-                probe = httpx.get(url + sample.group(1), timeout=10)
+                probe = httpx.get(url + sample.group(1), timeout=10, headers=auth)
                 print(
                     f"  {name}: GET {sample.group(1)} -> {probe.status_code}, {len(probe.content)} bytes"
                 )
@@ -238,7 +273,7 @@ def main() -> int:
             res["rss"] = rss_mib(pid)
             results[name] = res
     finally:
-        for proc in (server, ceiling):
+        for proc in (server, ceiling, noauth):
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=20)
@@ -248,11 +283,11 @@ def main() -> int:
         f"\n{args.connections} connections, {args.seconds} s per scenario, 1 uvicorn worker, wrk -t1; {os.cpu_count()} cores"
     )
     print(
-        f"{'scenario':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MiB':>8} {'vs ceiling':>10} {'non-2xx':>8}"
+        f"{'scenario':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MiB':>8} {'vs ceiling':>10} {'non-2xx':>8}"
     )
     for name, r in results.items():
         print(
-            f"{name:<12} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rss']:>8.0f} {r['rps'] / top:>10.1%} {r['non2xx']:>8.0f}"
+            f"{name:<14} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rss']:>8.0f} {r['rps'] / top:>10.1%} {r['non2xx']:>8.0f}"
         )
     return 0
 

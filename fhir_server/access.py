@@ -28,6 +28,9 @@ class AccessPolicy(Protocol):
     """What one request may do. Every method raises `resources.errors.Forbidden` (403) when
     the request may not; none of them ever widens what the data layer would return."""
 
+    def requestor(self) -> str:
+        """Who is asking, for audit records: the user's FHIR reference, else the client id."""
+
     def require(self, resource_type: str, permission: Permission, interaction: str) -> None:
         """Demand `permission` on `resource_type` (`*` for every type, e.g. system history);
         `interaction` names what is attempted for the message (`read`, `search-type`, ...)."""

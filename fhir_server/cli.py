@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from fhir_server.app import build_interactions
 from fhir_server.bundles import BundleProcessor
-from fhir_server.cli_auth import register
+from fhir_server.cli_auth import DEFAULT_BASE_URL, register
 from fhir_server.config import Settings
 from fhir_server.demo_access import (
     DEMO_CLIENT_ID,
@@ -165,18 +165,20 @@ def serve(
 
 def print_token_help(base: str, demo: bool) -> None:
     """How to get a token, printed by `serve` (SMART.md; the demo's client and logins)."""
-    console.print(f"  public: curl -s '{base}/metadata' | head -c 300")
-    console.print("  token:  TOKEN=$(.venv/bin/fhir-server token --scope 'system/*.cruds')")
-    console.print(
-        f"          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/Patient?_count=5'"
-    )
+    env = "" if base == DEFAULT_BASE_URL else f"FHIR_SERVER_BASE_URL={base} "
+    lines = [
+        f"  public: curl -s '{base}/metadata' | head -c 300",
+        f"  token:  TOKEN=$({env}.venv/bin/fhir-server token --scope 'system/*.cruds')",
+        f"          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/Patient?_count=5'",
+    ]
     if demo:
-        console.print(
-            f"  SMART app: client_id [bold]{DEMO_CLIENT_ID}[/bold] (public, PKCE), redirect "
+        lines.append(
+            f"  SMART app: client_id {DEMO_CLIENT_ID} (public, PKCE), redirect "
             f"{DEMO_REDIRECT_URI}; discovery {base}/.well-known/smart-configuration"
         )
-        for username, password, who in DEMO_LOGINS:
-            console.print(f"  login:  {username} / {password}  ({who})")
+        lines += [f"  login:  {u} / {p}  ({who})" for u, p, who in DEMO_LOGINS]
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()

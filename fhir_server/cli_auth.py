@@ -203,6 +203,61 @@ def keys_rotate(database_url: DatabaseUrl = None) -> None:
         typer.echo(line)
 
 
+@clients_app.command("keygen")
+def clients_keygen(
+    out: Annotated[
+        Path, typer.Argument(help="File prefix: writes OUT.private.json, OUT.public.json.")
+    ],
+    alg: Annotated[str, typer.Option(help="RS384 or ES384.")] = "RS384",
+) -> None:
+    """Make a key pair for a backend or asymmetric client (a developer tool: the private JWK
+    Set is written 0600 and never needed by the server; register the public one)."""
+    from smart_auth.keys import new_key
+
+    if alg not in ("RS384", "ES384"):
+        raise typer.BadParameter("--alg must be RS384 or ES384")
+    key = new_key(alg)
+    public = {k: v for k, v in key.jwk.items() if k not in {"d", "p", "q", "dp", "dq", "qi"}}
+    private_path = Path(f"{out}.private.json")
+    private_path.touch(mode=0o600)
+    private_path.write_bytes(orjson.dumps({"keys": [key.jwk]}))
+    Path(f"{out}.public.json").write_bytes(orjson.dumps({"keys": [public]}))
+    console.print(f"wrote {private_path} (keep it secret) and {out}.public.json (kid {key.kid})")
+
+
+@clients_app.command("assertion")
+def clients_assertion(
+    client_id: Annotated[str, typer.Argument(help="The backend client's id (iss and sub).")],
+    key: Annotated[Path, typer.Option(help="The client's private JWK Set.")],
+    token_url: Annotated[str, typer.Option(help="The token endpoint (the assertion's aud).")],
+) -> None:
+    """Print a signed `private_key_jwt` client assertion (RFC 7523; 5-minute `exp`, fresh
+    `jti`), as a backend client sends it: a developer tool for trying client credentials."""
+    import time
+    import uuid
+
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    data = orjson.loads(key.read_bytes())
+    signing = [k for k in data.get("keys", []) if "d" in k and "sign" in k.get("key_ops", ["sign"])]
+    if not signing:
+        raise typer.BadParameter(f"{key} holds no private signing key")
+    jwk = KeySet.import_key_set({"keys": signing}).keys[0]
+    alg = signing[0].get("alg") or ("ES384" if signing[0]["kty"] == "EC" else "RS384")
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": token_url,
+        "iat": now,
+        "exp": now + 300,
+        "jti": str(uuid.uuid4()),
+    }
+    header = {"alg": alg, "kid": jwk.kid or signing[0].get("kid"), "typ": "JWT"}
+    typer.echo(jwt.encode(header, claims, jwk, algorithms=[alg]))
+
+
 def register(app: typer.Typer) -> None:
     """Add the authorization commands to the `fhir-server` command."""
     app.add_typer(clients_app, name="clients")

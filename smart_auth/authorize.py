@@ -147,6 +147,8 @@ class Authorize:
         if "user" not in pending:
             return _html(pages.login_page(txn, client.name or client.client_id))
         if step == "search":
+            if pending["user"]["fhir_user"].startswith("Patient/"):
+                return _html(pages.error_page("A patient cannot list other patients."), 403)
             return _html(
                 pages.patient_picker_page(
                     txn, await self._patients(params.get("q", "")), params.get("q", "")

@@ -79,6 +79,10 @@ class ScopePolicy:
     default_tz: str = "UTC"
     _reach: dict[tuple[str, str], Reach | None] = field(default_factory=dict)
 
+    def requestor(self) -> str:
+        """The user's FHIR reference, else `client:{client_id}` (audit `agent.who`)."""
+        return self.fhir_user or f"client:{self.client_id}"
+
     # -- decisions --------------------------------------------------------------------------
 
     def reach(self, resource_type: str, permission: Permission) -> Reach | None:

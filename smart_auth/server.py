@@ -15,13 +15,14 @@ Grant types (`/auth/token`):
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from resources.errors import Unauthorized
 from smart_auth.client_auth import JwksCache, OAuthError, authenticate_client
@@ -39,6 +40,7 @@ from smart_auth.tokens import (
     verify_access_token,
 )
 
+KEY_RELOAD_SECONDS = 5.0
 AuditHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 """Records an authorization event: `(event code, details)`; see `smart_auth.audit`."""
 
@@ -72,9 +74,8 @@ class AuthSettings:
 
 
 def pkce_s256(verifier: str) -> str:
-    """BASE64URL(SHA256(verifier)) without padding (RFC 7636 §4.2)."""
-    digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    """BASE64URL(SHA256(verifier)) without padding (RFC 7636 §4.2), by authlib."""
+    return str(create_s256_code_challenge(verifier))
 
 
 class AuthServer:
@@ -103,6 +104,7 @@ class AuthServer:
         self.keys: ServerKeys | None = None
         self.jwks = JwksCache()
         self.audit = audit
+        self._reload_after = 0.0
 
     async def start(self) -> None:
         """Load (or generate) the signing keys."""
@@ -221,8 +223,11 @@ class AuthServer:
         return await self._response(grant, client, refresh=True, first=False)
 
     async def _client_credentials(self, client: Client, form: Mapping[str, str]) -> dict[str, Any]:
-        if not client.asymmetric and client.type != "confidential-symmetric":
-            raise OAuthError("unauthorized_client", "A public client cannot use client_credentials")
+        if not client.asymmetric:  # SMART Backend Services: private_key_jwt only
+            raise OAuthError(
+                "unauthorized_client",
+                "client_credentials needs a backend (or confidential-asymmetric) client",
+            )
         wanted = ScopeSet.parse(form.get("scope"))
         granted = wanted.only_contexts({"system"}).within(ScopeSet.parse(client.scope))
         if not granted.resources:
@@ -358,7 +363,10 @@ class AuthServer:
         """
         keys = self.server_keys()
         kid = token_kid(token)
-        if kid is not None and not keys.knows(kid):  # rotated by another process: reload
+        if kid is not None and not keys.knows(kid) and time.monotonic() > self._reload_after:
+            # rotated by another process (`fhir-server keys rotate`): read the keys again,
+            # at most every few seconds whatever tokens arrive
+            self._reload_after = time.monotonic() + KEY_RELOAD_SECONDS
             self.keys = keys = await load_keys(self.key_source, self._retention())
         try:
             claims = verify_access_token(keys, token, self.settings.base_url)

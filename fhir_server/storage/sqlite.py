@@ -116,7 +116,17 @@ class SQLiteStore:
         try:
             while True:
                 await asyncio.sleep(CHECKPOINT_SECONDS)
-                await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                job = asyncio.ensure_future(
+                    asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                )
+                try:
+                    await asyncio.shield(job)
+                except asyncio.CancelledError:
+                    # cancelling does not stop the worker thread: let its checkpoint finish
+                    # before the connection closes (closing it under a running statement
+                    # crashes the process)
+                    await job
+                    raise
         finally:
             conn.close()
 

@@ -6,7 +6,8 @@ Shaped as the Scheduling Server records it in IHE Scheduling (`IHE.Scheduling.Ho
 Audit Log Patterns (BALP) `PatientCreate`: type `rest`, subtypes the RESTful interaction and
 `urn:ihe:event-type-code#ITI-116|ITI-117`, a client agent (DCM 110153, the requestor) and a server
 agent (DCM 110152), one `patient` entity per Patient and the Appointment as `data` entity.
-Authentication is not implemented yet, so the client is recorded as `anonymous`.
+The requestor is the SMART token's user (`fhirUser`) or client (`fhir_server.access`), or
+`anonymous` when authorization is off.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from fhir_server.access import access
 from resources.fhir_dates import format_instant, now_us
 
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -29,7 +31,7 @@ def audit_event(
     base_url: str,
     outcome: Literal["0", "4"] = "0",
     description: str | None = None,
-    requestor: str = "anonymous",
+    requestor: str | None = None,
 ) -> dict[str, Any]:
     """An AuditEvent of one hold, book, move or cancel, as the Scheduling Server records it
     (IHE `IHE.Scheduling.Hold/Book.Audit.Recipient`, built on BALP `PatientCreate`).
@@ -42,8 +44,12 @@ def audit_event(
         base_url: this server's FHIR base (the server agent and source).
         outcome: `0` success, `4` minor failure (e.g. the time was taken).
         description: `outcomeDesc`, e.g. why it failed.
-        requestor: who asked (no authentication yet: `anonymous`; the sweeper: the server).
+        requestor: who asked; None: the current request's token holder (`anonymous` with
+            authorization off); the sweeper passes the server.
     """
+    if requestor is None:
+        policy = access()
+        requestor = policy.requestor() if policy is not None else "anonymous"
     interaction = "create" if action == "C" else "update"
     entities: list[dict[str, Any]] = [
         {

@@ -255,3 +255,25 @@ def test_denials_are_audited(smart_server: LiveServer, browser: httpx.Client) ->
     assert logins.get("entry")
     text = str(events) + str(logins)
     assert "Bearer" not in text and "access_token" not in text
+
+
+def test_booking_audit_names_the_token_holder(
+    smart_server: LiveServer, browser: httpx.Client, munoz: dict[str, str]
+) -> None:
+    booked = browser.post(
+        "/fhir/Appointment/$book",
+        json=parameters(appointment(MUNOZ, 3, 14)),
+        headers={**munoz, **FHIR_JSON},
+    )
+    assert booked.status_code == 200, booked.text
+    admin = bearer(run_cli(smart_server.settings, "token", "--scope", "system/*.rs").strip())
+    events = browser.get(
+        "/fhir/AuditEvent?subtype=urn:ihe:event-type-code|ITI-117&_count=100", headers=admin
+    ).json()
+    requestors = {
+        agent["who"].get("display")
+        for entry in events["entry"]
+        for agent in entry["resource"]["agent"]
+        if agent.get("requestor")
+    }
+    assert f"Patient/{MUNOZ}" in requestors

@@ -162,3 +162,23 @@ def test_refresh_rotates_and_reuse_revokes_the_grant(
     assert replay.json()["error"] == "invalid_grant"
     auth = {"Authorization": f"Bearer {rotated['access_token']}"}
     assert browser.get("/fhir/Patient/demo-patient-munoz", headers=auth).status_code == 401
+
+
+def test_cors_browser_app_preflight_and_response_headers(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    origin = {"Origin": "http://127.0.0.1:9000"}
+    preflight = browser.options(
+        "/fhir/Patient", headers={**origin, "Access-Control-Request-Method": "GET"}
+    )
+    assert preflight.status_code == 204
+    assert "Authorization" in preflight.headers["access-control-allow-headers"]
+    response = browser.get("/fhir/Patient", headers=origin)
+    assert response.status_code == 401
+    assert response.headers["access-control-allow-origin"] == "*"
+    discovery = browser.get("/fhir/.well-known/smart-configuration", headers=origin)
+    assert discovery.headers["access-control-allow-origin"] == "*"
+    token = browser.options("/auth/token", headers=origin)
+    assert token.headers["access-control-allow-origin"] == "http://127.0.0.1:9000"
+    stranger = browser.options("/auth/token", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in stranger.headers

@@ -1,0 +1,80 @@
+"""Signing keys (generated on first start, `kid` = RFC 7638 thumbprint, rotation keeping the
+old key published) and login hygiene (throttling, a patient cannot pick another patient)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import httpx
+from joserfc.jwk import KeySet
+
+from tests.conftest import LiveServer
+from tests.smart.flows import App, bearer, hidden_fields, pkce_pair, run_cli
+
+
+def test_jwks_public_only_kid_is_thumbprint_and_key_file_private(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    jwks = browser.get("/auth/jwks").json()
+    assert {k["alg"] for k in jwks["keys"]} == {"RS256", "ES384"}
+    for key in jwks["keys"]:
+        assert not {"d", "p", "q"} & set(key)
+        assert KeySet.import_key_set({"keys": [key]}).keys[0].thumbprint() == key["kid"]
+    mode = os.stat(smart_server.settings.signing_keys).st_mode
+    assert stat.S_IMODE(mode) == 0o600
+
+
+def test_key_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    before = {k["kid"] for k in browser.get("/auth/jwks").json()["keys"]}
+    old = run_cli(smart_server.settings, "token", "--scope", "system/Patient.rs").strip()
+    printed = run_cli(smart_server.settings, "keys", "rotate")
+    assert printed.count("active") == 2 and printed.count("retired") >= 2
+    new = run_cli(smart_server.settings, "token", "--scope", "system/Patient.rs").strip()
+    assert browser.get("/fhir/Patient?_count=1", headers=bearer(new)).status_code == 200
+    assert browser.get("/fhir/Patient?_count=1", headers=bearer(old)).status_code == 200
+    after = {k["kid"] for k in browser.get("/auth/jwks").json()["keys"]}
+    assert before < after  # the retired keys stay published until their tokens expire
+
+
+def test_five_wrong_passwords_lock_the_username(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    _, challenge = pkce_pair()
+    app = App("demo-app", "http://127.0.0.1:9000/callback", smart_server.base_url)
+    url = app.authorize_url("launch/patient patient/*.rs", challenge=challenge)
+    form = hidden_fields(browser.get(url).text)
+    codes = [
+        browser.post(
+            "/auth/authorize", data={**form, "username": "smith", "password": "x"}
+        ).status_code
+        for _ in range(6)
+    ]
+    assert codes == [401] * 5 + [429]
+    right = browser.post(
+        "/auth/authorize", data={**form, "username": "smith", "password": "demo-smith"}
+    )
+    assert right.status_code == 429  # locked for the window, even with the right password
+    assert "Too many failed sign-ins" in right.text
+
+
+def test_patient_user_cannot_list_or_pick_other_patients(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    _, challenge = pkce_pair()
+    app = App("demo-app", "http://127.0.0.1:9000/callback", smart_server.base_url)
+    url = app.authorize_url("launch/patient patient/*.rs", challenge=challenge)
+    form = hidden_fields(browser.get(url).text)
+    consent = browser.post(
+        "/auth/authorize", data={**form, "username": "munoz", "password": "demo-munoz"}
+    )
+    assert "demo-patient-munoz" in consent.text  # straight to consent, no picker
+    txn = {"txn": form["txn"]}
+    listing = browser.post("/auth/authorize", data={**txn, "step": "search", "q": "m"})
+    assert listing.status_code == 403
+    pick = browser.post(
+        "/auth/authorize", data={**txn, "step": "pick", "patient": "demo-patient-muller"}
+    )
+    assert pick.status_code == 403
