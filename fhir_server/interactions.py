@@ -223,6 +223,8 @@ class Interactions:
             _require(rtype, "c", "create")
             resource = _resource_body(req, rtype)
             result = await self.repository.create(resource, if_none_exist=req.if_none_exist)
+            if result.outcome == "found":  # the match is shown: it must be visible
+                await _check_read(self.repository, result.stored, rtype, result.stored.id)
             status = 201 if result.outcome == "created" else 200
             return self._written(req, result, status)
         criteria = urlencode(req.query)

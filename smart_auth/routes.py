@@ -29,6 +29,7 @@ from fhir_server.storage.base import ResourceStore
 from resources.errors import FhirError, Forbidden, Invalid
 from smart_auth.authorize import Authorize
 from smart_auth.client_auth import OAuthError, authenticate_client
+from smart_auth.registry import Client
 from smart_auth.server import AuthServer
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -83,6 +84,17 @@ def auth_routes(server: AuthServer, store: ResourceStore) -> list[Route]:
     smart_doc = smart_configuration(settings.base_url, settings.origin)
     openid_doc = openid_configuration(settings.base_url, settings.origin)
 
+    async def caller(request: Request, form: dict[str, str], endpoint: str) -> Client:
+        """The authenticated client calling `/auth/{endpoint}` (the assertion's `aud`)."""
+        return await authenticate_client(
+            form,
+            request.headers,
+            server.registry,
+            server.grants,
+            settings.endpoint(endpoint),
+            server.jwks,
+        )
+
     async def cors_headers(request: Request) -> dict[str, str]:
         origin = request.headers.get("origin")
         if not origin:
@@ -130,14 +142,7 @@ def auth_routes(server: AuthServer, store: ResourceStore) -> list[Route]:
             if authorization.lower().startswith("bearer "):
                 await server.verify(authorization[7:].strip())
             else:
-                await authenticate_client(
-                    form,
-                    request.headers,
-                    server.registry,
-                    server.grants,
-                    settings.endpoint("introspect"),
-                    server.jwks,
-                )
+                await caller(request, form, "introspect")
             if not form.get("token"):
                 raise OAuthError("invalid_request", "token is required")
         except OAuthError as exc:
@@ -153,14 +158,7 @@ def auth_routes(server: AuthServer, store: ResourceStore) -> list[Route]:
     async def revoke_endpoint(request: Request) -> Response:
         try:
             form = await _form(request)
-            client = await authenticate_client(
-                form,
-                request.headers,
-                server.registry,
-                server.grants,
-                settings.endpoint("revoke"),
-                server.jwks,
-            )
+            client = await caller(request, form, "revoke")
             if not form.get("token"):
                 raise OAuthError("invalid_request", "token is required")
         except OAuthError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ from smart_auth.tokens import (
 )
 
 KEY_RELOAD_SECONDS = 5.0
+VERIFIED_CACHE = 4096  # tokens whose signature and claims were checked (LRU), per process
 AuditHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 """Records an authorization event: `(event code, details)`; see `smart_auth.audit`."""
 
@@ -105,6 +107,7 @@ class AuthServer:
         self.jwks = JwksCache()
         self.audit = audit
         self._reload_after = 0.0
+        self._verified: OrderedDict[str, tuple[AccessClaims, ScopePolicy]] = OrderedDict()
 
     async def start(self) -> None:
         """Load (or generate) the signing keys."""
@@ -388,14 +391,26 @@ class AuthServer:
                 code="login",
                 headers={"WWW-Authenticate": f'Bearer realm="{self.settings.base_url}"'},
             )
-        claims = await self.verify(authorization[7:].strip())
-        return ScopePolicy(
+        token = authorization[7:].strip()
+        hit = self._verified.get(token)
+        if hit is not None and hit[0].expires_at > time.time():
+            # the signature was checked before; revocation is still checked every time
+            if not await self.grants.is_active(hit[0].grant):
+                raise invalid_token("the token has been revoked")
+            self._verified.move_to_end(token)
+            return hit[1]
+        claims = await self.verify(token)
+        policy = ScopePolicy(
             ScopeSet.parse(claims.scope),
             patient=claims.patient,
             fhir_user=claims.fhir_user,
             client_id=claims.client_id,
             default_tz=self.settings.default_tz,
         )
+        self._verified[token] = (claims, policy)
+        if len(self._verified) > VERIFIED_CACHE:
+            self._verified.popitem(last=False)
+        return policy
 
     async def mint_admin_token(self, scope: str, lifetime: int, subject: str = "admin") -> str:
         """An access token for an administrator (`fhir-server token`), on a grant of its own

@@ -192,23 +192,28 @@ def patient_token(
     password: str = "demo-munoz",
     patient: str | None = None,
 ) -> dict[str, Any]:
-    """A token response for the demo app after a full authorization code flow with PKCE."""
+    """A token response for the demo app after a full authorization code flow with PKCE
+    (checking the redirect, `state` and `Cache-Control: no-store` on the way)."""
     verifier, challenge = pkce_pair()
     app = App("demo-app", "http://127.0.0.1:9000/callback", base_url)
     back = authorize_in_browser(
         http, app.authorize_url(scope, challenge=challenge), username, password, patient
     )
+    assert back.startswith(f"{app.redirect_uri}?"), back
+    params = query_of(back)
+    assert params["state"] == "st-1"
     response = http.post(
         "/auth/token",
         data={
             "grant_type": "authorization_code",
-            "code": query_of(back)["code"],
+            "code": params["code"],
             "redirect_uri": app.redirect_uri,
             "client_id": app.client_id,
             "code_verifier": verifier,
         },
     )
     assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
     body: dict[str, Any] = response.json()
     return body
 

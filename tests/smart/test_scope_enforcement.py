@@ -277,3 +277,10 @@ def test_booking_audit_names_the_token_holder(
         if agent.get("requestor")
     }
     assert f"Patient/{MUNOZ}" in requestors
+
+
+def test_conditional_create_does_not_reveal_another_patients_match(
+    smart_server: LiveServer, browser: httpx.Client, munoz: dict[str, str]
+) -> None:
+    headers = {**munoz, **FHIR_JSON, "If-None-Exist": "_id=demo-appt-cancelled"}
+    _forbidden(browser.post("/fhir/Appointment", json=appointment(MUNOZ, 4, 9), headers=headers))

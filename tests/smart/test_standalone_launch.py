@@ -3,46 +3,18 @@ login, consent, code exchange, FHIR calls within the granted scopes, refresh, re
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tests.conftest import LiveServer
-from tests.smart.flows import App, authorize_in_browser, pkce_pair, query_of
+from tests.smart.flows import patient_token
 
 PATIENT_SCOPE = "openid fhirUser launch/patient offline_access patient/*.cruds"
 
 
-def _app(server: LiveServer) -> App:
-    return App("demo-app", "http://127.0.0.1:9000/callback", server.base_url)
-
-
-def _login(
-    server: LiveServer,
-    browser: httpx.Client,
-    scope: str,
-    user: str = "munoz",
-    password: str = "demo-munoz",
-    patient: str | None = None,
-) -> dict[str, object]:
-    verifier, challenge = pkce_pair()
-    url = _app(server).authorize_url(scope, challenge=challenge)
-    back = authorize_in_browser(browser, url, user, password, patient)
-    params = query_of(back)
-    assert back.startswith("http://127.0.0.1:9000/callback?"), back
-    assert params["state"] == "st-1"
-    token = browser.post(
-        "/auth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": params["code"],
-            "redirect_uri": "http://127.0.0.1:9000/callback",
-            "client_id": "demo-app",
-            "code_verifier": verifier,
-        },
-    )
-    assert token.status_code == 200, token.text
-    assert token.headers["cache-control"] == "no-store"
-    body: dict[str, object] = token.json()
-    return body
+def _login(server: LiveServer, browser: httpx.Client, scope: str) -> dict[str, Any]:
+    return patient_token(browser, server.base_url, scope)
 
 
 def test_discovery_smart_configuration_lists_spec_fields(
