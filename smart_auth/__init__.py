@@ -7,7 +7,8 @@ Modules, bottom up:
 * `keys`, `tokens` — the server's signing keys and its JWT access and id tokens;
 * `registry`, `grants` — clients, users, grants, codes, refresh tokens, launch contexts;
 * `client_auth` — client authentication (secrets, `private_key_jwt`);
-* `server` — token grants, introspection, revocation, bearer verification;
+* `server` — keys, introspection, revocation, bearer verification;
+* `token_grants` — `/auth/token`: authorization code, refresh, client credentials;
 * `authorize`, `pages` — the authorization endpoint and its HTML;
 * `audit` — AuditEvents of logins, grants and denials;
 * `routes` — the Starlette routes `fhir_server.app` mounts.

@@ -168,7 +168,7 @@ class Authorize:
         store = self.server.grants.store
         failures = await store.get_record("login-failures", username) or {"count": 0}
         if failures["count"] >= MAX_FAILURES:
-            await self.server._record("login-locked", username=username, client_id=client.client_id)
+            await self.server.record("login-locked", username=username, client_id=client.client_id)
             return _html(
                 pages.login_page(txn, name, "Too many failed sign-ins: try again in 15 minutes."),
                 429,
@@ -179,10 +179,10 @@ class Authorize:
             await store.put_record(
                 "login-failures", username, failures, now_us() + LOCK_SECONDS * 1_000_000
             )
-            await self.server._record("login-failed", username=username, client_id=client.client_id)
+            await self.server.record("login-failed", username=username, client_id=client.client_id)
             return _html(pages.login_page(txn, name, "Wrong username or password."), 401)
         await store.delete_record("login-failures", username)
-        await self.server._record(
+        await self.server.record(
             "login", username=username, user=user.fhir_user, client_id=client.client_id
         )
         pending["user"] = {
@@ -230,7 +230,7 @@ class Authorize:
             return _html(pages.error_page("This sign-in was already completed."), 400)
         redirect_uri, state = pending["redirect_uri"], pending["state"]
         if decision != "allow":
-            await self.server._record("consent-denied", client_id=client.client_id)
+            await self.server.record("consent-denied", client_id=client.client_id)
             return _redirect(
                 redirect_uri,
                 {

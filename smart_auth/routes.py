@@ -31,6 +31,7 @@ from smart_auth.authorize import Authorize
 from smart_auth.client_auth import OAuthError, authenticate_client
 from smart_auth.registry import Client
 from smart_auth.server import AuthServer
+from smart_auth.token_grants import TokenEndpoint
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
@@ -81,6 +82,7 @@ def auth_routes(server: AuthServer, store: ResourceStore) -> list[Route]:
     """The `/auth/*` routes and the `.well-known` documents of `server`."""
     settings = server.settings
     authorize = Authorize(server, store)
+    tokens = TokenEndpoint(server)
     smart_doc = smart_configuration(settings.base_url, settings.origin)
     openid_doc = openid_configuration(settings.base_url, settings.origin)
 
@@ -118,7 +120,7 @@ def auth_routes(server: AuthServer, store: ResourceStore) -> list[Route]:
         headers = {**NO_STORE, **await cors_headers(request)}
         try:
             form = await _form(request)
-            body = await server.token(form, request.headers)
+            body = await tokens.token(form, request.headers)
         except OAuthError as exc:
             return _oauth_error(exc, headers)
         return _json(body, headers=headers)

@@ -1,32 +1,22 @@
-"""The authorization server's core: token grants, introspection, revocation, bearer checks.
+"""The authorization server's core: keys, introspection, revocation, bearer checks.
 
-No HTTP here (the endpoints are in `smart_auth.routes`): inputs are form fields, outputs are
-the JSON bodies of SMART App Launch 2.2 / RFC 6749 §5.1, errors are `OAuthError`s.
-
-Grant types (`/auth/token`):
-
-* `authorization_code` — PKCE S256 required (RFC 7636), `redirect_uri` equal to the one
-  authorized, the same client; the response carries `patient`/`encounter` in context,
-  `id_token` for `openid`, `refresh_token` only with `offline_access`/`online_access`, and on
-  EHR launch `need_patient_banner` and `smart_style_url`;
-* `refresh_token` — rotation; a narrower `scope` may be asked, never a wider one;
-* `client_credentials` — backend services with a `private_key_jwt` assertion, `system/` scopes.
+No HTTP here (the endpoints are in `smart_auth.routes`, the grant types in
+`smart_auth.token_grants`). Access tokens presented to the FHIR API are verified once per
+token (signature, `iss`, `aud`, `exp`; RFC 6750) and kept in a small per-process cache; the
+grant record is read on every request, so a revocation (RFC 7009) bites at once.
 """
 
 from __future__ import annotations
 
-import hmac
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
-
 from resources.errors import Unauthorized
-from smart_auth.client_auth import JwksCache, OAuthError, authenticate_client
+from smart_auth.client_auth import JwksCache
 from smart_auth.grants import Grant, Grants
 from smart_auth.keys import KeyFile, KeyRecords, ServerKeys, load_keys
 from smart_auth.policy import ScopePolicy
@@ -36,7 +26,6 @@ from smart_auth.tokens import (
     AccessClaims,
     InvalidToken,
     mint_access_token,
-    mint_id_token,
     token_kid,
     verify_access_token,
 )
@@ -73,11 +62,6 @@ class AuthSettings:
     def endpoint(self, name: str) -> str:
         """The absolute URL of `/auth/{name}`."""
         return f"{self.origin}/auth/{name}"
-
-
-def pkce_s256(verifier: str) -> str:
-    """BASE64URL(SHA256(verifier)) without padding (RFC 7636 §4.2), by authlib."""
-    return str(create_s256_code_challenge(verifier))
 
 
 class AuthServer:
@@ -121,185 +105,10 @@ class AuthServer:
         assert self.keys is not None, "AuthServer.start() was not awaited"
         return self.keys
 
-    async def _record(self, event: str, **details: Any) -> None:
+    async def record(self, event: str, **details: Any) -> None:
+        """Record an authorization event through the audit hook (if any)."""
         if self.audit is not None:
             await self.audit(event, details)
-
-    # -- /auth/token ------------------------------------------------------------------------
-
-    async def token(self, form: Mapping[str, str], headers: Mapping[str, str]) -> dict[str, Any]:
-        """Answer a token request (RFC 6749 §5.1 body).
-
-        Raises:
-            OAuthError: `invalid_request`, `invalid_client` (401), `invalid_grant`,
-                `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`.
-        """
-        grant_type = form.get("grant_type")
-        if grant_type not in ("authorization_code", "refresh_token", "client_credentials"):
-            raise OAuthError(
-                "unsupported_grant_type", f"grant_type {grant_type!r} is not supported"
-            )
-        try:
-            client = await authenticate_client(
-                form,
-                headers,
-                self.registry,
-                self.grants,
-                self.settings.endpoint("token"),
-                self.jwks,
-            )
-            if grant_type == "authorization_code":
-                return await self._authorization_code(client, form)
-            if grant_type == "refresh_token":
-                return await self._refresh(client, form)
-            return await self._client_credentials(client, form)
-        except OAuthError as exc:
-            await self._record(
-                "token-denied",
-                client_id=form.get("client_id"),
-                grant_type=grant_type,
-                reason=exc.description,
-            )
-            raise
-
-    async def _authorization_code(self, client: Client, form: Mapping[str, str]) -> dict[str, Any]:
-        if client.type == "backend":
-            raise OAuthError("unauthorized_client", "A backend client uses client_credentials")
-        code = form.get("code")
-        if not code:
-            raise OAuthError("invalid_request", "code is required")
-        pending = await self.grants.redeem_code(code)
-        if pending is None:
-            raise OAuthError("invalid_grant", "The code is invalid, expired or already used")
-        grant = pending.grant
-        if grant.client_id != client.client_id:
-            await self.grants.revoke(grant.id)
-            raise OAuthError("invalid_grant", "The code was issued to another client")
-        if form.get("redirect_uri") != pending.redirect_uri:
-            raise OAuthError("invalid_grant", "redirect_uri differs from the authorization request")
-        verifier = form.get("code_verifier")
-        if not verifier:
-            raise OAuthError("invalid_request", "code_verifier is required (PKCE)")
-        if not hmac.compare_digest(pkce_s256(verifier), pending.code_challenge):
-            raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
-        await self.grants.save(grant, self.settings.refresh_seconds)
-        await self._record(
-            "token-granted",
-            client_id=client.client_id,
-            grant=grant.id,
-            user=grant.fhir_user,
-            patient=grant.patient,
-            scope=grant.scope,
-        )
-        return await self._response(grant, client, refresh=_wants_refresh(grant.scope), first=True)
-
-    async def _refresh(self, client: Client, form: Mapping[str, str]) -> dict[str, Any]:
-        token = form.get("refresh_token")
-        if not token:
-            raise OAuthError("invalid_request", "refresh_token is required")
-        grant = await self.grants.rotate_refresh(token)
-        if grant is None:
-            raise OAuthError("invalid_grant", "The refresh token is invalid, expired or revoked")
-        if grant.client_id != client.client_id:
-            await self.grants.revoke(grant.id)
-            raise OAuthError("invalid_grant", "The refresh token was issued to another client")
-        asked = form.get("scope")
-        if asked:
-            original = ScopeSet.parse(grant.scope)
-            wanted = ScopeSet.parse(asked)
-            narrowed = wanted.within(original)
-            if (
-                len(narrowed.resources) + len(narrowed.others)
-                < len(wanted.resources) + len(wanted.others)
-                or wanted.unknown
-            ):
-                raise OAuthError("invalid_scope", "A refresh may narrow the scope, never widen it")
-            grant.scope = str(narrowed)
-        await self._record(
-            "token-refreshed",
-            client_id=client.client_id,
-            grant=grant.id,
-            user=grant.fhir_user,
-            patient=grant.patient,
-            scope=grant.scope,
-        )
-        return await self._response(grant, client, refresh=True, first=False)
-
-    async def _client_credentials(self, client: Client, form: Mapping[str, str]) -> dict[str, Any]:
-        if not client.asymmetric:  # SMART Backend Services: private_key_jwt only
-            raise OAuthError(
-                "unauthorized_client",
-                "client_credentials needs a backend (or confidential-asymmetric) client",
-            )
-        wanted = ScopeSet.parse(form.get("scope"))
-        granted = wanted.only_contexts({"system"}).within(ScopeSet.parse(client.scope))
-        if not granted.resources:
-            raise OAuthError(
-                "invalid_scope",
-                "No requested system/ scope is within what this client is registered for",
-            )
-        grant = Grant(
-            id=str(uuid.uuid4()),
-            client_id=client.client_id,
-            scope=str(ScopeSet(granted.resources, ())),
-            subject=client.client_id,
-            kind="client_credentials",
-        )
-        await self.grants.save(grant, self.settings.access_seconds)
-        await self._record(
-            "token-granted", client_id=client.client_id, grant=grant.id, scope=grant.scope
-        )
-        return await self._response(grant, client, refresh=False, first=False)
-
-    async def _response(
-        self, grant: Grant, client: Client, *, refresh: bool, first: bool
-    ) -> dict[str, Any]:
-        keys = self.server_keys()
-        lifetime = self.settings.access_seconds
-        token, _ = mint_access_token(
-            keys,
-            base_url=self.settings.base_url,
-            subject=grant.subject,
-            client_id=client.client_id,
-            scope=grant.scope,
-            grant=grant.id,
-            lifetime=lifetime,
-            patient=grant.patient,
-            encounter=grant.encounter,
-            fhir_user=grant.fhir_user,
-        )
-        body: dict[str, Any] = {
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": lifetime,
-            "scope": grant.scope,
-        }
-        scopes = ScopeSet.parse(grant.scope)
-        if grant.patient:
-            body["patient"] = grant.patient
-        if grant.encounter:
-            body["encounter"] = grant.encounter
-        if grant.need_patient_banner is not None:
-            body["need_patient_banner"] = grant.need_patient_banner
-        if grant.smart_style_url:
-            body["smart_style_url"] = grant.smart_style_url
-        if (
-            scopes.has("openid")
-            and grant.fhir_user
-            and (scopes.has("fhirUser") or scopes.has("profile"))
-        ):
-            body["id_token"] = mint_id_token(
-                keys,
-                base_url=self.settings.base_url,
-                subject=grant.subject,
-                client_id=client.client_id,
-                lifetime=lifetime,
-                fhir_user=grant.fhir_user,
-                nonce=grant.nonce if first else None,
-            )
-        if refresh:
-            body["refresh_token"] = await self.grants.issue_refresh(grant)
-        return body
 
     # -- /auth/introspect, /auth/revoke -----------------------------------------------------
 
@@ -353,7 +162,7 @@ class AuthServer:
             if grant is not None and grant.client_id == client.client_id:
                 grant_id = grant.id
         if grant_id is not None and await self.grants.revoke(grant_id):
-            await self._record("token-revoked", client_id=client.client_id, grant=grant_id)
+            await self.record("token-revoked", client_id=client.client_id, grant=grant_id)
 
     # -- bearer tokens on the FHIR API ------------------------------------------------------
 
@@ -442,8 +251,3 @@ def invalid_token(reason: str) -> Unauthorized:
         code="login",
         headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{reason}"'},
     )
-
-
-def _wants_refresh(scope: str) -> bool:
-    scopes = ScopeSet.parse(scope)
-    return scopes.has("offline_access") or scopes.has("online_access")
