@@ -128,7 +128,9 @@ async def _request(params: OperationParams, repository: Repository, base: str) -
     if end - start > MAX_WINDOW_US:
         raise Invalid("The window from 'start' to 'end' may be at most 31 days", expression=["end"])
     kinds: dict[str, list[str]] = {}
-    practitioners = await _refs(params, "practitioner", repository, base, ("Practitioner",))
+    practitioners = await _refs(
+        params, "practitioner", repository, base, ("Practitioner", "PractitionerRole")
+    )
     actors = await _refs(params, "actor", repository, base, tuple(SCHEDULED_ACTOR_TYPES))
     locations = await _refs(params, "location-reference", repository, base, ("Location",))
     for ref in (*practitioners, *actors, *locations):

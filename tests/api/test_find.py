@@ -88,6 +88,15 @@ async def test_find_post_parameters_returns_same_times_as_get(clinic: httpx.Asyn
     assert starts(r.json()) == [at("09:00"), at("09:30"), at("10:00")]
 
 
+async def test_find_practitioner_as_practitioner_role_same_proposals(
+    clinic: httpx.AsyncClient,
+) -> None:
+    by_role = await find(clinic, practitioner="PractitionerRole/dr")
+    by_person = await find(clinic, practitioner="Practitioner/doc")
+    assert starts(by_role) == starts(by_person) != []
+    assert all("PractitionerRole/dr" in actors(p) for p in proposals(by_role))
+
+
 async def test_find_practitioner_by_identifier_resolves_it(clinic: httpx.AsyncClient) -> None:
     identifier = {"identifier": {"system": "urn:oid:1.2.3", "value": "PR1"}}
     body = parameters(("start", at("09:00")), ("end", at("10:00")), ("practitioner", identifier))
