@@ -154,3 +154,22 @@ def test_cors_browser_app_preflight_and_response_headers(
     assert token.headers["access-control-allow-origin"] == "http://127.0.0.1:9000"
     stranger = browser.options("/auth/token", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_id_token_verifies_with_published_keys_and_names_a_readable_fhir_user(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    token = _login(smart_server, browser, "openid fhirUser launch/patient patient/Patient.rs")
+    oidc = browser.get("/fhir/.well-known/openid-configuration").json()
+    assert oidc["issuer"] == smart_server.base_url
+    keys = KeySet.import_key_set(httpx.get(oidc["jwks_uri"]).json())
+    claims = jwt.decode(str(token["id_token"]), keys, algorithms=["RS256"]).claims
+    assert claims["iss"] == oidc["issuer"]
+    assert claims["aud"] == "demo-app"
+    assert claims["fhirUser"] == f"{smart_server.base_url}/Patient/demo-patient-munoz"
+    me = httpx.get(claims["fhirUser"], headers={"Authorization": f"Bearer {token['access_token']}"})
+    assert me.status_code == 200
+    assert me.json()["id"] == "demo-patient-munoz"
