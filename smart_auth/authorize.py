@@ -8,7 +8,8 @@ consent (SMART App Launch 2.2 `app-launch.html` §§ "Obtain authorization code"
 2. An EHR launch's `launch` id is taken (single use) for its context.
 3. The user signs in (Argon2 password check; after 5 failures in 15 minutes the username is
    locked for the rest of the window), picks a patient when `launch/patient` has none, and
-   approves the scopes; then the browser is sent to `redirect_uri?code=...&state=...`.
+   approves the scopes, all or some (unchecking one leaves it out of the grant; none, or
+   Deny, answers `access_denied`); then the browser is sent to `redirect_uri?code=...&state=...`.
 
 Between steps the authorization waits in a record (kind `authz`, 10 minutes) named by a
 256-bit transaction id carried in the forms.
@@ -157,7 +158,8 @@ class Authorize:
         if step == "pick":
             return await self._pick(txn, pending, client, params.get("patient", ""))
         if step == "consent":
-            return await self._consent(txn, pending, client, params.get("decision"))
+            chosen = params.get("grant", "").split()
+            return await self._consent(txn, pending, client, params.get("decision"), chosen)
         return _html(pages.error_page("Unknown step."), 400)
 
     async def _login(
@@ -223,13 +225,19 @@ class Authorize:
         return await self._next(txn, pending, client)
 
     async def _consent(
-        self, txn: str, pending: dict[str, Any], client: Client, decision: str | None
+        self,
+        txn: str,
+        pending: dict[str, Any],
+        client: Client,
+        decision: str | None,
+        chosen: list[str],
     ) -> Response:
         ended = await self.server.grants.end_transaction(txn)
         if ended is None:
             return _html(pages.error_page("This sign-in was already completed."), 400)
         redirect_uri, state = pending["redirect_uri"], pending["state"]
-        if decision != "allow":
+        allowed = [s for s in pending["scope"].split() if s in chosen]  # never more than asked
+        if decision != "allow" or not allowed:
             await self.server.record("consent-denied", client_id=client.client_id)
             return _redirect(
                 redirect_uri,
@@ -240,12 +248,12 @@ class Authorize:
                 },
             )
         launch = pending["launch"]
-        scopes = ScopeSet.parse(pending["scope"])
+        scopes = ScopeSet.parse(" ".join(allowed))
         user = pending["user"]
         grant = Grant(
             id=new_token(),
             client_id=client.client_id,
-            scope=pending["scope"],
+            scope=str(scopes),
             subject=user["username"],
             patient=launch.get("patient") if _patient_context(scopes) else None,
             encounter=launch.get("encounter")

@@ -73,16 +73,22 @@ def patient_picker_page(txn: str, patients: list[dict[str, Any]], query: str = "
 def consent_page(
     txn: str, client_name: str, scopes: list[str], user: str, patient: str | None
 ) -> str:
-    """Approve or deny the scopes asked for."""
-    items = "".join(f"<li><code>{escape(s)}</code></li>" for s in scopes)
+    """Approve or deny the scopes asked for; each is a checkbox (field `grant`), checked,
+    so the user may allow only some of them."""
+    items = "".join(
+        f'<li><label><input type="checkbox" name="grant" value="{escape(s)}" checked> '
+        f"<code>{escape(s)}</code></label></li>"
+        for s in scopes
+    )
     who = f"<p>Patient in context: <strong>{escape(patient)}</strong></p>" if patient else ""
     return _page(
         "Allow access?",
         f"<p>Signed in as <strong>{escape(user)}</strong>.</p>{who}"
-        f"<p><strong>{escape(client_name)}</strong> asks for:</p><ul>{items}</ul>"
+        f"<p><strong>{escape(client_name)}</strong> asks for:</p>"
         f'<form method="post" action="/auth/authorize">'
         f'<input type="hidden" name="txn" value="{escape(txn)}">'
         '<input type="hidden" name="step" value="consent">'
+        f"<ul>{items}</ul>"
         '<button type="submit" name="decision" value="allow">Allow</button>'
         '<button type="submit" name="decision" value="deny">Deny</button></form>',
     )

@@ -55,7 +55,8 @@ def _oauth_error(exc: OAuthError, headers: Mapping[str, str]) -> Response:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """The urlencoded form body as str -> str (first value of each field).
+    """The urlencoded form body as str -> str (first value of each field; the consent page's
+    `grant` checkboxes joined by spaces).
 
     Raises:
         OAuthError: `invalid_request` for another content type or an oversized body.
@@ -74,7 +75,10 @@ async def _form(request: Request) -> dict[str, str]:
     except UnicodeDecodeError as exc:
         raise OAuthError("invalid_request", "The form is not UTF-8") from exc
     for key, value in pairs:
-        out.setdefault(key, value)
+        if key == "grant":  # the consent page's checkboxes: every checked scope
+            out["grant"] = f"{out.get('grant', '')} {value}".strip()
+        else:
+            out.setdefault(key, value)
     return out
 
 

@@ -43,6 +43,16 @@ def hidden_fields(html: str) -> dict[str, str]:
     return out
 
 
+def checked_boxes(html: str, name: str) -> list[tuple[str, str]]:
+    """The `(name, value)` pairs a browser sends for the checked checkboxes called `name`."""
+    out = []
+    for tag in _INPUT.findall(html):
+        attrs = dict(_ATTR.findall(tag))
+        if attrs.get("type") == "checkbox" and attrs.get("name") == name and " checked" in tag:
+            out.append((name, unescape(attrs["value"])))
+    return out
+
+
 def radio_values(html: str, name: str) -> list[str]:
     """The values of the radio buttons called `name`."""
     values = []
@@ -86,7 +96,12 @@ def authorize_in_browser(
                 "/auth/authorize", data={**pick, "step": "pick", "patient": chosen}
             )
         elif form.get("step") == "consent":
-            response = http.post("/auth/authorize", data={**form, "decision": decision})
+            fields = [*form.items(), ("decision", decision), *checked_boxes(response.text, "grant")]
+            response = http.post(
+                "/auth/authorize",
+                content=urlencode(fields),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
         else:
             raise AssertionError(f"unexpected page: {response.text[:500]}")
     raise AssertionError("the authorization did not finish")

@@ -175,3 +175,39 @@ def test_introspection_and_revocation(smart_server: LiveServer, browser: httpx.C
         "/auth/introspect", data={"token": token}, headers={"Authorization": f"Bearer {other}"}
     ).json()
     assert after == {"active": False}
+
+
+def test_user_may_allow_only_some_scopes(smart_server: LiveServer, browser: httpx.Client) -> None:
+    from urllib.parse import urlencode
+
+    from tests.smart.flows import checked_boxes, hidden_fields
+
+    verifier, challenge = pkce_pair()
+    scope = "launch/patient patient/Patient.rs patient/Appointment.rs"
+    page = browser.get(_app(smart_server).authorize_url(scope, challenge=challenge))
+    consent = browser.post(
+        "/auth/authorize",
+        data={**hidden_fields(page.text), "username": "munoz", "password": "demo-munoz"},
+    )
+    boxes = checked_boxes(consent.text, "grant")
+    assert sorted(v for _, v in boxes) == sorted(scope.split())
+    kept = [b for b in boxes if b[1] != "patient/Appointment.rs"]
+    form = [*hidden_fields(consent.text).items(), ("decision", "allow"), *kept]
+    back = browser.post(
+        "/auth/authorize",
+        content=urlencode(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    token = _exchange(browser, query_of(back.headers["location"])["code"], verifier).json()
+    assert token["scope"] == "launch/patient patient/Patient.rs"
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    assert browser.get("/fhir/Appointment", headers=auth).status_code == 403
+    page = browser.get(_app(smart_server).authorize_url(scope, challenge=challenge))
+    consent = browser.post(
+        "/auth/authorize",
+        data={**hidden_fields(page.text), "username": "munoz", "password": "demo-munoz"},
+    )
+    none = browser.post(
+        "/auth/authorize", data={**hidden_fields(consent.text), "decision": "allow"}
+    )
+    assert query_of(none.headers["location"])["error"] == "access_denied"

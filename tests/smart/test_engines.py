@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -18,7 +19,14 @@ from fhir_server.demo_access import register_demo_access
 from smart_auth.registry import Client
 from tests.conftest import make_settings, shared_data
 from tests.engines import ALL_ENGINES, make_store
-from tests.smart.flows import App, client_assertion, hidden_fields, pkce_pair, query_of
+from tests.smart.flows import (
+    App,
+    checked_boxes,
+    client_assertion,
+    hidden_fields,
+    pkce_pair,
+    query_of,
+)
 
 BASE = "http://test/fhir"
 TOKEN_URL = "http://test/auth/token"
@@ -56,8 +64,15 @@ async def _code_flow(http: httpx.AsyncClient, scope: str, replay: bool) -> dict[
         "/auth/authorize",
         data={**hidden_fields(page.text), "username": "munoz", "password": "demo-munoz"},
     )
+    fields = [
+        *hidden_fields(consent.text).items(),
+        ("decision", "allow"),
+        *checked_boxes(consent.text, "grant"),
+    ]
     back = await http.post(
-        "/auth/authorize", data={**hidden_fields(consent.text), "decision": "allow"}
+        "/auth/authorize",
+        content=urlencode(fields),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert back.status_code == 302, back.text
     code = query_of(back.headers["location"])["code"]
