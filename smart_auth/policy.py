@@ -39,6 +39,14 @@ from resources.indexing import extract_index
 from resources.search_parameters import compartment_params
 from smart_auth.scopes import ResourceScope, ScopeSet
 
+def denied(diagnostics: str) -> Forbidden:
+    """403 `forbidden` with `WWW-Authenticate: Bearer error="insufficient_scope"` (RFC 6750
+    §3.1): the token is valid but does not reach this request."""
+    return Forbidden(
+        diagnostics, headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
+    )
+
+
 UNNARROWED_WRITES = frozenset({"AuditEvent"})  # written by the server itself about the request
 
 
@@ -114,7 +122,7 @@ class ScopePolicy:
         hint = f"{{patient|user|system}}/{resource_type}.{permission}"
         if resource_type != "*" and self.scopes.matching(resource_type, permission):
             hint = "a patient in context for its patient/ scopes"
-        raise Forbidden(
+        raise denied(
             f"The access token does not allow {interaction} on {what}: it needs {hint} "
             f"(granted: {self.scopes or 'no scopes'})"
         )
@@ -171,7 +179,7 @@ class ScopePolicy:
     async def check_read(self, store: ResourceStore, resource: StoredResource) -> None:
         """Raise Forbidden unless the token may see `resource`."""
         if not await self.admit(store, [resource]):
-            raise Forbidden(
+            raise denied(
                 f"{resource.resource_type}/{resource.id} is outside what the access token "
                 f"allows (granted: {self.scopes}"
                 + (f"; patient in context: {self.patient})" if self.patient else ")")
@@ -206,7 +214,7 @@ class ScopePolicy:
         )
         for version in [*befores, *(op.version for op in confined if not op.version.deleted)]:
             if not self._in_compartment(version, self.patient):
-                raise Forbidden(
+                raise denied(
                     f"The access token is confined to Patient/{self.patient}: writing "
                     f"{version.resource_type}/{version.id} would reach outside that patient's "
                     "compartment; nothing was written"
@@ -240,8 +248,8 @@ def _filter_conditions(
             values = ",".join(f[0][1] for f in filters)
             return [parse_condition(resource_type, name, values, context)]
     except Invalid as exc:
-        raise Forbidden(f"A granular scope on {resource_type} cannot be applied: {exc}") from exc
-    raise Forbidden(
+        raise denied(f"A granular scope on {resource_type} cannot be applied: {exc}") from exc
+    raise denied(
         f"Granular scopes on {resource_type} combine different parameters, which this server "
         "cannot search as one; ask for one granular parameter per type"
     )

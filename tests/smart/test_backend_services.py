@@ -162,6 +162,7 @@ def test_ehr_launch_context_reaches_the_token_response(
         "/auth/launch",
         json={
             "patient": "demo-patient-munoz",
+            "encounter": "enc-1",
             "need_patient_banner": False,
             "smart_style_url": "https://ehr.example/style.json",
         },
@@ -187,6 +188,7 @@ def test_ehr_launch_context_reaches_the_token_response(
         },
     ).json()
     assert token["patient"] == "demo-patient-munoz"
+    assert token["encounter"] == "enc-1"
     assert token["need_patient_banner"] is False
     assert token["smart_style_url"] == "https://ehr.example/style.json"
     reused = browser.get(url)
@@ -200,3 +202,70 @@ def test_cli_launch_prints_a_usable_launch_url(backend: LiveServer) -> None:
     ).strip()
     assert out.startswith("http://127.0.0.1:9000/launch?iss=")
     assert "launch=" in out
+
+
+def test_jwks_url_client_keys_are_fetched_and_refetched_on_rotation(
+    smart_server: LiveServer, browser: httpx.Client, tmp_path: Path
+) -> None:
+    """A client registered with --jwks-url: its keys are read from that URL (a tiny HTTP
+    server on 127.0.0.1 here), and read again when an assertion names a new kid."""
+    import http.server
+    import threading
+
+    published: dict[str, Any] = {}
+
+    class Jwks(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(published).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json"
+        settings = smart_server.settings
+        run_cli(settings, "clients", "keygen", str(tmp_path / "one"), "--alg", "ES384")
+        run_cli(settings, "clients", "keygen", str(tmp_path / "two"), "--alg", "RS384")
+        published.update(json.loads((tmp_path / "one.public.json").read_text()))
+        run_cli(
+            settings,
+            "clients",
+            "add",
+            "ehr-url",
+            "--type",
+            "backend",
+            "--jwks-url",
+            url,
+            "--scope",
+            "system/Patient.rs",
+        )
+        token_url = smart_server.base_url.rsplit("/fhir", 1)[0] + "/auth/token"
+
+        def ask(key_file: str, alg: str) -> httpx.Response:
+            private = json.loads((tmp_path / key_file).read_text())
+            jwt = client_assertion(private, "ehr-url", token_url, alg=alg)
+            return browser.post(
+                "/auth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "scope": "system/Patient.rs",
+                    "client_assertion_type": ASSERTION_TYPE,
+                    "client_assertion": jwt,
+                },
+            )
+
+        assert ask("one.private.json", "ES384").status_code == 200
+        published.clear()
+        published.update(json.loads((tmp_path / "two.public.json").read_text()))
+        rotated = ask("two.private.json", "RS384")  # unknown kid: the URL is read again
+        assert rotated.status_code == 200, rotated.text
+        assert ask("one.private.json", "ES384").status_code == 401  # no longer published
+    finally:
+        httpd.shutdown()

@@ -66,7 +66,9 @@ def test_read_outside_patient_compartment_is_403(
 ) -> None:
     assert browser.get(f"/fhir/Patient/{MUNOZ}", headers=munoz).status_code == 200
     assert browser.get("/fhir/Appointment/demo-appt-booked", headers=munoz).status_code == 200
-    _forbidden(browser.get(f"/fhir/Patient/{MULLER}", headers=munoz))
+    other = browser.get(f"/fhir/Patient/{MULLER}", headers=munoz)
+    _forbidden(other)
+    assert other.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
     _forbidden(browser.get("/fhir/Appointment/demo-appt-cancelled", headers=munoz))
     _forbidden(browser.get(f"/fhir/Patient/{MULLER}/_history/1", headers=munoz))
     _forbidden(browser.get("/fhir/Practitioner/demo-pract-smith", headers=munoz))
