@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,12 +30,14 @@ from urllib.parse import urlencode
 
 import orjson
 import typer
+from joserfc import jwt
+from joserfc.jwk import KeySet
 from rich.console import Console
 
 from fhir_server.app import build_auth_server
 from fhir_server.config import Settings
 from fhir_server.storage.factory import open_store
-from smart_auth.keys import rotate_keys
+from smart_auth.keys import new_key, rotate_keys
 from smart_auth.registry import CLIENT_TYPES, Client, User, hash_secret, new_secret
 from smart_auth.scopes import ScopeSet
 from smart_auth.server import AuthServer
@@ -212,8 +216,6 @@ def clients_keygen(
 ) -> None:
     """Make a key pair for a backend or asymmetric client (a developer tool: the private JWK
     Set is written 0600 and never needed by the server; register the public one)."""
-    from smart_auth.keys import new_key
-
     if alg not in ("RS384", "ES384"):
         raise typer.BadParameter("--alg must be RS384 or ES384")
     key = new_key(alg)
@@ -233,12 +235,6 @@ def clients_assertion(
 ) -> None:
     """Print a signed `private_key_jwt` client assertion (RFC 7523; 5-minute `exp`, fresh
     `jti`), as a backend client sends it: a developer tool for trying client credentials."""
-    import time
-    import uuid
-
-    from joserfc import jwt
-    from joserfc.jwk import KeySet
-
     data = orjson.loads(key.read_bytes())
     signing = [k for k in data.get("keys", []) if "d" in k and "sign" in k.get("key_ops", ["sign"])]
     if not signing:

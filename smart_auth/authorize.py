@@ -21,8 +21,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from fhir_server.search.parse import SearchContext, parse_condition
 from fhir_server.search.query import StoreQuery
 from fhir_server.storage.base import ResourceStore
 from resources.fhir_dates import now_us
@@ -271,12 +273,8 @@ class Authorize:
 
     async def _patients(self, query: str) -> list[dict[str, Any]]:
         """Patients for the picker: by name when `query` is given, else the first 50."""
-        from fhir_server.search.parse import SearchContext, parse_condition
-
         conditions = (parse_condition("Patient", "name", query, SearchContext()),) if query else ()
         page = await self.store.search(StoreQuery("Patient", conditions, count=50))
-        import orjson
-
         return [orjson.loads(r.content) for r in page.resources if r.content]
 
 

@@ -39,12 +39,11 @@ from resources.indexing import extract_index
 from resources.search_parameters import compartment_params
 from smart_auth.scopes import ResourceScope, ScopeSet
 
+
 def denied(diagnostics: str) -> Forbidden:
     """403 `forbidden` with `WWW-Authenticate: Bearer error="insufficient_scope"` (RFC 6750
     §3.1): the token is valid but does not reach this request."""
-    return Forbidden(
-        diagnostics, headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
-    )
+    return Forbidden(diagnostics, headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
 
 
 UNNARROWED_WRITES = frozenset({"AuditEvent"})  # written by the server itself about the request

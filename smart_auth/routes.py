@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import Request
@@ -67,8 +68,6 @@ async def _form(request: Request) -> dict[str, str]:
     body = await request.body()
     if len(body) > FORM_LIMIT:
         raise OAuthError("invalid_request", "The request body is too large")
-    from urllib.parse import parse_qsl
-
     out: dict[str, str] = {}
     try:
         pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)

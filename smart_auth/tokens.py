@@ -16,6 +16,7 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
+from joserfc.jws import extract_compact
 
 from smart_auth.keys import SIGNING_ALG, ServerKeys
 
@@ -158,8 +159,6 @@ def verify_access_token(keys: ServerKeys, token: str, base_url: str) -> AccessCl
 def token_kid(token: str) -> str | None:
     """The `kid` of a JWS header, without verifying anything (None if unreadable)."""
     try:
-        from joserfc.jws import extract_compact
-
         header = extract_compact(token.encode()).protected
     except (JoseError, ValueError):
         return None
