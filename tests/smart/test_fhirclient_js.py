@@ -91,14 +91,24 @@ def fhirclient_prefix() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time (parallel runs)
         if _installed_version(prefix) != wanted:
             shutil.copyfile(JS_DIR / "package.json", prefix / "package.json")
-            done = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
-                cwd=prefix,
-                capture_output=True,
-                text=True,
-                timeout=NPM_TIMEOUT,
-                check=False,
-            )
+            for _attempt in range(3):  # a registry hiccup is retried, not a red CI
+                done = subprocess.run(
+                    [
+                        npm,
+                        "install",
+                        "--no-audit",
+                        "--no-fund",
+                        "--ignore-scripts",
+                        "--loglevel=error",
+                    ],
+                    cwd=prefix,
+                    capture_output=True,
+                    text=True,
+                    timeout=NPM_TIMEOUT,
+                    check=False,
+                )
+                if done.returncode == 0:
+                    break
             assert done.returncode == 0, f"npm install failed:\n{done.stdout}\n{done.stderr}"
         assert _installed_version(prefix) == wanted
     return prefix
