@@ -279,6 +279,9 @@ def register(app: typer.Typer) -> None:
         patient: Annotated[str, typer.Option(help="Patient id in context.")],
         client: Annotated[str | None, typer.Option(help="Print this client's launch URL.")] = None,
         encounter: Annotated[str | None, typer.Option(help="Encounter id in context.")] = None,
+        user: Annotated[
+            str | None, typer.Option(help="The EHR user's FHIR reference, e.g. Practitioner/1.")
+        ] = None,
         banner: Annotated[bool, typer.Option(help="need_patient_banner.")] = True,
         style_url: Annotated[str | None, typer.Option(help="smart_style_url.")] = None,
         database_url: DatabaseUrl = None,
@@ -288,6 +291,8 @@ def register(app: typer.Typer) -> None:
         context: dict[str, Any] = {"patient": patient, "need_patient_banner": banner}
         if encounter:
             context["encounter"] = encounter
+        if user:
+            context["user"] = user
         if style_url:
             context["smart_style_url"] = style_url
 

@@ -78,3 +78,30 @@ def test_patient_user_cannot_list_or_pick_other_patients(
         "/auth/authorize", data={**txn, "step": "pick", "patient": "demo-patient-muller"}
     )
     assert pick.status_code == 403
+
+
+def test_cli_users_add_then_that_user_signs_in(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    from tests.smart.flows import patient_token
+
+    run_cli(
+        smart_server.settings,
+        "users",
+        "add",
+        "jdoe",
+        "--fhir-user",
+        "Practitioner/demo-pract-smith",
+        "--password-stdin",
+        input="correct horse battery\n",
+    )
+    token = patient_token(
+        browser,
+        smart_server.base_url,
+        "openid fhirUser user/Patient.rs",
+        username="jdoe",
+        password="correct horse battery",
+    )
+    assert token["scope"] == "openid fhirUser user/Patient.rs"
+    found = browser.get("/fhir/Patient?_count=3", headers=bearer(token))
+    assert found.status_code == 200 and len(found.json()["entry"]) == 3
