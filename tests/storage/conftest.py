@@ -2,18 +2,23 @@
 
 Engines: `sqlite` (a file in tmp_path), `mongomock` (mongomock-motor's in-memory emulator, a
 fresh database each time) and `mongodb` (a real server at `FHIR_SERVER_TEST_MONGODB_URL`, a
-fresh database dropped afterwards; skipped when the variable is unset).
+fresh database dropped afterwards; skipped when the variable is unset). The race tests also
+use `interleaved_store`: mongomock whose calls interleave (`tests/storage/interleaving.py`).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from fhir_server.storage.base import ResourceStore
+from fhir_server.storage.mongo import MongoStore
 from tests.engines import ALL_ENGINES, make_store
+from tests.storage.interleaving import YieldingDatabase
 
 
 @pytest.fixture(params=ALL_ENGINES)
@@ -27,3 +32,17 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         if drop is not None:
             await drop()
         await s.close()
+
+
+@pytest.fixture(params=[1, 2, 3])
+async def interleaved_store(request: pytest.FixtureRequest) -> AsyncIterator[ResourceStore]:
+    """A started MongoStore over mongomock whose calls interleave (seed = the param)."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    database: Any = AsyncMongoMockClient()[f"fhir_test_{uuid.uuid4().hex}"]
+    store = MongoStore(cast(Any, YieldingDatabase(database, request.param)))
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()

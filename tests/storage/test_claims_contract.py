@@ -14,9 +14,8 @@ Two MongoDB-only tests use the same wrapper to line calls up or make one fail (`
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, cast
 
 import pytest
@@ -33,6 +32,7 @@ from fhir_server.storage.mongo import MongoStore
 from resources.errors import ClaimConflict, StoreConflict
 from resources.fhir_dates import now_us
 from tests.storage.contract import index, snapshot, version
+from tests.storage.interleaving import YieldingDatabase
 
 SCOPE = "Schedule/s1"
 HOUR = 3_600_000_000  # µs
@@ -72,92 +72,6 @@ async def nothing_of(store: ResourceStore, id: str) -> bool:
         and total == 0
         and await store.claims_of(f"Appointment/{id}") == []
     )
-
-
-class _YieldingCursor:
-    """A mongomock-motor cursor whose `to_list` yields to the event loop first."""
-
-    def __init__(self, cursor: Any, pause: Callable[[], Awaitable[None]]) -> None:
-        self._cursor = cursor
-        self._pause = pause
-
-    def sort(self, *args: Any, **kwargs: Any) -> _YieldingCursor:
-        self._cursor = self._cursor.sort(*args, **kwargs)
-        return self
-
-    def skip(self, n: int) -> _YieldingCursor:
-        self._cursor = self._cursor.skip(n)
-        return self
-
-    def limit(self, n: int) -> _YieldingCursor:
-        self._cursor = self._cursor.limit(n)
-        return self
-
-    async def to_list(self, *args: Any, **kwargs: Any) -> list[Any]:
-        await self._pause()
-        return cast(list[Any], await self._cursor.to_list(*args, **kwargs))
-
-
-Fault = Callable[[str, str], Awaitable[None]]
-"""Awaited with (collection, method) before each call: raises to make that call fail, or
-waits to line concurrent calls up."""
-
-
-async def _no_fault(collection: str, method: str) -> None:
-    return None
-
-
-class _YieldingCollection:
-    """A mongomock-motor collection whose every call yields to the event loop first."""
-
-    def __init__(
-        self, name: str, collection: Any, pause: Callable[[], Awaitable[None]], fault: Fault
-    ) -> None:
-        self._name = name
-        self._collection = collection
-        self._pause = pause
-        self._fault = fault
-
-    def find(self, *args: Any, **kwargs: Any) -> _YieldingCursor:
-        return _YieldingCursor(self._collection.find(*args, **kwargs), self._pause)
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._collection, name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            await self._pause()
-            await self._fault(self._name, name)
-            return await method(*args, **kwargs)
-
-        return call
-
-
-class _YieldingDatabase:
-    def __init__(self, database: Any, seed: int, fault: Fault = _no_fault) -> None:
-        self._database = database
-        self._random = random.Random(seed)
-        self._fault = fault
-
-    async def _pause(self) -> None:
-        for _ in range(self._random.randrange(4)):
-            await asyncio.sleep(0)
-
-    def __getitem__(self, name: str) -> _YieldingCollection:
-        return _YieldingCollection(name, self._database[name], self._pause, self._fault)
-
-
-@pytest.fixture(params=[1, 2, 3])
-async def interleaved_store(request: pytest.FixtureRequest) -> AsyncIterator[ResourceStore]:
-    """A started MongoStore over mongomock whose calls interleave (seed = the param)."""
-    from mongomock_motor import AsyncMongoMockClient
-
-    database: Any = AsyncMongoMockClient()[f"fhir_test_{uuid.uuid4().hex}"]
-    store = MongoStore(cast(Any, _YieldingDatabase(database, request.param)))
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 # -- take, keep, change, release ------------------------------------------------------------
@@ -430,7 +344,7 @@ async def test_apply_mongo_failure_while_releasing_restores_everything() -> None
                 raise ConnectionError("lost the connection")
 
     database: Any = AsyncMongoMockClient()[f"fhir_test_{uuid.uuid4().hex}"]
-    store = MongoStore(cast(Any, _YieldingDatabase(database, 0, fault)))
+    store = MongoStore(cast(Any, YieldingDatabase(database, 0, fault)))
     await store.start()
     await store.apply([book("a", [1, 2]), book("b", [3, 4])])
     before = await snapshot(store, "Appointment")
@@ -462,7 +376,7 @@ async def test_apply_mongo_simultaneous_takeover_of_expired_hold_one_wins() -> N
             await both.wait()
 
     database: Any = AsyncMongoMockClient()[f"fhir_test_{uuid.uuid4().hex}"]
-    store = MongoStore(cast(Any, _YieldingDatabase(database, 0, line_up)))
+    store = MongoStore(cast(Any, YieldingDatabase(database, 0, line_up)))
     await store.start()
     await store.apply([book("old", [7], expires=now_us() - 1_000_000)])
     results = await asyncio.gather(

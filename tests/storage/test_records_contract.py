@@ -5,8 +5,8 @@ Runs on every engine of the `store` fixture (sqlite, mongomock, and a real Mongo
 FHIR_SERVER_TEST_MONGODB_URL is set). Instants are µs UTC from `now_us()`.
 
 mongomock-motor never suspends inside a call, so the race tests also run on
-`interleaved_records`: a MongoStore over mongomock whose every call first yields to the event
-loop a (seeded) random number of times (`test_claims_contract._YieldingDatabase`), so
+`interleaved_store`: a MongoStore over mongomock whose every call first yields to the event
+loop a (seeded) random number of times (`tests/storage/interleaving.py`), so
 concurrent calls interleave as they do on a real server.
 """
 
@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,7 +26,6 @@ from fhir_server.storage.mongo import MongoStore
 from fhir_server.storage.sqlite import SQLiteStore
 from resources.errors import StoreConflict
 from resources.fhir_dates import now_us
-from tests.storage.test_claims_contract import _YieldingDatabase
 
 KIND = "code"
 HOUR = 3_600_000_000  # µs
@@ -54,20 +52,6 @@ def past() -> int:
 def later() -> int:
     """An instant an hour from now (µs UTC)."""
     return now_us() + HOUR
-
-
-@pytest.fixture(params=[1, 2, 3])
-async def interleaved_records(request: pytest.FixtureRequest) -> AsyncIterator[ResourceStore]:
-    """A started MongoStore over mongomock whose calls interleave (seed = the param)."""
-    from mongomock_motor import AsyncMongoMockClient
-
-    database: Any = AsyncMongoMockClient()[f"fhir_test_{uuid.uuid4().hex}"]
-    store = MongoStore(cast(Any, _YieldingDatabase(database, request.param)))
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 # -- get, put ------------------------------------------------------------------------------------
@@ -176,9 +160,9 @@ async def test_take_record_concurrent_takes_exactly_one_gets_doc(store: Resource
 
 
 async def test_take_record_interleaved_takes_exactly_one_gets_doc(
-    interleaved_records: ResourceStore,
+    interleaved_store: ResourceStore,
 ) -> None:
-    await race_takes(interleaved_records)
+    await race_takes(interleaved_store)
 
 
 # -- concurrent inserts --------------------------------------------------------------------------
@@ -205,9 +189,9 @@ async def test_insert_record_concurrent_inserts_exactly_one_succeeds(
 
 
 async def test_insert_record_interleaved_inserts_exactly_one_succeeds(
-    interleaved_records: ResourceStore,
+    interleaved_store: ResourceStore,
 ) -> None:
-    await race_inserts(interleaved_records)
+    await race_inserts(interleaved_store)
 
 
 # -- delete, list, purge -------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+"""A mongomock wrapper whose calls interleave like a real MongoDB's, for race tests.
+
+mongomock-motor never suspends inside a call, so `asyncio.gather` runs mongomock calls one
+after the other. Wrapped in `YieldingDatabase`, every database call first yields to the event
+loop a (seeded) random number of times, so concurrent calls interleave between any two calls
+as they do on a real server; a `Fault` can line calls up or make one fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+
+class _YieldingCursor:
+    """A mongomock-motor cursor whose `to_list` yields to the event loop first."""
+
+    def __init__(self, cursor: Any, pause: Callable[[], Awaitable[None]]) -> None:
+        self._cursor = cursor
+        self._pause = pause
+
+    def sort(self, *args: Any, **kwargs: Any) -> _YieldingCursor:
+        self._cursor = self._cursor.sort(*args, **kwargs)
+        return self
+
+    def skip(self, n: int) -> _YieldingCursor:
+        self._cursor = self._cursor.skip(n)
+        return self
+
+    def limit(self, n: int) -> _YieldingCursor:
+        self._cursor = self._cursor.limit(n)
+        return self
+
+    async def to_list(self, *args: Any, **kwargs: Any) -> list[Any]:
+        await self._pause()
+        return cast(list[Any], await self._cursor.to_list(*args, **kwargs))
+
+
+Fault = Callable[[str, str], Awaitable[None]]
+"""Awaited with (collection, method) before each call: raises to make that call fail, or
+waits to line concurrent calls up."""
+
+
+async def _no_fault(collection: str, method: str) -> None:
+    return None
+
+
+class _YieldingCollection:
+    """A mongomock-motor collection whose every call yields to the event loop first."""
+
+    def __init__(
+        self, name: str, collection: Any, pause: Callable[[], Awaitable[None]], fault: Fault
+    ) -> None:
+        self._name = name
+        self._collection = collection
+        self._pause = pause
+        self._fault = fault
+
+    def find(self, *args: Any, **kwargs: Any) -> _YieldingCursor:
+        return _YieldingCursor(self._collection.find(*args, **kwargs), self._pause)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._collection, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await self._pause()
+            await self._fault(self._name, name)
+            return await method(*args, **kwargs)
+
+        return call
+
+
+class YieldingDatabase:
+    """A mongomock-motor database whose every call first yields to the event loop a seeded
+    random number of times (0-3), then awaits `fault` (collection, method)."""
+
+    def __init__(self, database: Any, seed: int, fault: Fault = _no_fault) -> None:
+        self._database = database
+        self._random = random.Random(seed)
+        self._fault = fault
+
+    async def _pause(self) -> None:
+        for _ in range(self._random.randrange(4)):
+            await asyncio.sleep(0)
+
+    def __getitem__(self, name: str) -> _YieldingCollection:
+        return _YieldingCollection(name, self._database[name], self._pause, self._fault)
