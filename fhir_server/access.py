@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from resources.errors import Forbidden
+
 if TYPE_CHECKING:
     from fhir_server.search.parse import SearchContext
     from fhir_server.search.query import Condition
@@ -66,3 +68,34 @@ current_access: ContextVar[AccessPolicy | None] = ContextVar("current_access", d
 def access() -> AccessPolicy | None:
     """The current request's policy, or None when nothing restricts it."""
     return current_access.get()
+
+
+def require(resource_type: str, permission: Permission, interaction: str) -> None:
+    """Demand `permission` of the current policy, if any.
+
+    Raises:
+        Forbidden: (403) no scope grants it.
+    """
+    policy = current_access.get()
+    if policy is not None:
+        policy.require(resource_type, permission, interaction)
+
+
+def require_unconfined(resource_type: str, interaction: str, permission: Permission = "s") -> None:
+    """Demand `permission` on every resource of the type. History across resources and
+    conditional writes (REST or bundle entries) cannot be narrowed to a patient's compartment
+    or to granular scopes, so a confined token is refused rather than shown or let touch what
+    it may not.
+
+    Raises:
+        Forbidden: (403) no scope grants it, or the scopes that do are confined.
+    """
+    policy = current_access.get()
+    if policy is None:
+        return
+    policy.require(resource_type, permission, interaction)
+    if policy.confined(resource_type, permission):
+        raise Forbidden(
+            f"{interaction} on {resource_type} is not available to an access token confined "
+            "to one patient or to granular scopes"
+        )

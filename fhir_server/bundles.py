@@ -16,18 +16,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from fhir_server.access import Permission, access
+from fhir_server.access import Permission, require, require_unconfined
 from fhir_server.interactions import FhirRequest, FhirResult
 from fhir_server.repository import Repository, WriteResult, criteria_key
 from fhir_server.storage.base import StoredResource, WriteOp
-from resources.errors import (
-    Conflict,
-    FhirError,
-    Forbidden,
-    Invalid,
-    PreconditionFailed,
-    StoreConflict,
-)
+from resources.errors import Conflict, FhirError, Invalid, PreconditionFailed, StoreConflict
 from resources.fhir_dates import format_instant
 
 Dispatch = Callable[[FhirRequest], Awaitable[FhirResult]]
@@ -292,15 +285,11 @@ class BundleProcessor:
         resource = entry.get("resource")
         if isinstance(resource, dict):
             resource = _rewrite_references(resource, mapping)
-        policy = access()
-        if policy is not None and parts and parts[0]:
+        if parts and parts[0]:  # the entry's own permission, as over REST
             permission, interaction = _PERMISSIONS[method]
-            policy.require(parts[0], permission, interaction)
-            if len(parts) == 1 and method != "POST" and policy.confined(parts[0], "s"):
-                raise Forbidden(
-                    f"Conditional {interaction} of {parts[0]} is not available to an access "
-                    "token confined to one patient or to granular scopes"
-                )
+            require(parts[0], permission, interaction)
+            if len(parts) == 1 and method != "POST":
+                require_unconfined(parts[0], f"conditional-{interaction}")
         if method == "POST":
             return await self._prepare_create(req, url, parts, resource, entry)
         if method in ("PUT", "PATCH"):

@@ -14,21 +14,14 @@ from functools import partial
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from fhir_server.access import Permission, access
+from fhir_server.access import Permission, access, require, require_unconfined
 from fhir_server.bundle_builder import Transform, embed, history_bundle, searchset
 from fhir_server.repository import Repository, WriteResult, check_type, load_json
 from fhir_server.search.parse import parse_search
 from fhir_server.search.query import ChainCondition, CompartmentCondition, Condition, HasCondition
 from fhir_server.search_service import SearchResult, run_search
 from fhir_server.storage.base import StoredResource
-from resources.errors import (
-    Forbidden,
-    Invalid,
-    Issue,
-    MethodNotAllowed,
-    NotFound,
-    operation_outcome,
-)
+from resources.errors import Invalid, Issue, MethodNotAllowed, NotFound, operation_outcome
 from resources.fhir_dates import now_us, parse_instant
 from resources.search_parameters import compartment_params
 from resources.summary import apply_elements, apply_summary
@@ -175,7 +168,7 @@ class Interactions:
             return FhirResult(200, self.capabilities(req.base_url))
         if head == "_history" and len(parts) == 1:
             _only(method, "GET", req.path)
-            _require_unconfined("*", "history-system")
+            require_unconfined("*", "history-system")
             return await self._history(req, "system", None, None)
         if head.startswith("$"):
             return await self._operation(req, head[1:], None, None)
@@ -189,7 +182,7 @@ class Interactions:
                 return await self._search(req, head)
             if second == "_history":
                 _only(method, "GET", req.path)
-                _require_unconfined(head, "history-type")
+                require_unconfined(head, "history-type")
                 return await self._history(req, "type", head, None)
             if second.startswith("$"):
                 return await self._operation(req, second[1:], head, None)
@@ -197,7 +190,7 @@ class Interactions:
         third = parts[2]
         if len(parts) == 3 and third == "_history":
             _only(method, "GET", req.path)
-            _require(head, "s", "history-instance")
+            require(head, "s", "history-instance")
             current = await self.repository.read_or_deleted(head, second)
             await _check_read(self.repository, current, head, second)
             return await self._history(req, "instance", head, second)
@@ -205,7 +198,7 @@ class Interactions:
             return await self._operation(req, third[1:], head, second)
         if len(parts) == 4 and third == "_history":
             _only(method, "GET", req.path)
-            _require(head, "r", "vread")
+            require(head, "r", "vread")
             stored = await self.repository.vread(head, second, parts[3])
             await _check_read(self.repository, stored, head, second)
             return FhirResult(200, stored=stored, raw=stored.content)
@@ -220,7 +213,7 @@ class Interactions:
         if req.method == "GET":
             return await self._search(req, rtype)
         if req.method == "POST":
-            _require(rtype, "c", "create")
+            require(rtype, "c", "create")
             resource = _resource_body(req, rtype)
             result = await self.repository.create(resource, if_none_exist=req.if_none_exist)
             if result.outcome == "found":  # the match is shown: it must be visible
@@ -231,8 +224,8 @@ class Interactions:
         if req.method == "PUT":
             if not req.query:
                 raise Invalid("A conditional update needs search criteria in the URL")
-            _require(rtype, "u", "conditional-update")
-            _require_unconfined(rtype, "conditional-update", "s")
+            require(rtype, "u", "conditional-update")
+            require_unconfined(rtype, "conditional-update")
             resource = _resource_body(req, rtype)
             result = await self.repository.conditional_update(rtype, criteria, resource)
             return self._written(req, result, 201 if result.outcome == "created" else 200)
@@ -241,8 +234,8 @@ class Interactions:
                 raise MethodNotAllowed(
                     "DELETE on a type needs search criteria (conditional delete)"
                 )
-            _require(rtype, "d", "conditional-delete")
-            _require_unconfined(rtype, "conditional-delete", "s")
+            require(rtype, "d", "conditional-delete")
+            require_unconfined(rtype, "conditional-delete")
             deleted = await self.repository.conditional_delete(rtype, criteria)
             return self._deleted(deleted > 0)
         raise MethodNotAllowed(f"{req.method} is not supported on {rtype}")
@@ -261,8 +254,7 @@ class Interactions:
         request = parse_search(rtype, req.query, context, strict=req.strict)
         policy = access()
         admit = None
-        if policy is not None:
-            policy.require(rtype, "s", "search")
+        if policy is not None:  # search_conditions demands `s` on the type itself
             for ctype in _chained_types(request.query.conditions):
                 policy.require(ctype, "s", "chained search")
             extra = extra + policy.search_conditions(rtype, context)
@@ -288,7 +280,7 @@ class Interactions:
     async def _instance(self, req: FhirRequest, rtype: str, id: str) -> FhirResult:
         repo = self.repository
         if req.method in ("GET", "HEAD"):
-            _require(rtype, "r", "read")
+            require(rtype, "r", "read")
             stored = await repo.read(rtype, id)
             await _check_read(repo, stored, rtype, id)
             if req.if_none_match and req.if_none_match.strip() == f'W/"{stored.version_id}"':
@@ -299,16 +291,16 @@ class Interactions:
                 200, stored=stored, raw=stored.content, summary=summary, elements=elements
             )
         if req.method == "PUT":
-            _require(rtype, "u", "update")
+            require(rtype, "u", "update")
             resource = _resource_body(req, rtype)
             result = await repo.update(rtype, id, resource, if_match=req.if_match)
             return self._written(req, result, 201 if result.outcome == "created" else 200)
         if req.method == "PATCH":
-            _require(rtype, "u", "patch")
+            require(rtype, "u", "patch")
             result = await repo.patch(rtype, id, req.body, if_match=req.if_match)
             return self._written(req, result, 200)
         if req.method == "DELETE":
-            _require(rtype, "d", "delete")
+            require(rtype, "d", "delete")
             deleted = await repo.delete(rtype, id, if_match=req.if_match)
             res = self._deleted(deleted is not None)
             if deleted is not None:
@@ -425,28 +417,6 @@ def _subset_transform(summary: str | None, elements: tuple[str, ...]) -> Transfo
         return resource
 
     return transform
-
-
-def _require(resource_type: str, permission: Permission, interaction: str) -> None:
-    """Demand `permission` of the current access policy, if any (Forbidden, 403)."""
-    policy = access()
-    if policy is not None:
-        policy.require(resource_type, permission, interaction)
-
-
-def _require_unconfined(resource_type: str, interaction: str, permission: Permission = "s") -> None:
-    """Demand `permission` on every resource of the type: history across resources and
-    conditional writes cannot be narrowed to a patient's compartment, so a confined token
-    is refused (Forbidden, 403) rather than shown or let touch what it may not."""
-    policy = access()
-    if policy is None:
-        return
-    policy.require(resource_type, permission, interaction)
-    if policy.confined(resource_type, permission):
-        raise Forbidden(
-            f"{interaction} on {resource_type} is not available to an access token confined "
-            "to one patient or to granular scopes; use search instead"
-        )
 
 
 async def _check_read(repo: Repository, stored: StoredResource, rtype: str, id: str) -> None:
