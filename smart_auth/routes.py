@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from conformance.smart_configuration import openid_configuration, smart_configuration
 from fhir_server.storage.base import ResourceStore
-from resources.errors import FhirError, Forbidden, Invalid
+from resources.errors import FhirError, Forbidden, Invalid, PayloadTooLarge
 from smart_auth.authorize import Authorize
 from smart_auth.client_auth import OAuthError, authenticate_client
 from smart_auth.registry import Client
@@ -175,20 +175,18 @@ def auth_routes(server: AuthServer, store: ResourceStore) -> list[Route]:
         return _json(server.server_keys().public_jwks(), headers=ANY_ORIGIN)
 
     async def launch_endpoint(request: Request) -> Response:
+        """FhirErrors raised here become OperationOutcomes through the app's handlers."""
+        policy = await server.policy(request.headers.get("authorization"))
+        if "system" not in policy.scopes.contexts():
+            raise Forbidden("Creating a launch context needs a backend client's system/ token")
+        raw = await request.body()
+        if len(raw) > FORM_LIMIT:
+            raise PayloadTooLarge(f"A launch context is at most {FORM_LIMIT} bytes")
         try:
-            policy = await server.policy(request.headers.get("authorization"))
-            if "system" not in policy.scopes.contexts():
-                raise Forbidden("Creating a launch context needs a backend client's system/ token")
-            try:
-                body = orjson.loads(await request.body())
-            except orjson.JSONDecodeError as exc:
-                raise Invalid("The body must be a JSON object") from exc
-            context = launch_context(body)
-            launch = await server.grants.create_launch(context, settings.launch_seconds)
-        except FhirError as exc:
-            from resources.errors import operation_outcome
-
-            return _json(operation_outcome(exc.issues), exc.status, exc.headers)
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise Invalid("The body must be a JSON object") from exc
+        launch = await server.grants.create_launch(launch_context(body), settings.launch_seconds)
         return _json(
             {"launch": launch, "expires_in": settings.launch_seconds, "iss": settings.base_url},
             201,

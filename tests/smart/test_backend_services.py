@@ -269,3 +269,30 @@ def test_jwks_url_client_keys_are_fetched_and_refetched_on_rotation(
         assert ask("one.private.json", "ES384").status_code == 401  # no longer published
     finally:
         httpd.shutdown()
+
+
+def test_launch_endpoint_errors_are_operation_outcomes(
+    backend: LiveServer, browser: httpx.Client
+) -> None:
+    anonymous = browser.post("/auth/launch", json={"patient": "demo-patient-munoz"})
+    assert anonymous.status_code == 401
+    assert anonymous.json()["issue"][0]["code"] == "login"
+    system = {"Authorization": f"Bearer {_token(browser, backend, 'RS384').json()['access_token']}"}
+    for body, code in [
+        (b"not json", "invalid"),
+        (b'{"patient": 7}', "invalid"),
+        (b'{"pateint": "x"}', "invalid"),
+    ]:
+        bad = browser.post("/auth/launch", content=body, headers=system)
+        assert bad.status_code == 400, bad.text
+        outcome = bad.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert outcome["issue"][0]["code"] == code
+    patient = run_cli(backend.settings, "token", "--scope", "patient/*.rs").strip()
+    forbidden = browser.post(
+        "/auth/launch",
+        json={"patient": "demo-patient-munoz"},
+        headers={"Authorization": f"Bearer {patient}"},
+    )
+    assert forbidden.status_code == 403
+    assert forbidden.json()["issue"][0]["code"] == "forbidden"
