@@ -91,7 +91,8 @@ class ServerKeys:
     def __init__(self, keys: list[SigningKey], retention_seconds: int) -> None:
         self.keys = keys
         self.retention_us = retention_seconds * US
-        self._verify = KeySet([_import(k.jwk) for k in self.live()])
+        self._objects = {k.kid: _import(k.jwk) for k in keys}  # parsed once, not per token
+        self._verify = KeySet([self._objects[k.kid] for k in self.live()])
 
     def live(self) -> list[SigningKey]:
         """Keys still signing or still within their retention."""
@@ -111,7 +112,7 @@ class ServerKeys:
 
     def private_jwk(self, key: SigningKey) -> RSAKey | ECKey:
         """The joserfc key object for signing with `key`."""
-        return _import(key.jwk)
+        return self._objects[key.kid]
 
     def verification_set(self) -> KeySet:
         """The public keys tokens may be verified with."""
@@ -125,7 +126,7 @@ class ServerKeys:
         """The JWK Set served at `/auth/jwks` (public members only)."""
         out = []
         for key in self.live():
-            public = _import(key.jwk).as_dict(private=False)
+            public = self._objects[key.kid].as_dict(private=False)
             public.update(kid=key.kid, alg=key.alg, use="sig")
             out.append(public)
         return {"keys": out}
