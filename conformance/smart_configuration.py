@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from smart_auth.scopes import CONTEXTS, KNOWN_SCOPES
+
 CAPABILITIES = [
     "launch-ehr",
     "launch-standalone",
@@ -33,36 +35,34 @@ CAPABILITIES = [
     "permission-v2",
 ]
 SCOPES_SUPPORTED = [
-    "openid",
-    "fhirUser",
-    "profile",
-    "launch",
-    "launch/patient",
-    "launch/encounter",
-    "offline_access",
-    "online_access",
-    "patient/*.cruds",
-    "user/*.cruds",
-    "system/*.cruds",
-    "patient/*.read",
-    "user/*.read",
-    "system/*.read",
-    "patient/*.write",
-    "user/*.write",
-    "system/*.write",
+    *KNOWN_SCOPES,
+    *(f"{context}/*.{p}" for p in ("cruds", "read", "write") for context in CONTEXTS),
 ]
+GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials"]
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
-def endpoints(origin: str) -> dict[str, str]:
-    """The authorization server's endpoint URLs below `origin` (`scheme://host:port`)."""
+def origin_of(base_url: str) -> str:
+    """`scheme://host:port` of a FHIR base URL: where the `/auth/...` endpoints live."""
+    scheme, _, rest = base_url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def auth_endpoint(base_url: str, name: str) -> str:
+    """The absolute URL of `/auth/{name}` for the server of `base_url`."""
+    return f"{origin_of(base_url)}/auth/{name}"
+
+
+def endpoints(base_url: str) -> dict[str, str]:
+    """The authorization server's endpoint URLs, by name."""
     names = ("authorize", "token", "introspect", "revoke", "jwks", "launch")
-    return {name: f"{origin}/auth/{name}" for name in names}
+    return {name: auth_endpoint(base_url, name) for name in names}
 
 
-def smart_configuration(base_url: str, origin: str) -> dict[str, Any]:
+def smart_configuration(base_url: str) -> dict[str, Any]:
     """`[base]/.well-known/smart-configuration` (SMART App Launch 2.2 §2.2.1)."""
-    urls = endpoints(origin)
+    urls = endpoints(base_url)
     return {
         "issuer": base_url,
         "jwks_uri": urls["jwks"],
@@ -70,12 +70,8 @@ def smart_configuration(base_url: str, origin: str) -> dict[str, Any]:
         "token_endpoint": urls["token"],
         "introspection_endpoint": urls["introspect"],
         "revocation_endpoint": urls["revoke"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "token_endpoint_auth_methods_supported": [
-            "client_secret_basic",
-            "client_secret_post",
-            "private_key_jwt",
-        ],
+        "grant_types_supported": GRANT_TYPES,
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": ["code"],
@@ -84,9 +80,9 @@ def smart_configuration(base_url: str, origin: str) -> dict[str, Any]:
     }
 
 
-def openid_configuration(base_url: str, origin: str) -> dict[str, Any]:
+def openid_configuration(base_url: str) -> dict[str, Any]:
     """`[base]/.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §3)."""
-    urls = endpoints(origin)
+    urls = endpoints(base_url)
     return {
         "issuer": base_url,
         "authorization_endpoint": urls["authorize"],
@@ -99,19 +95,15 @@ def openid_configuration(base_url: str, origin: str) -> dict[str, Any]:
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": ["openid", "fhirUser", "profile", "offline_access"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser", "name"],
-        "token_endpoint_auth_methods_supported": [
-            "client_secret_basic",
-            "client_secret_post",
-            "private_key_jwt",
-        ],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "code_challenge_methods_supported": ["S256"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": GRANT_TYPES,
     }
 
 
-def rest_security(origin: str) -> dict[str, Any]:
+def rest_security(base_url: str) -> dict[str, Any]:
     """`CapabilityStatement.rest.security`: the SMART-on-FHIR service and `oauth-uris`."""
-    urls = endpoints(origin)
+    urls = endpoints(base_url)
     return {
         "cors": True,
         "service": [

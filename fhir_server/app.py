@@ -94,10 +94,7 @@ def build_interactions(store: ResourceStore, settings: Settings) -> Interactions
     )
     _wire_scheduling(repository, settings)
     cache: dict[str, dict[str, Any]] = {}
-    security = None
-    if settings.auth and settings.base_url:
-        scheme, _, rest = settings.base_url.partition("://")
-        security = rest_security(f"{scheme}://{rest.split('/', 1)[0]}")
+    security = rest_security(settings.base_url) if settings.auth and settings.base_url else None
 
     def capabilities(base_url: str) -> dict[str, Any]:
         if base_url not in cache:

@@ -86,8 +86,8 @@ def auth_routes(server: AuthServer, store: ResourceStore) -> list[Route]:
     settings = server.settings
     authorize = Authorize(server, store)
     tokens = TokenEndpoint(server)
-    smart_doc = smart_configuration(settings.base_url, settings.origin)
-    openid_doc = openid_configuration(settings.base_url, settings.origin)
+    smart_doc = smart_configuration(settings.base_url)
+    openid_doc = openid_configuration(settings.base_url)
 
     async def caller(request: Request, form: dict[str, str], endpoint: str) -> Client:
         """The authenticated client calling `/auth/{endpoint}` (the assertion's `aud`)."""

@@ -20,20 +20,19 @@ from typing import Literal
 from urllib.parse import parse_qsl
 
 Context = Literal["patient", "user", "system"]
+CONTEXTS: tuple[Context, ...] = ("patient", "user", "system")
 Permission = Literal["c", "r", "u", "d", "s"]
 PERMISSION_ORDER = "cruds"
 V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
-KNOWN_SCOPES = frozenset(
-    {
-        "openid",
-        "fhirUser",
-        "profile",
-        "launch",
-        "launch/patient",
-        "launch/encounter",
-        "offline_access",
-        "online_access",
-    }
+KNOWN_SCOPES = (  # the non-resource scopes, in the order discovery lists them
+    "openid",
+    "fhirUser",
+    "profile",
+    "launch",
+    "launch/patient",
+    "launch/encounter",
+    "offline_access",
+    "online_access",
 )
 
 _RESOURCE_SCOPE = re.compile(

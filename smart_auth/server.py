@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from conformance.smart_configuration import auth_endpoint
 from resources.errors import Unauthorized
 from smart_auth.client_auth import JwksCache
 from smart_auth.grants import Grant, Grants
@@ -53,15 +54,9 @@ class AuthSettings:
     launch_seconds: int = 3600
     default_tz: str = "UTC"
 
-    @property
-    def origin(self) -> str:
-        """`scheme://host:port` of the base URL (where `/auth/...` lives)."""
-        scheme, _, rest = self.base_url.partition("://")
-        return f"{scheme}://{rest.split('/', 1)[0]}"
-
     def endpoint(self, name: str) -> str:
         """The absolute URL of `/auth/{name}`."""
-        return f"{self.origin}/auth/{name}"
+        return auth_endpoint(self.base_url, name)
 
 
 class AuthServer:
