@@ -157,9 +157,7 @@ class ScopePolicy:
         kept: list[StoredResource] = []
         filtered: dict[str, list[StoredResource]] = {}
         for resource in resources:
-            reach = self.reach(resource.resource_type, "r") or self.reach(
-                resource.resource_type, "s"
-            )
+            reach = self._sight(resource.resource_type)
             if reach is None or resource.content is None:
                 continue
             if reach.patient is not None and not self._in_compartment(resource, reach.patient):
@@ -168,12 +166,19 @@ class ScopePolicy:
                 filtered.setdefault(resource.resource_type, []).append(resource)
             kept.append(resource)
         for rtype, group in filtered.items():
-            reach = self.reach(rtype, "r") or self.reach(rtype, "s")
+            reach = self._sight(rtype)
             assert reach is not None
-            matching = await _matching_filters(store, rtype, group, reach.filters)
-            drop = {r.id for r in group} - matching
+            ids = TokenCondition("_id", tuple(TokenValue("*", r.id) for r in group))
+            context = SearchContext(default_tz=self.default_tz)
+            conditions = _filter_conditions(rtype, reach.filters, context)
+            page = await store.search(StoreQuery(rtype, (ids, *conditions), count=len(group)))
+            drop = {r.id for r in group} - {r.id for r in page.resources}
             kept = [r for r in kept if not (r.resource_type == rtype and r.id in drop)]
         return kept
+
+    def _sight(self, resource_type: str) -> Reach | None:
+        """How far a token sees a type: through its read scopes, else its search scopes."""
+        return self.reach(resource_type, "r") or self.reach(resource_type, "s")
 
     async def check_read(self, store: ResourceStore, resource: StoredResource) -> None:
         """Raise Forbidden unless the token may see `resource`."""
@@ -252,23 +257,3 @@ def _filter_conditions(
         f"Granular scopes on {resource_type} combine different parameters, which this server "
         "cannot search as one; ask for one granular parameter per type"
     )
-
-
-async def _matching_filters(
-    store: ResourceStore,
-    resource_type: str,
-    group: list[StoredResource],
-    filters: tuple[tuple[tuple[str, str], ...], ...],
-) -> set[str]:
-    """The ids among `group` matching at least one granular filter (one query per filter)."""
-    ids = TokenCondition("_id", tuple(TokenValue("*", r.id) for r in group))
-    context = SearchContext()
-    found: set[str] = set()
-    for one in filters:
-        try:
-            conditions = [parse_condition(resource_type, k, v, context) for k, v in one]
-        except Invalid:
-            continue
-        query = StoreQuery(resource_type, (ids, *conditions), count=len(group))
-        found.update(r.id for r in (await store.search(query)).resources)
-    return found
