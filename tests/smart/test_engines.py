@@ -76,29 +76,18 @@ async def _code_flow(http: httpx.AsyncClient, scope: str, replay: bool) -> dict[
     )
     assert back.status_code == 302, back.text
     code = query_of(back.headers["location"])["code"]
-    token = await http.post(
-        "/auth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "client_id": "demo-app",
-            "redirect_uri": app.redirect_uri,
-            "code_verifier": verifier,
-        },
-    )
+    exchange = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": "demo-app",
+        "redirect_uri": app.redirect_uri,
+        "code_verifier": verifier,
+    }
+    token = await http.post("/auth/token", data=exchange)
     assert token.status_code == 200, token.text
     body: dict[str, Any] = token.json()
     if replay:
-        again = await http.post(
-            "/auth/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "client_id": "demo-app",
-                "redirect_uri": app.redirect_uri,
-                "code_verifier": verifier,
-            },
-        )
+        again = await http.post("/auth/token", data=exchange)
         assert again.json()["error"] == "invalid_grant"
     return body
 

@@ -39,13 +39,18 @@ def test_key_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key(
     assert before < after  # the retired keys stay published until their tokens expire
 
 
+def _login_form(server: LiveServer, browser: httpx.Client) -> dict[str, str]:
+    """The hidden fields of a fresh login page of the demo app."""
+    _, challenge = pkce_pair()
+    app = App("demo-app", "http://127.0.0.1:9000/callback", server.base_url)
+    url = app.authorize_url("launch/patient patient/*.rs", challenge=challenge)
+    return hidden_fields(browser.get(url).text)
+
+
 def test_five_wrong_passwords_lock_the_username(
     smart_server: LiveServer, browser: httpx.Client
 ) -> None:
-    _, challenge = pkce_pair()
-    app = App("demo-app", "http://127.0.0.1:9000/callback", smart_server.base_url)
-    url = app.authorize_url("launch/patient patient/*.rs", challenge=challenge)
-    form = hidden_fields(browser.get(url).text)
+    form = _login_form(smart_server, browser)
     codes = [
         browser.post(
             "/auth/authorize", data={**form, "username": "smith", "password": "x"}
@@ -63,10 +68,7 @@ def test_five_wrong_passwords_lock_the_username(
 def test_patient_user_cannot_list_or_pick_other_patients(
     smart_server: LiveServer, browser: httpx.Client
 ) -> None:
-    _, challenge = pkce_pair()
-    app = App("demo-app", "http://127.0.0.1:9000/callback", smart_server.base_url)
-    url = app.authorize_url("launch/patient patient/*.rs", challenge=challenge)
-    form = hidden_fields(browser.get(url).text)
+    form = _login_form(smart_server, browser)
     consent = browser.post(
         "/auth/authorize", data={**form, "username": "munoz", "password": "demo-munoz"}
     )

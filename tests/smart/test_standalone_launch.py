@@ -17,6 +17,16 @@ def _login(server: LiveServer, browser: httpx.Client, scope: str) -> dict[str, A
     return patient_token(browser, server.base_url, scope)
 
 
+def _refresh(
+    browser: httpx.Client, refresh_token: object, scope: str | None = None
+) -> httpx.Response:
+    data = {"grant_type": "refresh_token", "refresh_token": str(refresh_token)}
+    data["client_id"] = "demo-app"  # a public client names itself
+    if scope is not None:
+        data["scope"] = scope
+    return browser.post("/auth/token", data=data)
+
+
 def test_discovery_smart_configuration_lists_spec_fields(
     smart_server: LiveServer, browser: httpx.Client
 ) -> None:
@@ -89,47 +99,19 @@ def test_refresh_rotates_and_reuse_revokes_the_grant(
     smart_server: LiveServer, browser: httpx.Client
 ) -> None:
     token = _login(smart_server, browser, PATIENT_SCOPE)
-    first = browser.post(
-        "/auth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token["refresh_token"],
-            "client_id": "demo-app",
-        },
-    )
+    first = _refresh(browser, token["refresh_token"])
     assert first.status_code == 200, first.text
     rotated = first.json()
     assert rotated["refresh_token"] != token["refresh_token"]
-    narrower = browser.post(
-        "/auth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": rotated["refresh_token"],
-            "client_id": "demo-app",
-            "scope": "patient/Appointment.rs offline_access",
-        },
+    narrower = _refresh(
+        browser, rotated["refresh_token"], scope="patient/Appointment.rs offline_access"
     )
     assert narrower.status_code == 200, narrower.text
     assert narrower.json()["scope"] == "offline_access patient/Appointment.rs"
-    wider = browser.post(
-        "/auth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": narrower.json()["refresh_token"],
-            "client_id": "demo-app",
-            "scope": "user/*.cruds",
-        },
-    )
+    wider = _refresh(browser, narrower.json()["refresh_token"], scope="user/*.cruds")
     assert wider.status_code == 400
     assert wider.json()["error"] == "invalid_scope"
-    replay = browser.post(
-        "/auth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token["refresh_token"],
-            "client_id": "demo-app",
-        },
-    )
+    replay = _refresh(browser, token["refresh_token"])
     assert replay.status_code == 400
     assert replay.json()["error"] == "invalid_grant"
     auth = {"Authorization": f"Bearer {rotated['access_token']}"}
