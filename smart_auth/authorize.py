@@ -6,10 +6,11 @@ consent (SMART App Launch 2.2 `app-launch.html` §§ "Obtain authorization code"
    400 page, never a redirect. Other faults redirect back with `error` (`invalid_request` for
    a missing `state`, missing or non-S256 PKCE; `invalid_scope`; `unsupported_response_type`).
 2. An EHR launch's `launch` id is taken (single use) for its context.
-3. The user signs in (Argon2 password check; after 5 failures in 15 minutes the username is
-   locked for the rest of the window), picks a patient when `launch/patient` has none, and
-   approves the scopes, all or some (unchecking one leaves it out of the grant; none, or
-   Deny, answers `access_denied`); then the browser is sent to `redirect_uri?code=...&state=...`.
+3. The user signs in (`Registry.sign_in`: Argon2 password check; after 5 failures in 15
+   minutes the username is locked for the rest of the window), picks a patient when
+   `launch/patient` has none, and approves the scopes, all or some (unchecking one leaves it
+   out of the grant; none, or Deny, answers `access_denied`); then the browser is sent to
+   `redirect_uri?code=...&state=...`.
 
 Between steps the authorization waits in a record (kind `authz`, 10 minutes) named by a
 256-bit transaction id carried in the forms.
@@ -27,15 +28,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from fhir_server.search.parse import SearchContext, parse_condition
 from fhir_server.search.query import StoreQuery
 from fhir_server.storage.base import ResourceStore
-from resources.fhir_dates import now_us
 from smart_auth import pages
 from smart_auth.grants import Grant, PendingCode, new_token
-from smart_auth.registry import Client, verify_secret
+from smart_auth.registry import Client, LoginLocked
 from smart_auth.scopes import ScopeSet
 from smart_auth.server import AuthServer
 
-MAX_FAILURES = 5
-LOCK_SECONDS = 900
 NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 AUTH_PARAMS = (
     "response_type",
@@ -110,7 +108,9 @@ class Authorize:
         if not granted.resources and not granted.others:
             return fail("invalid_scope", "None of the requested scopes is allowed for this app")
         context: dict[str, Any] = {}
-        if params.get("launch"):
+        if params.get("launch"):  # an EHR launch: the `launch` scope goes with it
+            if "launch" not in client.scope.split():
+                return fail("invalid_scope", "This app is not registered for EHR launch")
             if not granted.has("launch"):
                 granted = ScopeSet(granted.resources, (*granted.others, "launch"))
             launch = await self.server.grants.take_launch(params["launch"])
@@ -169,23 +169,17 @@ class Authorize:
     ) -> Response:
         name = client.name or client.client_id
         username = params.get("username", "")
-        store = self.server.grants.store
-        failures = await store.get_record("login-failures", username) or {"count": 0}
-        if failures["count"] >= MAX_FAILURES:
+        try:
+            user = await self.server.registry.sign_in(username, params.get("password", ""))
+        except LoginLocked:
             await self.server.record("login-locked", username=username, client_id=client.client_id)
             return _html(
                 pages.login_page(txn, name, "Too many failed sign-ins: try again in 15 minutes."),
                 429,
             )
-        user = await self.server.registry.user(username)
-        if user is None or not verify_secret(user.password_hash, params.get("password", "")):
-            failures["count"] += 1
-            await store.put_record(
-                "login-failures", username, failures, now_us() + LOCK_SECONDS * 1_000_000
-            )
+        if user is None:
             await self.server.record("login-failed", username=username, client_id=client.client_id)
             return _html(pages.login_page(txn, name, "Wrong username or password."), 401)
-        await store.delete_record("login-failures", username)
         await self.server.record(
             "login", username=username, user=user.fhir_user, client_id=client.client_id
         )

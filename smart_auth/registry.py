@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from fhir_server.storage.base import RecordStore
+from resources.fhir_dates import now_us
 
 ClientType = Literal["public", "confidential-symmetric", "confidential-asymmetric", "backend"]
 CLIENT_TYPES: tuple[ClientType, ...] = (
@@ -30,6 +32,19 @@ CLIENT_TYPES: tuple[ClientType, ...] = (
     "backend",
 )
 _HASHER = PasswordHasher()
+MAX_FAILURES = 5
+LOCK_SECONDS = 900
+
+
+class LoginLocked(Exception):
+    """Too many failed sign-ins for this username: locked until the window lapses."""
+
+
+@cache
+def _absent_user_hash() -> str:
+    """A hash to check passwords of unknown usernames against, so that they take as long as
+    known ones (no username enumeration by timing)."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 def hash_secret(secret: str) -> str:
@@ -145,6 +160,28 @@ class Registry:
     async def save_user(self, user: User) -> None:
         """Add or replace a user."""
         await self.store.put_record("user", user.username, user.to_dict())
+
+    async def sign_in(self, username: str, password: str) -> User | None:
+        """The user if `password` is theirs, else None (the failure is counted).
+
+        After MAX_FAILURES failures within LOCK_SECONDS of each other the username is
+        locked for the rest of that window, whatever password is sent (login throttling).
+
+        Raises:
+            LoginLocked: the username is locked.
+        """
+        failures = await self.store.get_record("login-failures", username) or {"count": 0}
+        if failures["count"] >= MAX_FAILURES:
+            raise LoginLocked(username)
+        user = await self.user(username)
+        hashed = user.password_hash if user is not None else _absent_user_hash()
+        if not verify_secret(hashed, password) or user is None:
+            failures["count"] += 1
+            expires = now_us() + LOCK_SECONDS * 1_000_000
+            await self.store.put_record("login-failures", username, failures, expires)
+            return None
+        await self.store.delete_record("login-failures", username)
+        return user
 
     async def users(self) -> list[User]:
         """Every user, by username."""

@@ -117,17 +117,11 @@ class TokenEndpoint:
             await self.server.grants.revoke(grant.id)
             raise OAuthError("invalid_grant", "The refresh token was issued to another client")
         asked = form.get("scope")
-        if asked:
-            original = ScopeSet.parse(grant.scope)
+        if asked:  # RFC 6749 §6: this access token only; the grant keeps its scope
             wanted = ScopeSet.parse(asked)
-            narrowed = wanted.within(original)
-            if (
-                len(narrowed.resources) + len(narrowed.others)
-                < len(wanted.resources) + len(wanted.others)
-                or wanted.unknown
-            ):
+            if wanted.within(ScopeSet.parse(grant.scope)) != wanted:
                 raise OAuthError("invalid_scope", "A refresh may narrow the scope, never widen it")
-            grant.scope = str(narrowed)
+            grant.scope = str(wanted)
         await self.server.record(
             "token-refreshed",
             client_id=client.client_id,

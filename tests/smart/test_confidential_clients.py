@@ -132,3 +132,13 @@ def test_asymmetric_client_authenticates_with_private_key_jwt(
     )
     assert signed.status_code == 200, signed.text
     assert signed.json()["scope"]
+
+
+def test_ehr_launch_refused_for_an_app_not_registered_for_launch(
+    smart_server: LiveServer, browser: httpx.Client, secret: str
+) -> None:
+    _, challenge = pkce_pair()
+    app = App("portal", CALLBACK, smart_server.base_url)
+    response = browser.get(app.authorize_url(SCOPE, challenge=challenge, launch="any"))
+    assert response.status_code == 302
+    assert query_of(response.headers["location"])["error"] == "invalid_scope"
