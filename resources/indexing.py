@@ -310,32 +310,77 @@ def extract_index(resource: dict[str, Any], default_tz: str = "UTC") -> Resource
     resource_id = resource.get("id")
     if isinstance(resource_id, str):
         compartments.update(f"{kind}/{resource_id}" for kind in plan.own_compartments)
-    contained = {
+    contained = _contained_types(resource)
+    memo: dict[str, list[Any]] = {}
+    for param in plan.params:
+        param_entries = _param_entries(param, resource, memo, contained, default_tz)
+        if not param_entries:
+            continue
+        entries.extend(param_entries)
+        sort_keys.append(_sort_key(param.code, param_entries))
+        compartments.update(_compartment_refs(param, param_entries))
+    return ResourceIndex(
+        entries=tuple(entries), sort_keys=tuple(sort_keys), compartments=tuple(sorted(compartments))
+    )
+
+
+def compartments_of(resource: dict[str, Any], default_tz: str = "UTC") -> tuple[str, ...]:
+    """The compartments a resource is in, as `extract_index(...).compartments` gives them,
+    evaluating only the parameters that place it in one (access checks of single resources:
+    a fraction of a whole extraction).
+
+    Raises:
+        ValueError: `default_tz` is not a known IANA zone.
+    """
+    check_zone(default_tz)
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str):
+        return ()
+    plan = _plan(resource_type)
+    compartments: set[str] = set()
+    resource_id = resource.get("id")
+    if isinstance(resource_id, str):
+        compartments.update(f"{kind}/{resource_id}" for kind in plan.own_compartments)
+    contained = _contained_types(resource)
+    memo: dict[str, list[Any]] = {}
+    for param in plan.params:
+        if param.compartments:
+            entries = _param_entries(param, resource, memo, contained, default_tz)
+            compartments.update(_compartment_refs(param, entries))
+    return tuple(sorted(compartments))
+
+
+def _contained_types(resource: dict[str, Any]) -> dict[Any, Any]:
+    """`{id: resourceType}` of the contained resources (for `resolve() is Type`)."""
+    return {
         item.get("id"): item.get("resourceType")
         for item in resource.get("contained", ())
         if isinstance(item, dict)
     }
-    memo: dict[str, list[Any]] = {}
-    for param in plan.params:
-        convert = CONVERTERS[param.type]
-        found: dict[IndexEntry, None] = {}
-        for value, resolve_type in _values(param, resource, memo):
-            for entry in convert(param.code, value, default_tz):
-                if resolve_type is None or reference_target(entry, value, contained) == (
-                    resolve_type
-                ):
-                    found[entry] = None
-        if not found:
-            continue
-        param_entries = list(found)
-        entries.extend(param_entries)
-        sort_keys.append(_sort_key(param.code, param_entries))
-        for kind in param.compartments:
-            compartments.update(
-                f"{kind}/{entry.ref_id}"
-                for entry in param_entries
-                if isinstance(entry, ReferenceEntry) and entry.ref_type == kind and entry.ref_id
-            )
-    return ResourceIndex(
-        entries=tuple(entries), sort_keys=tuple(sort_keys), compartments=tuple(sorted(compartments))
-    )
+
+
+def _param_entries(
+    param: _ParamPlan,
+    resource: dict[str, Any],
+    memo: dict[str, list[Any]],
+    contained: dict[Any, Any],
+    default_tz: str,
+) -> list[IndexEntry]:
+    """The deduplicated index entries of one parameter of `resource`, in order."""
+    convert = CONVERTERS[param.type]
+    found: dict[IndexEntry, None] = {}
+    for value, resolve_type in _values(param, resource, memo):
+        for entry in convert(param.code, value, default_tz):
+            if resolve_type is None or reference_target(entry, value, contained) == resolve_type:
+                found[entry] = None
+    return list(found)
+
+
+def _compartment_refs(param: _ParamPlan, entries: list[IndexEntry]) -> set[str]:
+    """The compartments (`Patient/1`) the parameter's reference entries place a resource in."""
+    return {
+        f"{kind}/{entry.ref_id}"
+        for kind in param.compartments
+        for entry in entries
+        if isinstance(entry, ReferenceEntry) and entry.ref_type == kind and entry.ref_id
+    }

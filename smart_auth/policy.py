@@ -35,7 +35,7 @@ from fhir_server.search.query import (
 )
 from fhir_server.storage.base import ResourceStore, StoredResource, WriteOp
 from resources.errors import Forbidden, Invalid
-from resources.indexing import extract_index
+from resources.indexing import compartments_of
 from resources.search_parameters import compartment_params
 from smart_auth.scopes import ResourceScope, ScopeSet
 
@@ -194,8 +194,9 @@ class ScopePolicy:
             return resource.id == patient
         if resource.content is None:
             return False
-        index = extract_index(orjson.loads(resource.content), self.default_tz)
-        return f"Patient/{patient}" in index.compartments
+        return f"Patient/{patient}" in compartments_of(
+            orjson.loads(resource.content), self.default_tz
+        )
 
     # -- writes -----------------------------------------------------------------------------
 

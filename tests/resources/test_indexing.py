@@ -28,7 +28,12 @@ from resources.index_values import (
     TokenEntry,
     UriEntry,
 )
-from resources.indexing import UNSUPPORTED_EXPRESSIONS, extract_index, normalize_string
+from resources.indexing import (
+    UNSUPPORTED_EXPRESSIONS,
+    compartments_of,
+    extract_index,
+    normalize_string,
+)
 from resources.search_parameters import SearchParamDef, search_params
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -728,6 +733,19 @@ def test_extract_every_hl7_example_without_error() -> None:
     assert len(resources) > 92
     assert _check_all(resources) == []
     assert sorted(UNSUPPORTED_EXPRESSIONS) == []
+
+
+@pytest.mark.shared_data
+def test_compartments_of_every_hl7_example_equals_the_full_extraction() -> None:
+    resources = []
+    for path in sorted((shared_data() / "hl7-r4" / "examples").glob("*.json")):
+        resource = json.loads(path.read_text())
+        resources.append(resource)
+        resources.extend(e["resource"] for e in resource.get("entry", ()) if "resource" in e)
+    in_some = [r for r in resources if extract_index(r).compartments]
+    assert len(in_some) > 20
+    for resource in resources:
+        assert compartments_of(resource) == extract_index(resource).compartments, resource["id"]
 
 
 @pytest.mark.shared_data
