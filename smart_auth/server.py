@@ -240,9 +240,10 @@ class AuthServer:
 
 
 def invalid_token(reason: str) -> Unauthorized:
-    """401 `login` with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1)."""
+    """401 `login` with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1); the
+    reason goes into the OperationOutcome, the header carries only what its syntax allows."""
     return Unauthorized(
         f"The access token is not valid: {reason}",
         code="login",
-        headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{reason}"'},
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
     )
