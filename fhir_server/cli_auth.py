@@ -37,7 +37,7 @@ from rich.console import Console
 from fhir_server.app import build_auth_server
 from fhir_server.config import Settings
 from fhir_server.storage.factory import open_store
-from smart_auth.keys import new_key, rotate_keys
+from smart_auth.keys import new_key, public_jwk, rotate_keys
 from smart_auth.registry import CLIENT_TYPES, Client, User, hash_secret, new_secret
 from smart_auth.scopes import ScopeSet
 from smart_auth.server import AuthServer
@@ -96,8 +96,7 @@ def _jwks(path: Path | None) -> dict[str, Any] | None:
     keys = data.get("keys") if isinstance(data, dict) else None
     if not isinstance(keys, list) or not keys:
         raise typer.BadParameter(f"{path} holds no JWK Set ({{'keys': [...]}})")
-    private = {"d", "p", "q", "dp", "dq", "qi"}
-    return {"keys": [{k: v for k, v in key.items() if k not in private} for key in keys]}
+    return {"keys": [public_jwk(key) for key in keys]}
 
 
 @clients_app.command("add")
@@ -219,11 +218,10 @@ def clients_keygen(
     if alg not in ("RS384", "ES384"):
         raise typer.BadParameter("--alg must be RS384 or ES384")
     key = new_key(alg)
-    public = {k: v for k, v in key.jwk.items() if k not in {"d", "p", "q", "dp", "dq", "qi"}}
     private_path = Path(f"{out}.private.json")
     private_path.touch(mode=0o600)
     private_path.write_bytes(orjson.dumps({"keys": [key.jwk]}))
-    Path(f"{out}.public.json").write_bytes(orjson.dumps({"keys": [public]}))
+    Path(f"{out}.public.json").write_bytes(orjson.dumps({"keys": [public_jwk(key.jwk)]}))
     console.print(f"wrote {private_path} (keep it secret) and {out}.public.json (kid {key.kid})")
 
 

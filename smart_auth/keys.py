@@ -132,6 +132,14 @@ class ServerKeys:
         return {"keys": out}
 
 
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})  # RFC 7518 §6
+
+
+def public_jwk(jwk: dict[str, Any]) -> dict[str, Any]:
+    """A JWK without its private members (what a client registers, what may be published)."""
+    return {name: value for name, value in jwk.items() if name not in PRIVATE_MEMBERS}
+
+
 def _import(jwk: dict[str, Any]) -> RSAKey | ECKey:
     if jwk["kty"] == "RSA":
         return RSAKey.import_key(jwk)
