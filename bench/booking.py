@@ -242,7 +242,9 @@ async def find_latency(
 async def run(
     base: str, db: Path | None, monday: dt.date, seconds: float, pid: int, token: str
 ) -> None:
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    # idle connections are dropped well before uvicorn's 5 s keep-alive closes them: with
+    # httpx's default of 5 s too, a request could go out on a connection the server was closing
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=2.0)
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(
         base_url=base, timeout=60, limits=limits, headers=headers
