@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fhir_server.interactions import Operation
+from fhir_server.messages import Operation
 from resources.search_parameters import search_params
 from resources.types import RESOURCE_TYPES
 

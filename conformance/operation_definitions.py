@@ -5,21 +5,20 @@ Scheduling operations (`appointment-find`, `appointment-hold`, `appointment-book
 registered here too, with the IHE parameter names. Each definition is kept with its canonical
 `url` under `DEFAULT_ROOT`; `get`/`all` re-root it under the server's configured canonical base
 (`Settings.extension_base` without its `/StructureDefinition`), so one server names them
-consistently. The server answers `GET [base]/OperationDefinition/{id}` from here without
-storing anything (`reader`, a `Repository` virtual reader; stored definitions with other ids
-keep working), and `with_definitions` makes the CapabilityStatement point to them.
+consistently. The server stores them at start-up (`fhir_server.app.publish_conformance`), so
+`GET [base]/OperationDefinition/{id}` and `OperationDefinition?url=` find them like any
+resource, and `with_definitions` makes the CapabilityStatement point to them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
 
 import orjson
 
-from fhir_server.interactions import Operation
-from fhir_server.repository import VirtualReader
+from fhir_server.messages import Operation
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -28,7 +27,6 @@ __all__ = [
     "by_code",
     "canonical_root",
     "get",
-    "reader",
     "register",
     "with_definitions",
 ]
@@ -94,18 +92,6 @@ def by_code(code: str, extension_base: str | None = None) -> dict[str, Any] | No
         if definition.get("code") == code:
             return get(key, extension_base)
     return None
-
-
-def reader(resources: Iterable[Mapping[str, Any]]) -> VirtualReader:
-    """A `Repository` virtual reader serving fixed resources by id (fresh copies each read),
-    e.g. `all(base)` for OperationDefinition or our extensions' StructureDefinitions."""
-    by_id = {str(r["id"]): orjson.dumps(r) for r in resources}
-
-    async def read(resource_id: str) -> dict[str, Any] | None:
-        content = by_id.get(resource_id)
-        return None if content is None else dict(orjson.loads(content))
-
-    return read
 
 
 def with_definitions(

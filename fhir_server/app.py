@@ -1,9 +1,12 @@
 """The composition root: `create_app(settings)` builds the FastAPI application.
 
-It opens the configured ResourceStore at start-up (creating schema and indexes), wires the
-repository, operations, bundle processor and CapabilityStatement into the interaction
-dispatcher, mounts the FHIR endpoint at `/fhir`, and installs the OperationOutcome error
-handlers. Nothing is built at import time.
+It opens the configured ResourceStore at start-up (creating schema and indexes) and hands it
+to the `RepositoryFactory` — from then on the store is reached only through request-scoped
+repositories (ARCHITECTURE.md "One way in"). It registers the Appointment booking rules and the
+computed resources on the factory, wires operations, the bundle processor and the
+CapabilityStatement into the interaction dispatcher, publishes our conformance resources, mounts
+the FHIR endpoint at `/fhir`, and installs the OperationOutcome error handlers. Nothing is built
+at import time.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from fhir_server.api.errors import (
 from fhir_server.api.fhir_endpoint import FHIR_PREFIX, FhirMount, fhir_endpoint
 from fhir_server.bundles import BundleProcessor
 from fhir_server.config import Settings, get_settings
-from fhir_server.interactions import Interactions, Operation
-from fhir_server.repository import Repository
-from fhir_server.search.parse import SearchContext
+from fhir_server.interactions import Interactions
+from fhir_server.messages import Operation
+from fhir_server.repository import Repository, RepositoryFactory
 from fhir_server.storage.base import ResourceStore
 from fhir_server.storage.factory import open_store
 from operations import (
@@ -47,13 +50,12 @@ from operations import (
     slot_find_slots,
     validate,
 )
-from operations.scheduling.appointments import exclude_proposals
-from operations.scheduling.claims import AppointmentClaims
+from operations.scheduling.appointments import read_proposal
+from operations.scheduling.booking_rules import BookingRules
 from operations.scheduling.extensions import structure_definitions
-from operations.scheduling.holds import run_sweeper, sweep_interval
+from operations.scheduling.holds import SWEEPER, run_sweeper, sweep_interval
 from operations.scheduling.service import SchedulingService
-from resources.errors import FhirError
-from resources.fhir_dates import now_us
+from resources.errors import FhirError, StoreConflict
 from resources.indexing import extract_index
 from resources.validation import validate_resource
 from smart_auth.audit import AuthAudit, denial_recorder
@@ -64,7 +66,6 @@ from smart_auth.routes import auth_routes
 from smart_auth.server import AuthServer, AuthSettings
 
 log = logging.getLogger("fhir_server")
-PURGE_SECONDS = 600.0
 
 
 def default_operations() -> dict[str, Operation]:
@@ -76,23 +77,12 @@ def default_operations() -> dict[str, Operation]:
     return {op.name: op for op in ops}
 
 
-def build_interactions(store: ResourceStore, settings: Settings) -> Interactions:
-    """Wire repository, operations, bundles and capabilities over a started store (the
-    CapabilityStatement announces SMART's `rest.security` when authorization is on)."""
-    context = SearchContext(
-        default_count=settings.default_count,
-        max_count=settings.max_count,
-        default_tz=settings.default_timezone,
-        base_url=settings.base_url,
-    )
-    repository = Repository(store, context)
-    repository.claim_planners["Appointment"] = AppointmentClaims(
-        store, settings.extension_base, settings.default_timezone
-    )
+def build_interactions(settings: Settings) -> Interactions:
+    """Wire operations, bundles and capabilities into the dispatcher (the CapabilityStatement
+    announces SMART's `rest.security` when authorization is on)."""
     operations = operation_definitions.with_definitions(  # registers ours first
         default_operations(), settings.extension_base
     )
-    _wire_scheduling(repository, settings)
     cache: dict[str, dict[str, Any]] = {}
     security = rest_security(settings.base_url) if settings.auth and settings.base_url else None
 
@@ -101,26 +91,36 @@ def build_interactions(store: ResourceStore, settings: Settings) -> Interactions
             cache[base_url] = capability_statement(base_url, operations, security=security)
         return cache[base_url]
 
-    interactions = Interactions(repository, operations, capabilities)
-    interactions.bundle_handler = BundleProcessor(repository, interactions.dispatch)
-    interactions.search_narrowing["Appointment"] = (exclude_proposals(),)  # IHE ITI-118
+    interactions = Interactions(operations, capabilities)
+    interactions.bundle_handler = BundleProcessor(interactions.dispatch)
     return interactions
 
 
-def _wire_scheduling(repository: Repository, settings: Settings) -> None:
-    """The SchedulingService of `repository` (rule-derived Slots readable by id), and our
-    OperationDefinitions and extension StructureDefinitions served by id, never stored."""
-    SchedulingService(
-        repository,
-        hold_seconds=settings.hold_seconds,
-        proposal_seconds=settings.proposal_seconds,
-        extension_base=settings.extension_base,
-        default_tz=settings.default_timezone,
-    ).install(repository)
+def build_repositories(store: ResourceStore, settings: Settings) -> RepositoryFactory:
+    """The repositories of a started store: the Appointment booking rules on every write
+    (SCHEDULING.md "Booking rules on every path"), rule-derived Slots and `$find` proposals
+    readable by id."""
+    factory = RepositoryFactory(store, settings)
+    factory.rules["Appointment"] = BookingRules()
+
+    async def rule_slot(repository: Repository, slot_id: str) -> dict[str, Any] | None:
+        return await SchedulingService(repository).rule_slot(slot_id)
+
+    factory.virtual["Slot"] = rule_slot
+    factory.virtual["Appointment"] = read_proposal
+    return factory
+
+
+async def publish_conformance(repository: Repository, settings: Settings) -> None:
+    """Store our OperationDefinitions and extension StructureDefinitions (identical content
+    makes no new version), so they are read, searched (`OperationDefinition?url=`) and
+    versioned like any resource (R4 conformance-module; SCHEDULING.md "Our own extensions")."""
     base = settings.extension_base
-    readers = repository.virtual_readers
-    readers["OperationDefinition"] = operation_definitions.reader(operation_definitions.all(base))
-    readers["StructureDefinition"] = operation_definitions.reader(structure_definitions(base))
+    for resource in [*operation_definitions.all(base), *structure_definitions(base)]:
+        try:
+            await repository.update(resource["resourceType"], resource["id"], resource)
+        except StoreConflict:  # another worker published it at the same moment
+            continue
 
 
 def _warm_up() -> None:
@@ -142,8 +142,9 @@ async def _guarded(request: Request) -> Response:
         return unexpected_error_response(exc)
 
 
-def build_auth_server(store: ResourceStore, settings: Settings) -> AuthServer:
-    """The SMART authorization server over `store` (keys loaded by `AuthServer.start`)."""
+def build_auth_server(repository: Repository, settings: Settings) -> AuthServer:
+    """The SMART authorization server over a job repository's records (keys loaded by
+    `AuthServer.start`)."""
     if not settings.base_url:
         raise ValueError(
             "Authorization needs the public FHIR base URL: set FHIR_SERVER_BASE_URL "
@@ -156,22 +157,13 @@ def build_auth_server(store: ResourceStore, settings: Settings) -> AuthServer:
         launch_seconds=settings.launch_seconds,
         default_tz=settings.default_timezone,
     )
+    records = repository.records
     return AuthServer(
         auth_settings,
-        Registry(store),
-        Grants(store, auth_settings.code_seconds, auth_settings.refresh_seconds),
-        key_source(settings.signing_keys, store),
+        Registry(records),
+        Grants(records, auth_settings.code_seconds, auth_settings.refresh_seconds),
+        key_source(settings.signing_keys, records),
     )
-
-
-async def _purge_records(store: ResourceStore, every: float = PURGE_SECONDS) -> None:
-    """Delete lapsed authorization records (codes, grants, assertion ids) now and then."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await store.purge_records(now_us())
-        except Exception:  # a failed purge is retried next time; serving goes on
-            log.exception("purging expired authorization records failed")
 
 
 def create_app(settings: Settings | None = None, store: ResourceStore | None = None) -> FastAPI:
@@ -188,7 +180,9 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     """
     settings = settings or get_settings()
     the_store = store or open_store(settings.database_url)
-    auth = build_auth_server(the_store, settings) if settings.auth else None
+    repositories = build_repositories(the_store, settings)
+    auth_repository = repositories.for_job("authorization server", settings.base_url)
+    auth = build_auth_server(auth_repository, settings) if settings.auth else None
     if auth is None:
         log.warning(
             "AUTHORIZATION IS OFF (FHIR_SERVER_AUTH=off): every request is accepted without "
@@ -198,26 +192,18 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_store.start()
-        app.state.store = the_store
-        app.state.interactions = interactions = build_interactions(the_store, settings)
+        app.state.interactions = build_interactions(settings)
+        await publish_conformance(repositories.for_job("start-up"), settings)
+        sweeper = repositories.for_job(SWEEPER, settings.base_url)
         background = [
-            asyncio.create_task(
-                run_sweeper(
-                    interactions.repository,
-                    sweep_interval(settings.hold_seconds),
-                    settings.base_url,
-                )
-            )
+            asyncio.create_task(run_sweeper(sweeper, sweep_interval(settings.hold_seconds)))
         ]
         if auth is not None:
-            audit = AuthAudit(
-                interactions.repository, auth.settings.base_url, settings.extension_base
-            )
+            audit = AuthAudit(auth_repository, auth.settings.base_url, settings.extension_base)
             auth.audit = audit
             await auth.start()
             app.state.authenticate = auth.policy
             app.state.on_denied = denial_recorder(audit)
-            background.append(asyncio.create_task(_purge_records(the_store)))
         _warm_up()
         try:
             yield
@@ -236,6 +222,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
         openapi_url=None,
     )
     app.state.settings = settings
+    app.state.repositories = repositories
     app.state.authenticate = None
     app.state.on_denied = None
     app.state.auth = auth
@@ -249,5 +236,5 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
 
     app.router.routes.append(Route("/", root, methods=["GET"]))
     if auth is not None:
-        app.router.routes.extend(auth_routes(auth, the_store))
+        app.router.routes.extend(auth_routes(auth, auth_repository))
     return app

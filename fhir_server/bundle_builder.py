@@ -9,10 +9,10 @@ from urllib.parse import urlencode
 
 import orjson
 
+from fhir_server.model import StoredResource
+from fhir_server.repository.includes import SearchResult
 from fhir_server.search.cursor import encode_cursor
 from fhir_server.search.query import Cursor, SearchRequest
-from fhir_server.search_service import SearchResult
-from fhir_server.storage.base import StoredResource
 from resources.fhir_dates import format_instant, now_us
 
 Transform = Callable[[StoredResource], Any]

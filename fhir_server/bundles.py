@@ -5,33 +5,33 @@
 * transaction: all or nothing. Entries are processed in FHIR order (DELETE, POST, PUT/PATCH,
   then GET/HEAD); `urn:uuid:` fullUrls of created resources and conditional references
   (`Patient?identifier=...`) are resolved and rewritten in every reference; every write is
-  prepared first and committed by ONE `ResourceStore.apply`, so any failure leaves no trace.
+  prepared by the same repository code as the REST interaction (`Repository.prepare_*`:
+  permissions, conditional matches and their read check, booking rules) and committed by ONE
+  `Repository.apply`, so any failure leaves no trace. Conditional criteria are locked across
+  processes for the whole transaction.
 """
 
 from __future__ import annotations
 
-import contextlib
+import base64
+import binascii
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from fhir_server.access import Permission, require, require_unconfined
-from fhir_server.interactions import FhirRequest, FhirResult
-from fhir_server.repository import Repository, WriteResult, criteria_key
-from fhir_server.storage.base import StoredResource, WriteOp
+import orjson
+
+from fhir_server.interactions import written
+from fhir_server.messages import FhirRequest, FhirResult
+from fhir_server.repository import Prepared, Repository
 from resources.errors import Conflict, FhirError, Invalid, PreconditionFailed, StoreConflict
 from resources.fhir_dates import format_instant
 
-Dispatch = Callable[[FhirRequest], Awaitable[FhirResult]]
+Dispatch = Callable[[FhirRequest, Repository], Awaitable[FhirResult]]
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified"}
-_PERMISSIONS: dict[str, tuple[Permission, str]] = {
-    "POST": ("c", "create"),
-    "PUT": ("u", "update"),
-    "PATCH": ("u", "patch"),
-    "DELETE": ("d", "delete"),
-}
+JSON_PATCH = "application/json-patch+json"
 _CONDITIONAL_REF = re.compile(r"^[A-Z][A-Za-z]+\?.+")
 
 
@@ -89,8 +89,6 @@ def _response_entry(result: FhirResult, base_url: str) -> dict[str, Any]:
     if stored is not None and not stored.deleted:
         entry["fullUrl"] = f"{base_url}/{stored.resource_type}/{stored.id}"
     if result.raw is not None:
-        import orjson
-
         entry["resource"] = orjson.Fragment(result.raw)
     elif result.body is not None:
         if isinstance(result.body, dict) and result.body.get("resourceType") == "OperationOutcome":
@@ -136,16 +134,14 @@ class BundleProcessor:
     """Process batch and transaction Bundles.
 
     Args:
-        repository: for preparing transaction writes.
         dispatch: the interaction dispatcher (batch entries and transaction reads).
     """
 
-    def __init__(self, repository: Repository, dispatch: Dispatch) -> None:
-        self.repository = repository
+    def __init__(self, dispatch: Dispatch) -> None:
         self.dispatch = dispatch
 
-    async def __call__(self, req: FhirRequest) -> FhirResult:
-        """Handle `POST [base]` with a Bundle body."""
+    async def __call__(self, req: FhirRequest, repo: Repository) -> FhirResult:
+        """Handle `POST [base]` with a Bundle body, with the request's repository."""
         bundle = req.body
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise Invalid(
@@ -158,59 +154,56 @@ class BundleProcessor:
                 "Bundle.entry must be an array", code="structure", expression=["Bundle.entry"]
             )
         if kind == "batch":
-            return await self._batch(req, entries)
+            return await self._batch(req, repo, entries)
         if kind == "transaction":
-            return await self._transaction(req, entries)
+            return await self._transaction(req, repo, entries)
         raise Invalid(
             f"Bundle.type {kind!r} cannot be processed; POST a batch or transaction",
             code="invalid",
             expression=["Bundle.type"],
         )
 
-    async def _batch(self, req: FhirRequest, entries: list[Any]) -> FhirResult:
+    async def _batch(self, req: FhirRequest, repo: Repository, entries: list[Any]) -> FhirResult:
         out: list[dict[str, Any]] = []
         for i, entry in enumerate(entries):
             try:
                 method, url = _entry_request(entry, i)
-                result = await self.dispatch(_request_for(entry, method, url, req))
+                result = await self.dispatch(_request_for(entry, method, url, req), repo)
                 out.append(_response_entry(result, req.base_url))
             except FhirError as exc:
                 out.append(_error_entry(exc))
         body = {"resourceType": "Bundle", "type": "batch-response", "entry": out}
         return FhirResult(200, body)
 
-    async def _transaction(self, req: FhirRequest, entries: list[Any]) -> FhirResult:
+    async def _transaction(
+        self, req: FhirRequest, repo: Repository, entries: list[Any]
+    ) -> FhirResult:
         parsed = [(i, *_entry_request(e, i), e) for i, e in enumerate(entries)]
-        mapping = self._assign_ids(parsed)
-        async with contextlib.AsyncExitStack() as locks:
-            for _i, method, url, entry in parsed:
-                if method == "POST" and entry["request"].get("ifNoneExist"):
-                    rtype = url.split("?")[0].strip("/")
-                    key = criteria_key(rtype, entry["request"]["ifNoneExist"])
-                    await locks.enter_async_context(self.repository.store.lock(key))
-            await self._resolve_conditional_references(entries, mapping)
-            results: dict[int, FhirResult] = {}
-            ops: list[WriteOp] = []
+        mapping = _assign_ids(parsed, repo)
+        results: dict[int, FhirResult] = {}
+        async with repo.criteria_locks(_criteria(parsed, req.base_url)):
+            await _resolve_conditional_references(repo, entries, mapping)
+            prepared: list[Prepared] = []
             touched: set[str] = set()
             for i, method, url, entry in sorted(parsed, key=lambda p: (ORDER[p[1]], p[0])):
                 if method in ("GET", "HEAD"):
                     continue
                 try:
-                    op, result = await self._prepare(req, method, url, entry, mapping)
+                    write = await _prepare(req, repo, method, url, entry, mapping)
                 except FhirError as exc:
                     raise _entry_error(exc, i) from exc
-                if op is not None:
-                    key = f"{op.version.resource_type}/{op.version.id}"
+                if write.op is not None:
+                    key = f"{write.op.version.resource_type}/{write.op.version.id}"
                     if key in touched:
                         raise Invalid(
                             f"{key} appears more than once in the transaction",
                             expression=[f"Bundle.entry[{i}]"],
                         )
                     touched.add(key)
-                    ops.append(op)
-                results[i] = result
+                    prepared.append(write)
+                results[i] = _entry_result(req, method, write)
             try:
-                await self.repository.apply(ops)
+                await repo.apply(prepared)
             except StoreConflict as exc:
                 raise Conflict(
                     f"The transaction conflicts with a concurrent change ({exc.key}); nothing "
@@ -219,169 +212,148 @@ class BundleProcessor:
         for i, method, url, entry in parsed:
             if method in ("GET", "HEAD"):
                 try:
-                    results[i] = await self.dispatch(_request_for(entry, "GET", url, req))
+                    results[i] = await self.dispatch(_request_for(entry, "GET", url, req), repo)
                 except FhirError as exc:
                     raise _entry_error(exc, i) from exc
         out = [_response_entry(results[i], req.base_url) for i in range(len(parsed))]
         body = {"resourceType": "Bundle", "type": "transaction-response", "entry": out}
         return FhirResult(200, body)
 
-    def _assign_ids(self, parsed: list[tuple[int, str, str, Any]]) -> dict[str, str]:
-        """Give every POSTed entry its server id now, so `urn:uuid` references resolve."""
-        mapping: dict[str, str] = {}
-        for i, method, url, entry in parsed:
-            full = entry.get("fullUrl")
-            if method == "PUT" and isinstance(full, str) and full.startswith("urn:"):
-                path = url.split("?")[0].strip("/")
-                if path.count("/") == 1:
-                    mapping[full] = path
-            if method != "POST":
-                continue
-            resource = entry.get("resource")
-            if not isinstance(resource, dict):
-                raise Invalid(
-                    f"Bundle.entry[{i}] POST needs a resource",
-                    code="required",
-                    expression=[f"Bundle.entry[{i}].resource"],
-                )
-            rtype = url.split("?")[0].strip("/")
-            new_id = self.repository.new_id()
-            entry["_assigned_id"] = new_id
-            full = entry.get("fullUrl")
-            if isinstance(full, str) and full:
-                mapping[full] = f"{rtype}/{new_id}"
-        return mapping
 
-    async def _resolve_conditional_references(
-        self, entries: list[Any], mapping: dict[str, str]
-    ) -> None:
-        refs: set[str] = set()
-        for entry in entries:
-            _collect_references(entry.get("resource"), refs)
-        for ref in sorted(refs):
-            if ref in mapping or not _CONDITIONAL_REF.match(ref):
-                continue
-            rtype, criteria = ref.split("?", 1)
-            matches = await self.repository.find(rtype, criteria)
-            if len(matches) != 1:
-                raise PreconditionFailed(
-                    f"Conditional reference {ref!r} matches {len(matches)} resources; "
-                    "it must match exactly one",
-                    code="not-found" if not matches else "multiple-matches",
-                )
-            mapping[ref] = f"{rtype}/{matches[0].id}"
+def _criteria(parsed: list[tuple[int, str, str, Any]], base_url: str) -> list[tuple[str, str]]:
+    """The conditional criteria of a transaction's writes, `(type, criteria)`, to lock."""
+    out: list[tuple[str, str]] = []
+    for _i, method, url, entry in parsed:
+        path, query = _split_url(url, base_url)
+        if method == "POST" and entry["request"].get("ifNoneExist"):
+            out.append((path, str(entry["request"]["ifNoneExist"])))
+        elif method in ("PUT", "DELETE") and query and "/" not in path:
+            out.append((path, urlencode(query)))
+    return out
 
-    async def _prepare(
-        self,
-        req: FhirRequest,
-        method: str,
-        url: str,
-        entry: dict[str, Any],
-        mapping: dict[str, str],
-    ) -> tuple[WriteOp | None, FhirResult]:
-        """Prepare one write entry: its WriteOp (None when nothing is written) and result."""
-        path, query = _split_url(url, req.base_url)
-        parts = path.split("/")
+
+def _assign_ids(parsed: list[tuple[int, str, str, Any]], repo: Repository) -> dict[str, str]:
+    """Give every POSTed entry its server id now, so `urn:uuid` references resolve."""
+    mapping: dict[str, str] = {}
+    for i, method, url, entry in parsed:
+        full = entry.get("fullUrl")
+        if method == "PUT" and isinstance(full, str) and full.startswith("urn:"):
+            path = url.split("?")[0].strip("/")
+            if path.count("/") == 1:
+                mapping[full] = path
+        if method != "POST":
+            continue
         resource = entry.get("resource")
-        if isinstance(resource, dict):
-            resource = _rewrite_references(resource, mapping)
-        if parts and parts[0]:  # the entry's own permission, as over REST
-            permission, interaction = _PERMISSIONS[method]
-            require(parts[0], permission, interaction)
-            if len(parts) == 1 and method != "POST":
-                require_unconfined(parts[0], f"conditional-{interaction}")
-        if method == "POST":
-            return await self._prepare_create(req, url, parts, resource, entry)
-        if method in ("PUT", "PATCH"):
-            return await self._prepare_update(req, method, url, parts, query, resource, entry)
-        return await self._prepare_delete(url, parts, query, entry)
+        if not isinstance(resource, dict):
+            raise Invalid(
+                f"Bundle.entry[{i}] POST needs a resource",
+                code="required",
+                expression=[f"Bundle.entry[{i}].resource"],
+            )
+        rtype = url.split("?")[0].strip("/")
+        new_id = repo.new_id()
+        entry["_assigned_id"] = new_id
+        if isinstance(full, str) and full:
+            mapping[full] = f"{rtype}/{new_id}"
+    return mapping
 
-    async def _prepare_create(
-        self,
-        req: FhirRequest,
-        url: str,
-        parts: list[str],
-        resource: Any,
-        entry: dict[str, Any],
-    ) -> tuple[WriteOp | None, FhirResult]:
-        repo = self.repository
+
+async def _resolve_conditional_references(
+    repo: Repository, entries: list[Any], mapping: dict[str, str]
+) -> None:
+    """Resolve `Type?criteria` references to the one match the caller may see (R4
+    http.html#trules "conditional references").
+
+    Raises:
+        PreconditionFailed: (412) no match or several.
+        Forbidden: (403) the match is outside what the caller may see.
+    """
+    refs: set[str] = set()
+    for entry in entries:
+        _collect_references(entry.get("resource"), refs)
+    for ref in sorted(refs):
+        if ref in mapping or not _CONDITIONAL_REF.match(ref):
+            continue
+        rtype, criteria = ref.split("?", 1)
+        matches = await repo.find(rtype, criteria)
+        if len(matches) != 1:
+            raise PreconditionFailed(
+                f"Conditional reference {ref!r} matches {len(matches)} resources; "
+                "it must match exactly one",
+                code="not-found" if not matches else "multiple-matches",
+            )
+        await repo.check_read(matches[0])
+        mapping[ref] = f"{rtype}/{matches[0].id}"
+
+
+async def _prepare(
+    req: FhirRequest,
+    repo: Repository,
+    method: str,
+    url: str,
+    entry: dict[str, Any],
+    mapping: dict[str, str],
+) -> Prepared:
+    """Prepare one write entry with the same repository code as its REST interaction."""
+    path, query = _split_url(url, req.base_url)
+    parts = path.split("/")
+    resource = entry.get("resource")
+    if isinstance(resource, dict):
+        resource = _rewrite_references(resource, mapping)
+    request = entry["request"]
+    if method == "POST":
         if len(parts) != 1:
             raise Invalid(f"POST url {url!r} must be a resource type")
         if not isinstance(resource, dict) or resource.get("resourceType") != parts[0]:
             raise Invalid(
                 f"The resource does not match the POST url {url!r}", expression=["resourceType"]
             )
-        criteria = entry["request"].get("ifNoneExist")
-        if criteria:
-            match = await repo.find_one(parts[0], criteria)
-            if match is not None:
-                return None, _result(req, WriteResult(match, "found"), 200)
-        op = await repo.prepare_create(resource, id=entry["_assigned_id"])
-        return op, _result(req, WriteResult(op.version, "created"), 201)
-
-    async def _prepare_update(
-        self,
-        req: FhirRequest,
-        method: str,
-        url: str,
-        parts: list[str],
-        query: list[tuple[str, str]],
-        resource: Any,
-        entry: dict[str, Any],
-    ) -> tuple[WriteOp | None, FhirResult]:
-        repo = self.repository
-        if len(parts) == 1 and query and method == "PUT":
-            if not isinstance(resource, dict):
-                raise Invalid("PUT needs a resource")
-            match = await repo.find_one(parts[0], _criteria(query))
-            target = match.id if match else (resource.get("id") or repo.new_id())
-            parts = [parts[0], str(target)]
-            resource = {**resource, "id": target}
+        return await repo.prepare_create(
+            resource, if_none_exist=request.get("ifNoneExist"), id=entry["_assigned_id"]
+        )
+    if method == "PATCH":
         if len(parts) != 2:
-            raise Invalid(f"{method} url {url!r} must be Type/id or Type?criteria")
-        if method == "PATCH":
-            current = await repo.read(parts[0], parts[1])
-            resource = repo.patched(current, entry.get("resource"), parts[0], parts[1])
+            raise Invalid(f"PATCH url {url!r} must be Type/id")
+        patch = _patch_document(entry.get("resource"))
+        return await repo.prepare_patch(parts[0], parts[1], patch, if_match=request.get("ifMatch"))
+    if method == "PUT":
         if not isinstance(resource, dict):
-            raise Invalid(f"{method} needs a resource")
-        op, before = await repo.prepare_update(
-            parts[0], parts[1], resource, if_match=entry["request"].get("ifMatch"), method=method
-        )
-        if op is None:
-            assert before is not None
-            return None, _result(req, WriteResult(before, "unchanged"), 200)
-        created = before is None or before.deleted
-        outcome = WriteResult(op.version, "created" if created else "updated")
-        return op, _result(req, outcome, 201 if created else 200)
-
-    async def _prepare_delete(
-        self, url: str, parts: list[str], query: list[tuple[str, str]], entry: dict[str, Any]
-    ) -> tuple[WriteOp | None, FhirResult]:
-        repo = self.repository
+            raise Invalid("PUT needs a resource", expression=["Bundle.entry.resource"])
         if len(parts) == 1 and query:
-            match = await repo.find_one(parts[0], _criteria(query))
-            if match is None:
-                return None, FhirResult(204)
-            parts = [parts[0], match.id]
+            return await repo.prepare_conditional_update(parts[0], urlencode(query), resource)
         if len(parts) != 2:
-            raise Invalid(f"DELETE url {url!r} must be Type/id or Type?criteria")
-        op, _current = await repo.prepare_delete(
-            parts[0], parts[1], if_match=entry["request"].get("ifMatch")
+            raise Invalid(f"PUT url {url!r} must be Type/id or Type?criteria")
+        return await repo.prepare_update(
+            parts[0], parts[1], resource, if_match=request.get("ifMatch")
         )
-        return op, FhirResult(204, stored=op.version if op else None)
+    if len(parts) == 1 and query:
+        return await repo.prepare_conditional_delete(parts[0], urlencode(query))
+    if len(parts) != 2:
+        raise Invalid(f"DELETE url {url!r} must be Type/id or Type?criteria")
+    return await repo.prepare_delete(parts[0], parts[1], if_match=request.get("ifMatch"))
 
 
-def _criteria(query: list[tuple[str, str]]) -> str:
-    return urlencode(query)
+def _patch_document(resource: Any) -> Any:
+    """The JSON Patch of a PATCH entry: a `Binary` with `contentType`
+    `application/json-patch+json` and base64 `data` (R4 http.html#patch in a transaction), or
+    the patch array itself."""
+    if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
+        if resource.get("contentType") != JSON_PATCH:
+            raise Invalid(f"A PATCH entry's Binary must have contentType {JSON_PATCH}")
+        try:
+            return orjson.loads(base64.b64decode(str(resource.get("data", "")), validate=True))
+        except (binascii.Error, orjson.JSONDecodeError) as exc:
+            raise Invalid(f"The PATCH entry's Binary data is not a JSON Patch: {exc}") from exc
+    return resource
 
 
-def _result(req: FhirRequest, result: WriteResult, status: int) -> FhirResult:
-    stored: StoredResource = result.stored
-    location = f"{req.base_url}/{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
-    out = FhirResult(status, stored=stored, location=location)
-    if req.prefer_return != "minimal":
-        out.raw = stored.content
-    return out
+def _entry_result(req: FhirRequest, method: str, write: Prepared) -> FhirResult:
+    """The response of one write entry (201 for a creation, 204 for a deletion)."""
+    if method == "DELETE":
+        return FhirResult(204, stored=write.op.version if write.op else None)
+    assert write.result is not None
+    status = 201 if write.result.outcome == "created" else 200
+    return written(req, write.result, status)
 
 
 def _entry_error(exc: FhirError, index: int) -> FhirError:

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from fhir_server.app import build_interactions
+from fhir_server.app import build_interactions, build_repositories
 from fhir_server.bundles import BundleProcessor
 from fhir_server.cli_auth import DEFAULT_BASE_URL, register
 from fhir_server.config import Settings
@@ -32,6 +32,8 @@ from fhir_server.demo_access import (
     register_demo_access,
 )
 from fhir_server.loader import Item, Loader, LoadReport, iter_files
+from fhir_server.repository import Repository
+from fhir_server.search.query import StoreQuery
 from fhir_server.storage.base import ResourceStore
 from fhir_server.storage.factory import open_store
 
@@ -55,17 +57,23 @@ def _settings(database_url: str | None) -> Settings:
     return settings
 
 
+def _loader(store: ResourceStore, settings: Settings, job: str) -> tuple[Repository, Loader]:
+    """A job repository over a started store and a Loader writing through it."""
+    repository = build_repositories(store, settings).for_job(job, settings.base_url)
+    bundles = build_interactions(settings).bundle_handler
+    assert isinstance(bundles, BundleProcessor)
+    return repository, Loader(repository, bundles, settings.base_url)
+
+
 async def load_into(
     store: ResourceStore,
     settings: Settings,
     paths: list[Path],
     show_progress: bool = False,
 ) -> LoadReport:
-    """Load `paths` into a started store with a progress bar; the engine of `fhir-server load`."""
-    interactions = build_interactions(store, settings)
-    bundles = interactions.bundle_handler
-    assert isinstance(bundles, BundleProcessor)
-    loader = Loader(interactions.repository, bundles, settings.base_url)
+    """Load `paths` into a started store with a progress bar; the engine of `fhir-server load`
+    (a job repository named `fhir-server load`: every write rule applies, as over REST)."""
+    _, loader = _loader(store, settings, "fhir-server load")
     files = list(iter_files(paths))
     with Progress(
         TextColumn("[bold]loading"),
@@ -99,13 +107,10 @@ async def _load_demo(settings: Settings) -> int:
     store = open_store(settings.database_url)
     await store.start()
     try:
-        interactions = build_interactions(store, settings)
-        existing = [r async for r in store.iter_all("Organization")]
-        if existing:
+        repository, loader = _loader(store, settings, "fhir-server demo")
+        existing = await repository.lookup.search(StoreQuery("Organization", (), count=1))
+        if existing.resources:
             return 0
-        bundles = interactions.bundle_handler
-        assert isinstance(bundles, BundleProcessor)
-        loader = Loader(interactions.repository, bundles)
         report = LoadReport()
         for resource in demo_clinic(dt.date.today()):
             await loader.load_item(Item("demo", resource), report)
@@ -113,7 +118,7 @@ async def _load_demo(settings: Settings) -> int:
             console.print(
                 f"[red]demo resource rejected[/red] {orjson.dumps(rejection.outcome).decode()}"
             )
-        await register_demo_access(store)
+        await register_demo_access(repository.records)
         return report.loaded
     finally:
         await store.close()

@@ -34,7 +34,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from rich.console import Console
 
-from fhir_server.app import build_auth_server
+from fhir_server.app import build_auth_server, build_repositories
 from fhir_server.config import Settings
 from fhir_server.storage.factory import open_store
 from smart_auth.keys import new_key, public_jwk, rotate_keys
@@ -72,7 +72,8 @@ async def opened(settings: Settings) -> AsyncIterator[AuthServer]:
     store = open_store(settings.database_url)
     await store.start()
     try:
-        server = build_auth_server(store, settings)
+        repository = build_repositories(store, settings).for_job("fhir-server cli")
+        server = build_auth_server(repository, settings)
         await server.start()
         yield server
     finally:

@@ -10,7 +10,7 @@ These passwords are public: the demo is for a developer's own machine.
 
 from __future__ import annotations
 
-from fhir_server.storage.base import ResourceStore
+from fhir_server.model import RecordStore
 from smart_auth.registry import Client, Registry, User, hash_secret
 from smart_auth.scopes import ScopeSet
 
@@ -26,9 +26,9 @@ DEMO_LOGINS = (
 )
 
 
-async def register_demo_access(store: ResourceStore) -> None:
+async def register_demo_access(records: RecordStore) -> None:
     """Register the demo client and users unless they already exist (idempotent)."""
-    registry = Registry(store)
+    registry = Registry(records)
     if await registry.client(DEMO_CLIENT_ID) is None:
         await registry.save_client(
             Client(

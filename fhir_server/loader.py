@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from fhir_server.bundles import BundleProcessor
-from fhir_server.interactions import FhirRequest
+from fhir_server.messages import FhirRequest
 from fhir_server.repository import Repository
 from resources.errors import FhirError, Invalid, Issue, operation_outcome
 
@@ -86,7 +86,7 @@ class Loader:
     """Load items into a repository, counting outcomes.
 
     Args:
-        repository: where to write.
+        repository: where to write (a job repository: every write rule applies).
         bundles: processor for transaction/batch Bundles.
         base_url: base URL used for Bundle processing links.
     """
@@ -141,7 +141,7 @@ class Loader:
         bundle = _as_upserts(item.data)
         req = FhirRequest("POST", "", base_url=self.base_url, body=bundle, prefer_return="minimal")
         try:
-            result = await self.bundles(req)
+            result = await self.bundles(req, self.repository)
         except FhirError as exc:
             report.rejected.append(Rejection(item.source, exc.outcome()))
             return

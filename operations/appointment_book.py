@@ -3,8 +3,10 @@
 Request (IHE ITI-117 §2:3.117.4.1; OperationDefinition `appointment-book`): POST only (GET is
 405) with `appointment-reference` (a proposal or a hold) or `appointment-resource`, plus
 `patient-resource` (0..*, created with the booking unless it names an existing Patient),
-`comment` (-> `Appointment.comment`), and ours: `patient-reference` (0..*) and
-`cancelled-appt-id` (Argonaut: the Appointment this booking replaces).
+`comment` (-> `Appointment.comment`), and ours: `patient-reference` (0..*),
+`cancelled-appt-id` (Argonaut: the Appointment this booking replaces) and
+`override-availability` (boolean: book even outside the actors' availability; only for callers
+not confined to a patient — an EHR's `user/`/`system/` token — and recorded as an AuditEvent).
 
 Modes, by the input Appointment's status (IHE `appointment-book` description; SCHEDULING.md):
 
@@ -21,10 +23,15 @@ A retry of a successful booking (same input) returns the same Appointment, uncha
 (idempotent). Every book, move and cancel writes an AuditEvent (ITI-117) in the same apply. The
 response is a `searchset` Bundle with the Appointment (IHE ITI-117 §2:3.117.4.2.2).
 
-Errors (SCHEDULING.md "Errors"): 400 bad parameters; 404 unknown or expired proposal or hold;
-409 the time is taken (`severity=fatal`, `code=not-found`, detail `slot-unavailable`) or an
-illegal status change (e.g. booking a cancelled Appointment); 412 `If-Match` is not the target's
-version; 422 no patient participant, nothing to book, or Appointment invariants (app-2..app-4).
+The booking rules (`operations.scheduling.booking_rules`) apply to every write, availability
+included unless overridden.
+
+Errors (SCHEDULING.md "Errors"): 400 bad parameters; 403 an override from a patient-confined
+token; 404 unknown or expired proposal or hold; 409 the time is taken or not offered
+(`severity=fatal`, `code=not-found`, detail `slot-unavailable` / `outside-availability`), the
+patient is booked then (`patient-conflict`) or an illegal status change (e.g. booking a
+cancelled Appointment); 412 `If-Match` is not the target's version; 422 no patient participant,
+nothing to book, or Appointment invariants (app-2..app-4).
 """
 
 from __future__ import annotations
@@ -35,9 +42,10 @@ from typing import Any, Literal
 
 import orjson
 
-from fhir_server.interactions import FhirResult, Operation, OperationCall
-from fhir_server.repository import MAX_RETRIES, Repository, load_json
-from fhir_server.storage.base import StoredResource, WriteOp
+from fhir_server.access import denied
+from fhir_server.messages import FhirResult, Operation, OperationCall
+from fhir_server.model import StoredResource
+from fhir_server.repository import MAX_RETRIES, Prepared, Repository, load_json
 from operations.scheduling.appointments import (
     SchedulingConfig,
     appointment_bundle,
@@ -73,8 +81,7 @@ class BookInput:
     comment: str | None
     cancelled_id: str | None
     if_match: str | None
-    base: str
-    ops: list[WriteOp] = field(default_factory=list)
+    ops: list[Prepared] = field(default_factory=list)
 
 
 async def book(call: OperationCall) -> FhirResult:
@@ -85,33 +92,55 @@ async def book(call: OperationCall) -> FhirResult:
     """
     request = call.request
     params = OperationParams.of(request, bare_resource="appointment-resource")
-    base = request.base_url
-    target_id, resource = target_of(params, base)
+    repository = _with_override(call.repository, params)
+    bases = repository.bases
+    target_id, resource = target_of(params, bases)
     cancelled = params.references("cancelled-appt-id")
     if len(cancelled) > 1:
         raise Invalid("'cancelled-appt-id' may appear only once", expression=["cancelled-appt-id"])
     inputs = BookInput(
         patients=[
-            f"Patient/{reference_id(r, 'Patient', base)}"
+            f"Patient/{reference_id(r, 'Patient', bases)}"
             for r in params.references("patient-reference")
         ],
         patient_resources=params.resources("patient-resource", "Patient"),
         comment=params.text("comment"),
-        cancelled_id=reference_id(cancelled[0], "Appointment", base) if cancelled else None,
+        cancelled_id=reference_id(cancelled[0], "Appointment", bases) if cancelled else None,
         if_match=request.if_match,
-        base=base,
     )
     for _ in range(MAX_RETRIES):
         inputs.ops = []
         try:
             with time_unavailable_is_fatal():
-                stored = await _book_once(call.repository, target_id, resource, inputs)
+                stored = await _book_once(repository, target_id, resource, inputs)
         except StoreConflict:
             if inputs.if_match is not None:
                 raise PreconditionFailed("The Appointment changed concurrently") from None
             continue  # a concurrent write won the version race: decide again on what is now
-        return FhirResult(200, appointment_bundle(stored, base))
+        return FhirResult(200, appointment_bundle(stored, request.base_url))
     raise Conflict("The Appointment is being changed concurrently; retry")
+
+
+def _with_override(repository: Repository, params: OperationParams) -> Repository:
+    """The repository `$book` writes with: availability enforced, unless the caller asks
+    `override-availability=true` and is not confined to a patient (an EHR's token).
+
+    Raises:
+        Invalid: (400) not a boolean. Forbidden: (403) an override from a patient's token.
+    """
+    text = params.text("override-availability")
+    if text not in (None, "true", "false"):
+        raise Invalid(
+            "'override-availability' must be true or false", expression=["override-availability"]
+        )
+    if text != "true":
+        return repository.strict()
+    if any(repository.patient_confined("Appointment", p) for p in ("c", "u")):
+        raise denied(
+            "'override-availability' needs a user/ or system/ scope: a token confined to a "
+            "patient always books within the actors' availability"
+        )
+    return repository
 
 
 async def _book_once(
@@ -141,20 +170,20 @@ async def _book_once(
         assert current is not None
         content = _cancelled(current, wanted, inputs.comment, config)
     else:
-        wanted = await fill_from_slots(wanted, service, repository, inputs.base)
+        wanted = await fill_from_slots(wanted, service, repository)
         content = await _booked(repository, wanted, target_id, inputs, config)
-    op = await _prepare(repository, target_id, content, stored, inputs.if_match)
+    prepared = await _prepare(repository, target_id, content, stored, inputs.if_match)
     if inputs.cancelled_id is not None:
         await _cancel_old(repository, inputs, target_id, config)
-    if op is not None:
+    if prepared.op is not None:
         if mode != "cancel":
-            require_claims(op, "book")
-        inputs.ops.insert(0, op)
+            require_claims(prepared, "book")
+        inputs.ops.insert(0, prepared)
         await _audit(repository, inputs, target_id, content, "C" if mode == "book" else "U")
     if inputs.ops:
         await repository.apply(inputs.ops)
-    if op is not None:
-        return op.version
+    if prepared.op is not None:
+        return prepared.op.version
     assert stored is not None
     return stored
 
@@ -203,7 +232,7 @@ async def _new_id(
     }
     digest = hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
     id = f"bk-{digest[:40]}"
-    existing = await repository.store.read("Appointment", id)
+    existing = await repository.lookup.read("Appointment", id)
     if existing is None or existing.deleted:
         return id, None, None
     current = load_json(existing.content)
@@ -243,7 +272,7 @@ async def _booked(
     content["participant"] = participants
     if inputs.comment is not None:
         content["comment"] = inputs.comment
-    if not patient_ids(content, inputs.base):
+    if not patient_ids(content, repository):
         raise Unprocessable(
             "A booked Appointment needs a Patient participant (appointment participant, "
             "'patient-reference' or 'patient-resource')",
@@ -260,13 +289,13 @@ async def _patient(
     booking (its own id, or `new_id`)."""
     pid = patient.get("id") if isinstance(patient.get("id"), str) else None
     if pid is not None:
-        existing = await repository.store.read("Patient", pid)
+        existing = await repository.lookup.read("Patient", pid)
         if existing is not None and not existing.deleted:
             return f"Patient/{pid}"
     pid = pid or new_id
-    op, _ = await repository.prepare_update("Patient", pid, {**patient, "id": pid})
-    if op is not None:
-        inputs.ops.append(op)
+    prepared = await repository.prepare_update("Patient", pid, {**patient, "id": pid})
+    if prepared.op is not None:
+        inputs.ops.append(prepared)
     return f"Patient/{pid}"
 
 
@@ -292,22 +321,23 @@ async def _prepare(
     content: dict[str, Any],
     stored: StoredResource | None,
     if_match: str | None,
-) -> WriteOp | None:
+) -> Prepared:
     """The write of the target: its read version expected (a concurrent change makes it a
     StoreConflict, decided again), `If-Match` when the client sent one (412 on mismatch).
-    None when nothing changes (an idempotent retry)."""
+    `op` None when nothing changes (an idempotent retry)."""
     expected = if_match or (str(stored.version_id) if stored is not None else None)
     try:
-        op, _ = await repository.prepare_update(
+        prepared = await repository.prepare_update(
             "Appointment", id, {**content, "id": id}, if_match=expected
         )
     except PreconditionFailed:
         if if_match is not None:
             raise
         raise StoreConflict(f"Appointment/{id} changed concurrently") from None
+    op = prepared.op
     if op is not None and stored is None and op.expected_version not in (0, None):
         raise StoreConflict(f"Appointment/{id} was created concurrently")
-    return op
+    return prepared
 
 
 async def _cancel_old(
@@ -330,9 +360,9 @@ async def _cancel_old(
     if status not in ("pending", "booked"):
         raise _illegal(old_id, status, "cancelled")
     content = _cancelled(old, {}, None, config)
-    op = await _prepare(repository, old_id, content, stored, None)
-    if op is not None:
-        inputs.ops.append(op)
+    prepared = await _prepare(repository, old_id, content, stored, None)
+    if prepared.op is not None:
+        inputs.ops.append(prepared)
         await _audit(repository, inputs, old_id, content, "U")
 
 
@@ -347,10 +377,11 @@ async def _audit(
         transaction="ITI-117",
         action=action,
         appointment_id=id,
-        patients=patient_ids(content, inputs.base),
-        base_url=inputs.base,
+        patients=patient_ids(content, repository),
+        base_url=repository.base_url,
+        requestor=repository.policy.requestor(),
     )
-    inputs.ops.append(await repository.prepare_create(event, validated=True))
+    inputs.ops.append(await repository.prepare_audit(event))
 
 
 DEFINITION = operation_definition(
@@ -380,6 +411,12 @@ DEFINITION = operation_definition(
             "Reference(Appointment)",
             "0..1",
             "Ours: the Appointment it replaces.",
+        ),
+        (
+            "override-availability",
+            "boolean",
+            "0..1",
+            "Ours: book outside availability (user/ or system/ tokens; audited).",
         ),
         ("return", "out:Bundle", "1..1", "searchset with the Appointment."),
     ],

@@ -18,9 +18,12 @@ alone). Several patients make a group appointment.
 
 Response (IHE ITI-115 §2:3.115.4.2): a `searchset` Bundle of `proposed` Appointments, `total`
 all the options found, entries at most `_count` (default the server's search default, at most
-100). Each proposal is stored briefly (`proposal_seconds`) so `$hold`/`$book`
-`appointment-reference` resolves it, and is kept out of plain Appointment search (IHE ITI-118).
-Held and booked time is never offered (its claims are live).
+100). `$find` is a read: it writes no resource and no history. Each proposal is kept as a record
+for `proposal_seconds` (`appointments.save_proposals`) so `$hold`/`$book`
+`appointment-reference` and `GET Appointment/{id}` resolve it; Appointment search and history
+never show it (IHE ITI-118). Held and booked time is never offered (its claims are live), nor
+a time the patient is already booked or held at. A caller confined to one patient finds times
+for that patient only (its own `patient-reference`, or none given).
 """
 
 from __future__ import annotations
@@ -30,20 +33,21 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from fhir_server.bundle_builder import embed
-from fhir_server.interactions import FhirResult, Operation, OperationCall
+from fhir_server.access import denied
+from fhir_server.messages import FhirResult, Operation, OperationCall
 from fhir_server.repository import Repository
 from fhir_server.search.query import TokenValue
 from fhir_server.search.values import parse_token, split_or
-from fhir_server.storage.base import WriteOp
 from operations.scheduling.appointments import (
     SchedulingConfig,
     as_proposal,
     instant_text,
+    save_proposals,
     scheduling,
 )
 from operations.scheduling.claims import SCHEDULED_ACTOR_TYPES
-from operations.scheduling.intervals import Interval, normalize
+from operations.scheduling.context import claimed_intervals
+from operations.scheduling.intervals import Interval, normalize, overlaps_any
 from operations.scheduling.parameters import (
     OperationParams,
     operation_definition,
@@ -59,7 +63,7 @@ from resources.fhir_dates import now_us
 MAX_WINDOW_US = 31 * 86_400_000_000
 """The longest `end - start` window (31 days, SCHEDULING.md "Errors")."""
 MAX_PROPOSALS = 100
-"""The most proposals one `$find` stores and returns (`_count` is capped here)."""
+"""The most proposals one `$find` keeps and returns (`_count` is capped here)."""
 _ACTOR_KIND = {"PractitionerRole": "Practitioner"}
 
 
@@ -91,16 +95,19 @@ async def find(call: OperationCall) -> FhirResult:
     params = OperationParams.of(call.request)
     repository = call.repository
     service, config = scheduling(repository)
-    request = await _request(params, repository, call.request.base_url)
+    request = await _request(params, repository)
     groups = await _groups(service, request)
     matches = await _matches(service, groups, request) if groups else []
+    matches = await _without_patient_conflicts(repository, matches, request)
     expires = now_us() + config.proposal_seconds * 1_000_000
-    ops: list[WriteOp] = []
-    for candidate, chosen in matches[: request.count]:
-        proposal = _proposal(service, candidate, chosen, request, config, expires)
-        ops.append(await repository.prepare_create(proposal))
-    if ops:
-        await repository.apply(ops)
+    proposals = [
+        {
+            **_proposal(service, candidate, chosen, request, config, expires),
+            "id": repository.new_id(),
+        }
+        for candidate, chosen in matches[: request.count]
+    ]
+    await save_proposals(repository, proposals, expires)
     base = call.request.base_url
     query = f"?{urlencode(call.request.query)}" if call.request.query else ""
     bundle = {
@@ -110,17 +117,33 @@ async def find(call: OperationCall) -> FhirResult:
         "link": [{"relation": "self", "url": f"{base}/Appointment/$find{query}"}],
         "entry": [
             {
-                "fullUrl": f"{base}/Appointment/{op.version.id}",
-                "resource": embed(op.version),
+                "fullUrl": f"{base}/Appointment/{proposal['id']}",
+                "resource": proposal,
                 "search": {"mode": "match"},
             }
-            for op in ops
+            for proposal in proposals
         ],
     }
     return FhirResult(200, bundle)
 
 
-async def _request(params: OperationParams, repository: Repository, base: str) -> FindRequest:
+async def _without_patient_conflicts(
+    repository: Repository,
+    matches: list[tuple[CandidateSlot, list[dict[str, Any]]]],
+    request: FindRequest,
+) -> list[tuple[CandidateSlot, list[dict[str, Any]]]]:
+    """The matches none of the patients is already booked or held at (their claims)."""
+    busy: list[Interval] = []
+    for patient in request.patients:
+        claimed = await claimed_intervals(repository.lookup, patient, request.start, request.end)
+        busy.extend(interval for _owner, interval in claimed)
+    if not busy:
+        return matches
+    taken = normalize(busy)
+    return [m for m in matches if not overlaps_any(taken, m[0].interval)]
+
+
+async def _request(params: OperationParams, repository: Repository) -> FindRequest:
     start = parse_time(params.text("start"), "start")
     end = parse_time(params.text("end"), "end")
     if end <= start:
@@ -129,10 +152,10 @@ async def _request(params: OperationParams, repository: Repository, base: str) -
         raise Invalid("The window from 'start' to 'end' may be at most 31 days", expression=["end"])
     kinds: dict[str, list[str]] = {}
     practitioners = await _refs(
-        params, "practitioner", repository, base, ("Practitioner", "PractitionerRole")
+        params, "practitioner", repository, ("Practitioner", "PractitionerRole")
     )
-    actors = await _refs(params, "actor", repository, base, tuple(SCHEDULED_ACTOR_TYPES))
-    locations = await _refs(params, "location-reference", repository, base, ("Location",))
+    actors = await _refs(params, "actor", repository, tuple(SCHEDULED_ACTOR_TYPES))
+    locations = await _refs(params, "location-reference", repository, ("Location",))
     for ref in (*practitioners, *actors, *locations):
         rtype = ref.split("/", 1)[0]
         kind = kinds.setdefault(_ACTOR_KIND.get(rtype, rtype), [])
@@ -142,9 +165,13 @@ async def _request(params: OperationParams, repository: Repository, base: str) -
         start=start,
         end=end,
         kinds=kinds,
-        schedule_ids=[reference_id(r, "Schedule", base) for r in params.references("schedule")],
-        organizations=await _refs(params, "organization", repository, base, ("Organization",)),
-        patients=await _refs(params, "patient-reference", repository, base, ("Patient",)),
+        schedule_ids=[
+            reference_id(r, "Schedule", repository.bases) for r in params.references("schedule")
+        ],
+        organizations=await _refs(params, "organization", repository, ("Organization",)),
+        patients=_patients(
+            repository, await _refs(params, "patient-reference", repository, ("Patient",))
+        ),
         service_types=_tokens(params, "service-type") + _tokens(params, "visit-type"),
         specialties=_tokens(params, "specialty"),
         reasons=_tokens(params, "reason"),
@@ -153,11 +180,29 @@ async def _request(params: OperationParams, repository: Repository, base: str) -
     )
 
 
+def _patients(repository: Repository, patients: list[str]) -> list[str]:
+    """The patients to find times for: those given, or the caller's own when it is confined
+    to one patient (SMART.md: a patient token reaches only its patient).
+
+    Raises:
+        Forbidden: (403) a patient-confined caller names another patient.
+    """
+    own = repository.patient_confined("Appointment", "s")
+    if own is None:
+        return patients
+    others = [p for p in patients if p != f"Patient/{own}"]
+    if others:
+        raise denied(
+            f"The access token is confined to Patient/{own}: $find cannot look for "
+            f"{', '.join(others)}"
+        )
+    return [f"Patient/{own}"]
+
+
 async def _refs(
     params: OperationParams,
     name: str,
     repository: Repository,
-    base: str,
     types: tuple[str, ...],
 ) -> list[str]:
     """`Type/id` of each Reference value of `name` (an identifier is looked up)."""
@@ -166,7 +211,7 @@ async def _refs(
         texts = split_or(reference["reference"]) if "reference" in reference else [None]
         for text in texts:
             if text is not None:
-                found = split_reference(text, base)
+                found = split_reference(text, repository.bases)
                 if found is None or found[0] not in types:
                     wanted = " or ".join(types) if len(types) < 3 else "scheduled actor"
                     raise Invalid(f"Parameter {name!r}: {text!r} is not a {wanted} reference")
@@ -310,7 +355,7 @@ def _proposal(
     for schedule in chosen:
         for actor in schedule.get("actor") or []:
             ref = (actor or {}).get("reference")
-            if isinstance(ref, str) and split_reference(ref) and ref not in seen:
+            if isinstance(ref, str) and service.pair(actor) and ref not in seen:
                 seen.add(ref)
                 participants.append(
                     {"actor": actor, "required": "required", "status": "needs-action"}

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.interactions import FhirResult, Operation, OperationCall
-from fhir_server.repository import Repository
-from fhir_server.storage.base import StoredResource, WriteOp
+from fhir_server.messages import FhirResult, Operation, OperationCall
+from fhir_server.model import StoredResource
+from fhir_server.repository import Prepared, Repository
 from operations.scheduling.appointments import (
     appointment_bundle,
     fill_from_slots,
@@ -62,10 +62,9 @@ async def hold(call: OperationCall) -> FhirResult:
     """
     request = call.request
     params = OperationParams.of(request, bare_resource="appointment-resource")
-    repository = call.repository
+    repository = call.repository.strict()  # $hold always applies availability
     service, config = scheduling(repository)
-    base = request.base_url
-    target_id, resource = target_of(params, base)
+    target_id, resource = target_of(params, repository.bases)
     stored: StoredResource | None = None
     if resource is not None:
         if resource.get("status") not in HOLDABLE:
@@ -80,24 +79,27 @@ async def hold(call: OperationCall) -> FhirResult:
         _check_holdable(current, target_id)
         resource = resource or current
     assert resource is not None
-    content = await fill_from_slots(resource, service, repository, base)
+    content = await fill_from_slots(resource, service, repository)
     expires = now_us() + config.hold_seconds * 1_000_000
     held = {**with_hold(content, expires, config), "resourceType": "Appointment"}
     with time_unavailable_is_fatal():
-        op = await _prepare(repository, held, stored, request.if_match)
-        require_claims(op, "hold")
+        prepared = await _prepare(repository, held, stored, target_id, request.if_match)
+        require_claims(prepared, "hold")
+        assert prepared.op is not None
+        id = prepared.op.version.id
         audit = audit_event(
             transaction="ITI-116",
             action="C",
-            appointment_id=op.version.id,
-            patients=patient_ids(held, base),
-            base_url=base,
+            appointment_id=id,
+            patients=patient_ids(held, repository),
+            base_url=repository.base_url,
+            requestor=repository.policy.requestor(),
         )
         try:
-            await repository.apply([op, await repository.prepare_create(audit, validated=True)])
+            await repository.apply([prepared, await repository.prepare_audit(audit)])
         except StoreConflict:
-            raise _taken_by_other(op.version.id) from None
-    bundle = appointment_bundle(op.version, base)
+            raise _taken_by_other(id) from None
+    bundle = appointment_bundle(prepared.op.version, request.base_url)
     return FhirResult(200, bundle, headers={"Expires": http_date(expires)})
 
 
@@ -118,14 +120,16 @@ async def _prepare(
     repository: Repository,
     held: dict[str, Any],
     stored: StoredResource | None,
+    proposal_id: str | None,
     if_match: str | None,
-) -> WriteOp:
-    """The write of the held Appointment: an update of the proposal read (its version
-    expected, so a concurrent hold or book makes this one fail), or a create."""
+) -> Prepared:
+    """The write of the held Appointment: an update of the stored one read (its version
+    expected, so a concurrent hold or book makes this one fail), or the creation of a new one
+    (with the `$find` proposal's id, which only one hold can create)."""
     if stored is None:
-        return await repository.prepare_create(held)
+        return await repository.prepare_create(held, id=proposal_id)
     try:
-        op, _ = await repository.prepare_update(
+        prepared = await repository.prepare_update(
             "Appointment",
             stored.id,
             {**held, "id": stored.id},
@@ -135,8 +139,8 @@ async def _prepare(
         if if_match is not None:
             raise
         raise _taken_by_other(stored.id) from None
-    assert op is not None  # a proposal always changes when held
-    return op
+    assert prepared.op is not None  # a proposal always changes when held
+    return prepared
 
 
 def _taken_by_other(id: str) -> Conflict:

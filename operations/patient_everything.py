@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.access import access
 from fhir_server.bundle_builder import embed, full_url
-from fhir_server.interactions import FhirResult, Operation, OperationCall
+from fhir_server.messages import FhirResult, Operation, OperationCall
 from fhir_server.search.query import CompartmentCondition, DateCondition, RangeValue, StoreQuery
 from resources.errors import Invalid
 from resources.fhir_dates import parse_instant
@@ -43,11 +42,9 @@ async def everything(call: OperationCall) -> FhirResult:
     for rtype in types:
         if rtype == "Patient":
             continue
-        page = await repo.store.search(StoreQuery(rtype, tuple(conditions), count=MAX_PER_TYPE))
+        page = await repo.lookup.search(StoreQuery(rtype, tuple(conditions), count=MAX_PER_TYPE))
         found.extend(page.resources)
-    policy = access()
-    if policy is not None:  # only the types (and granular subsets) the token may read
-        found = await policy.admit(repo.store, found)
+    found = await repo.admit(found)  # only the types (and granular subsets) the caller may read
     entries = [{"fullUrl": full_url(call.request.base_url, r), "resource": embed(r)} for r in found]
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",

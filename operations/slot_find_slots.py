@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from fhir_server.interactions import FhirRequest, FhirResult, Operation, OperationCall
+from fhir_server.messages import FhirRequest, FhirResult, Operation, OperationCall
 from fhir_server.repository import load_json
 from fhir_server.search.query import TokenValue
 from fhir_server.search.values import parse_token, split_or, unescape
@@ -37,6 +37,8 @@ from operations.scheduling.claims import SCHEDULED_ACTOR_TYPES
 from operations.scheduling.service import SchedulingService
 from resources.errors import Invalid, IssueType, NotFound, TooCostly
 from resources.fhir_dates import format_instant, now_us, parse_instant
+from resources.references import parse_reference
+from resources.types import FHIR_ID_RE
 
 __all__ = ["DEFAULT_COUNT", "MAX_COUNT", "MAX_WINDOW_DAYS", "OPERATION", "FindSlotsRequest"]
 
@@ -159,17 +161,20 @@ def _number(name: str, values: Sequence[str], default: int | None, low: int) -> 
     return int(text)
 
 
-def _references(name: str, values: Sequence[str]) -> tuple[str, ...]:
+def _references(name: str, values: Sequence[str], bases: tuple[str, ...]) -> tuple[str, ...]:
+    """Canonical `Type/id` of each reference value (a bare id takes the parameter's type);
+    references to another server are refused."""
     out: list[str] = []
     default = _DEFAULT_TYPE.get(name)
     for raw in (unescape(v).strip() for value in values for v in split_or(value)):
-        rtype, _, rid = raw.rpartition("/")
-        rtype = rtype.rsplit("/", 1)[-1] or (default or "")
+        pair = parse_reference(raw, bases).pair
+        if pair is None and default and FHIR_ID_RE.fullmatch(raw):
+            pair = (default, raw)
         allowed = {default} if default else SCHEDULED_ACTOR_TYPES
-        if not rid or rtype not in allowed:
+        if pair is None or pair[0] not in allowed:
             kinds = " or ".join(sorted(t for t in allowed if t))
-            raise _bad(name, f"{raw!r} is not a reference to a {kinds}")
-        out.append(f"{rtype}/{rid}")
+            raise _bad(name, f"{raw!r} is not a reference to a {kinds} on this server")
+        out.append(f"{pair[0]}/{pair[1]}")
     return tuple(out)
 
 
@@ -180,8 +185,9 @@ def _tokens(name: str, values: Sequence[str]) -> tuple[TokenValue, ...]:
         raise _bad(name, str(exc)) from exc
 
 
-def parse_request(request: FhirRequest) -> FindSlotsRequest:
-    """Read and check the parameters of a `$find-slots` call (module docstring).
+def parse_request(request: FhirRequest, bases: tuple[str, ...] = ()) -> FindSlotsRequest:
+    """Read and check the parameters of a `$find-slots` call (module docstring); references
+    are read against this server's `bases`.
 
     Unknown parameters are ignored and left out of the `self` link, or refused (400) under
     `Prefer: handling=strict`, as for search.
@@ -214,12 +220,12 @@ def parse_request(request: FhirRequest) -> FindSlotsRequest:
     return FindSlotsRequest(
         start=start,
         end=end,
-        schedules=_references("schedule", values["schedule"]),
-        actors=_references("actor", values["actor"]),
+        schedules=_references("schedule", values["schedule"], bases),
+        actors=_references("actor", values["actor"], bases),
         service_types=_tokens("service-type", values["service-type"]),
         specialties=_tokens("specialty", values["specialty"]),
-        locations=_references("location", values["location"]),
-        organizations=_references("organization", values["organization"]),
+        locations=_references("location", values["location"], bases),
+        organizations=_references("organization", values["organization"], bases),
         duration_us=None if duration is None else duration * _MINUTE_US,
         count=min(count, MAX_COUNT),
         echo=tuple(echo),
@@ -268,8 +274,8 @@ async def find_slots(call: OperationCall) -> FhirResult:
             f"not on {where}",
             code="not-supported",
         )
-    args = parse_request(call.request)
-    service = SchedulingService.for_repository(call.repository)
+    args = parse_request(call.request, call.repository.bases)
+    service = SchedulingService(call.repository)
     schedules = await _schedules(call, service, args)
     found = await service.free_slots(schedules, args.start, args.end, duration_us=args.duration_us)
     base = call.request.base_url

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.interactions import FhirResult, Operation, OperationCall
+from fhir_server.messages import FhirResult, Operation, OperationCall
 from resources.errors import FhirError, Invalid, Issue, operation_outcome
 from resources.validation import validate_resource
 

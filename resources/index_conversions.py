@@ -12,14 +12,13 @@ Every converter has the shape `(param code, value, default_tz) -> Iterator[Index
 
 from __future__ import annotations
 
-import functools
-import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from resources import references
 from resources.fhir_dates import date_range
 from resources.index_values import (
     DATE_MAX,
@@ -33,7 +32,6 @@ from resources.index_values import (
     TokenEntry,
     UriEntry,
 )
-from resources.search_parameters import resource_types
 
 Converter = Callable[[str, Any, str], Iterator[IndexEntry]]
 
@@ -53,11 +51,6 @@ _STRING_PARTS = (
 )
 _CONTACT_SYSTEMS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
 _CURRENCY_SYSTEM = "urn:iso:std:iso:4217"
-_ID = r"[A-Za-z0-9\-.]{1,64}"
-_LITERAL = re.compile(
-    rf"(?:(?P<base>https?://.+)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>{_ID})"
-    rf"(?:/_history/{_ID})?"
-)
 
 
 def normalize_string(text: str) -> str:
@@ -186,14 +179,24 @@ def date_entries(param: str, value: Any, default_tz: str) -> Iterator[IndexEntry
 def parse_reference(param: str, reference: str) -> ReferenceEntry:
     """A literal reference's entry: a relative `Type/id` (version dropped) -> type and id;
     an absolute `http(s)://.../Type/id`, `#contained`, `urn:uuid:`, canonicals and anything
-    else -> url only. An absolute URL names a resource on some server; the index cannot know
-    whether that is this one (its public base is known only per request), so it is matched
-    by URL: the search parser turns an absolute URL on this server's base into both forms
-    (R4 `references.html#literal`, `search.html#reference`)."""
-    match = _LITERAL.fullmatch(reference)
-    if match is None or match["type"] not in _known_types() or match["base"] is not None:
+    else -> url only (`resources.references`; R4 `references.html#literal`,
+    `search.html#reference`). `localize` turns an absolute URL on this server's base into
+    type and id where the base is known (index extraction at write time)."""
+    found = references.parse_reference(reference)
+    if found.kind != "local" or found.resource_type is None:
         return ReferenceEntry(param=param, ref_type=None, ref_id=None, url=reference)
-    return ReferenceEntry(param=param, ref_type=match["type"], ref_id=match["id"], url=None)
+    return ReferenceEntry(param=param, ref_type=found.resource_type, ref_id=found.id, url=None)
+
+
+def localize(entry: IndexEntry, bases: tuple[str, ...]) -> IndexEntry:
+    """`entry` with an absolute reference on one of `bases` (this server) turned into the
+    type and id it names; any other entry unchanged."""
+    if not isinstance(entry, ReferenceEntry) or entry.url is None or entry.ref_type is not None:
+        return entry
+    found = references.parse_reference(entry.url, bases)
+    if found.kind != "local":
+        return entry
+    return replace(entry, ref_type=found.resource_type, ref_id=found.id, url=None)
 
 
 def reference_entries(param: str, value: Any, default_tz: str) -> Iterator[IndexEntry]:
@@ -279,11 +282,6 @@ def uri_entries(param: str, value: Any, default_tz: str) -> Iterator[IndexEntry]
     del default_tz
     if isinstance(value, str) and value:
         yield UriEntry(param=param, value=value)
-
-
-@functools.cache
-def _known_types() -> frozenset[str]:
-    return frozenset(resource_types())
 
 
 CONVERTERS: Mapping[str, Converter] = {

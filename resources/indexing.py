@@ -23,7 +23,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models as fhirpath_models
 
 from resources.fhir_dates import check_zone
-from resources.index_conversions import CONVERTERS, normalize_string, reference_target
+from resources.index_conversions import CONVERTERS, localize, normalize_string, reference_target
 from resources.index_values import (
     DateEntry,
     IndexEntry,
@@ -280,12 +280,17 @@ def _sort_key(code: str, entries: list[IndexEntry]) -> SortKey:
     )
 
 
-def extract_index(resource: dict[str, Any], default_tz: str = "UTC") -> ResourceIndex:
+def extract_index(
+    resource: dict[str, Any], default_tz: str = "UTC", bases: tuple[str, ...] = ()
+) -> ResourceIndex:
     """Extract everything a store keeps to search one resource version.
 
     Args:
         resource: a FHIR R4 resource as parsed JSON (must carry `resourceType`; read only).
         default_tz: IANA zone for dates and dateTimes written without an offset.
+        bases: this server's FHIR base URLs: an absolute reference on one of them is indexed
+            like the relative `Type/id` it names (`resources.references`), so claims,
+            compartments, includes and searches see one key whatever the spelling.
 
     Returns:
         `ResourceIndex` with: `entries`, deduplicated per parameter, for every indexed
@@ -313,7 +318,7 @@ def extract_index(resource: dict[str, Any], default_tz: str = "UTC") -> Resource
     contained = _contained_types(resource)
     memo: dict[str, list[Any]] = {}
     for param in plan.params:
-        param_entries = _param_entries(param, resource, memo, contained, default_tz)
+        param_entries = _param_entries(param, resource, memo, contained, default_tz, bases)
         if not param_entries:
             continue
         entries.extend(param_entries)
@@ -324,10 +329,12 @@ def extract_index(resource: dict[str, Any], default_tz: str = "UTC") -> Resource
     )
 
 
-def compartments_of(resource: dict[str, Any], default_tz: str = "UTC") -> tuple[str, ...]:
-    """The compartments a resource is in, as `extract_index(...).compartments` gives them,
-    evaluating only the parameters that place it in one (access checks of single resources:
-    a fraction of a whole extraction).
+def compartments_of(
+    resource: dict[str, Any], default_tz: str = "UTC", bases: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The compartments a resource is in, as `extract_index(...).compartments` gives them
+    (same `bases`), evaluating only the parameters that place it in one (access checks of
+    single resources: a fraction of a whole extraction).
 
     Raises:
         ValueError: `default_tz` is not a known IANA zone.
@@ -345,7 +352,7 @@ def compartments_of(resource: dict[str, Any], default_tz: str = "UTC") -> tuple[
     memo: dict[str, list[Any]] = {}
     for param in plan.params:
         if param.compartments:
-            entries = _param_entries(param, resource, memo, contained, default_tz)
+            entries = _param_entries(param, resource, memo, contained, default_tz, bases)
             compartments.update(_compartment_refs(param, entries))
     return tuple(sorted(compartments))
 
@@ -365,12 +372,15 @@ def _param_entries(
     memo: dict[str, list[Any]],
     contained: dict[Any, Any],
     default_tz: str,
+    bases: tuple[str, ...] = (),
 ) -> list[IndexEntry]:
-    """The deduplicated index entries of one parameter of `resource`, in order."""
+    """The deduplicated index entries of one parameter of `resource`, in order (absolute
+    references on `bases` as local ones)."""
     convert = CONVERTERS[param.type]
     found: dict[IndexEntry, None] = {}
     for value, resolve_type in _values(param, resource, memo):
-        for entry in convert(param.code, value, default_tz):
+        for raw in convert(param.code, value, default_tz):
+            entry = localize(raw, bases) if bases else raw
             if resolve_type is None or reference_target(entry, value, contained) == resolve_type:
                 found[entry] = None
     return list(found)

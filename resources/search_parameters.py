@@ -121,3 +121,9 @@ def compartment_params(compartment_type: str, resource_type: str) -> tuple[str, 
     """
     compartments: dict[str, dict[str, list[str]]] = _document()["compartments"]
     return tuple(compartments.get(compartment_type, {}).get(resource_type, ()))
+
+
+def in_patient_compartment(resource_type: str) -> bool:
+    """Whether R4's Patient CompartmentDefinition includes `resource_type` (or it is Patient):
+    what a `patient/` scope confines to the patient in context (SMART App Launch 2.2)."""
+    return resource_type == "Patient" or bool(compartment_params("Patient", resource_type))

@@ -25,9 +25,9 @@ from urllib.parse import urlencode
 import orjson
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from fhir_server.repository import Repository
 from fhir_server.search.parse import SearchContext, parse_condition
 from fhir_server.search.query import StoreQuery
-from fhir_server.storage.base import ResourceStore
 from smart_auth import pages
 from smart_auth.grants import Grant, PendingCode, new_token
 from smart_auth.registry import Client, LoginLocked
@@ -59,11 +59,12 @@ def _redirect(uri: str, params: dict[str, str]) -> RedirectResponse:
 
 
 class Authorize:
-    """The authorization endpoint over one AuthServer and the FHIR store (patient picker)."""
+    """The authorization endpoint over one AuthServer and a job repository of the server
+    (the patient picker reads Patients through it)."""
 
-    def __init__(self, server: AuthServer, store: ResourceStore) -> None:
+    def __init__(self, server: AuthServer, repository: Repository) -> None:
         self.server = server
-        self.store = store
+        self.repository = repository
 
     async def handle(self, params: Mapping[str, str]) -> Response:
         """One GET or POST to `/auth/authorize`."""
@@ -213,7 +214,7 @@ class Authorize:
     ) -> Response:
         if pending["user"]["fhir_user"].startswith("Patient/"):
             return _html(pages.error_page("A patient cannot choose another patient."), 403)
-        stored = await self.store.read("Patient", patient) if patient else None
+        stored = await self.repository.lookup.read("Patient", patient) if patient else None
         if stored is None or stored.deleted:
             return _html(pages.patient_picker_page(txn, await self._patients("")), 400)
         pending["launch"]["patient"] = patient
@@ -268,7 +269,7 @@ class Authorize:
     async def _patients(self, query: str) -> list[dict[str, Any]]:
         """Patients for the picker: by name when `query` is given, else the first 50."""
         conditions = (parse_condition("Patient", "name", query, SearchContext()),) if query else ()
-        page = await self.store.search(StoreQuery("Patient", conditions, count=50))
+        page = await self.repository.lookup.search(StoreQuery("Patient", conditions, count=50))
         return [orjson.loads(r.content) for r in page.resources if r.content]
 
 

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fhir_server.storage.base import RecordStore
+from fhir_server.model import RecordStore
 from resources.errors import StoreConflict
 from resources.fhir_dates import now_us
 
@@ -103,37 +103,37 @@ class Grants:
     """Grant, code, refresh-token and launch records in a RecordStore.
 
     Args:
-        store: where records live.
+        records: where records live (`Repository.records`).
         code_seconds: code lifetime (60).
         refresh_seconds: refresh token lifetime.
     """
 
-    def __init__(self, store: RecordStore, code_seconds: int, refresh_seconds: int) -> None:
-        self.store = store
+    def __init__(self, records: RecordStore, code_seconds: int, refresh_seconds: int) -> None:
+        self.records = records
         self.code_seconds = code_seconds
         self.refresh_seconds = refresh_seconds
 
     async def save(self, grant: Grant, lifetime: int) -> None:
         """Store (or replace) a grant, kept for `lifetime` seconds."""
-        await self.store.put_record("grant", grant.id, grant.to_dict(), now_us() + lifetime * US)
+        await self.records.put_record("grant", grant.id, grant.to_dict(), now_us() + lifetime * US)
 
     async def get(self, grant_id: str) -> Grant | None:
         """The grant, active or revoked, or None once it lapsed."""
-        doc = await self.store.get_record("grant", grant_id)
+        doc = await self.records.get_record("grant", grant_id)
         return Grant.from_dict(doc) if doc else None
 
     async def is_active(self, grant_id: str) -> bool:
         """Whether access tokens of this grant are still honoured."""
-        doc = await self.store.get_record("grant", grant_id)
+        doc = await self.records.get_record("grant", grant_id)
         return bool(doc and doc.get("active"))
 
     async def revoke(self, grant_id: str) -> bool:
         """Mark the grant revoked (its access and refresh tokens stop working at once)."""
-        doc = await self.store.get_record("grant", grant_id)
+        doc = await self.records.get_record("grant", grant_id)
         if not doc or not doc.get("active"):
             return False
         doc["active"] = False
-        await self.store.put_record("grant", grant_id, doc, now_us() + self.refresh_seconds * US)
+        await self.records.put_record("grant", grant_id, doc, now_us() + self.refresh_seconds * US)
         return True
 
     # -- codes ------------------------------------------------------------------------------
@@ -142,21 +142,21 @@ class Grants:
         """A new single-use code for `pending` (valid `code_seconds`)."""
         code = new_token()
         expires = now_us() + self.code_seconds * US
-        await self.store.insert_record("code", token_hash(code), pending.to_dict(), expires)
+        await self.records.insert_record("code", token_hash(code), pending.to_dict(), expires)
         return code
 
     async def redeem_code(self, code: str) -> PendingCode | None:
         """Take the code (single use). On a replay, revoke the grant it issued; None then,
         and for unknown or expired codes."""
         digest = token_hash(code)
-        doc = await self.store.take_record("code", digest)
+        doc = await self.records.take_record("code", digest)
         if doc is None:
-            used = await self.store.get_record("code-used", digest)
+            used = await self.records.get_record("code-used", digest)
             if used is not None:
                 await self.revoke(str(used["grant"]))
             return None
         pending = PendingCode.from_dict(doc)
-        await self.store.put_record(
+        await self.records.put_record(
             "code-used", digest, {"grant": pending.grant.id}, now_us() + 3600 * US
         )
         return pending
@@ -167,21 +167,21 @@ class Grants:
         """A new refresh token for `grant`."""
         token = new_token()
         expires = now_us() + self.refresh_seconds * US
-        await self.store.insert_record("refresh", token_hash(token), {"grant": grant.id}, expires)
+        await self.records.insert_record("refresh", token_hash(token), {"grant": grant.id}, expires)
         return token
 
     async def rotate_refresh(self, token: str) -> Grant | None:
         """Use a refresh token once: its active grant, or None. A token used before revokes
         its grant (reuse detection); an unknown or expired one is simply refused."""
         digest = token_hash(token)
-        doc = await self.store.take_record("refresh", digest)
+        doc = await self.records.take_record("refresh", digest)
         if doc is None:
-            used = await self.store.get_record("refresh-used", digest)
+            used = await self.records.get_record("refresh-used", digest)
             if used is not None:
                 await self.revoke(str(used["grant"]))
             return None
         grant_id = str(doc["grant"])
-        await self.store.put_record(
+        await self.records.put_record(
             "refresh-used", digest, {"grant": grant_id}, now_us() + self.refresh_seconds * US
         )
         grant = await self.get(grant_id)
@@ -189,7 +189,7 @@ class Grants:
 
     async def refresh_grant(self, token: str) -> Grant | None:
         """The grant of an unused refresh token, without using it (introspection, revocation)."""
-        doc = await self.store.get_record("refresh", token_hash(token))
+        doc = await self.records.get_record("refresh", token_hash(token))
         return await self.get(str(doc["grant"])) if doc else None
 
     # -- launch contexts --------------------------------------------------------------------
@@ -197,33 +197,33 @@ class Grants:
     async def create_launch(self, context: dict[str, Any], lifetime: int) -> str:
         """Store an EHR launch context; returns its opaque `launch` id."""
         launch = new_token()
-        await self.store.insert_record("launch", launch, context, now_us() + lifetime * US)
+        await self.records.insert_record("launch", launch, context, now_us() + lifetime * US)
         return launch
 
     async def take_launch(self, launch: str) -> dict[str, Any] | None:
         """The launch context (single use), or None."""
-        return await self.store.take_record("launch", launch)
+        return await self.records.take_record("launch", launch)
 
     # -- pending authorizations -------------------------------------------------------------
 
     async def save_transaction(self, txn: str, doc: dict[str, Any]) -> None:
         """Keep an authorization in progress (login, patient picker, consent) for 10 min."""
-        await self.store.put_record("authz", txn, doc, now_us() + 600 * US)
+        await self.records.put_record("authz", txn, doc, now_us() + 600 * US)
 
     async def transaction(self, txn: str) -> dict[str, Any] | None:
         """An authorization in progress, or None."""
-        return await self.store.get_record("authz", txn)
+        return await self.records.get_record("authz", txn)
 
     async def end_transaction(self, txn: str) -> dict[str, Any] | None:
         """Take an authorization in progress (single use), or None."""
-        return await self.store.take_record("authz", txn)
+        return await self.records.take_record("authz", txn)
 
     # -- client assertion ids ---------------------------------------------------------------
 
     async def use_jti(self, client_id: str, jti: str, expires: int) -> bool:
         """Record an assertion `jti` until `expires` (s since epoch); False if seen before."""
         try:
-            await self.store.insert_record("jti", f"{client_id}/{jti}", {}, expires * US)
+            await self.records.insert_record("jti", f"{client_id}/{jti}", {}, expires * US)
         except StoreConflict:
             return False
         return True

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from fhir_server.storage.base import RecordStore
+from fhir_server.model import RecordStore
 from resources.errors import StoreConflict
 from resources.fhir_dates import now_us
 
@@ -184,21 +184,23 @@ class KeyFile:
 class KeyRecords:
     """Keys as database records (kind `signing-key`, key = kid)."""
 
-    def __init__(self, store: RecordStore) -> None:
-        self.store = store
+    def __init__(self, records: RecordStore) -> None:
+        self.records = records
 
     async def load(self) -> list[SigningKey]:
         """The stored keys, oldest first."""
-        keys = [SigningKey.from_dict(doc) for _, doc in await self.store.list_records(RECORD_KIND)]
+        keys = [
+            SigningKey.from_dict(doc) for _, doc in await self.records.list_records(RECORD_KIND)
+        ]
         return sorted(keys, key=lambda k: k.created)
 
     async def create(self, keys: list[SigningKey]) -> bool:
         """Store the first keys unless another process did first; False if it did."""
-        if await self.store.list_records(RECORD_KIND):
+        if await self.records.list_records(RECORD_KIND):
             return False
         try:
             for key in keys:
-                await self.store.insert_record(RECORD_KIND, key.kid, key.to_dict())
+                await self.records.insert_record(RECORD_KIND, key.kid, key.to_dict())
         except StoreConflict:
             return False
         return True
@@ -207,15 +209,15 @@ class KeyRecords:
         """Store every key (upsert) and drop the ones no longer listed."""
         kept = {k.kid for k in keys}
         for key in keys:
-            await self.store.put_record(RECORD_KIND, key.kid, key.to_dict())
-        for kid, _ in await self.store.list_records(RECORD_KIND):
+            await self.records.put_record(RECORD_KIND, key.kid, key.to_dict())
+        for kid, _ in await self.records.list_records(RECORD_KIND):
             if kid not in kept:
-                await self.store.delete_record(RECORD_KIND, kid)
+                await self.records.delete_record(RECORD_KIND, kid)
 
 
-def key_source(setting: str, store: RecordStore) -> KeyFile | KeyRecords:
+def key_source(setting: str, records: RecordStore) -> KeyFile | KeyRecords:
     """Where keys live: `database`, or a file path."""
-    return KeyRecords(store) if setting == DATABASE else KeyFile(setting)
+    return KeyRecords(records) if setting == DATABASE else KeyFile(setting)
 
 
 async def load_keys(source: KeyFile | KeyRecords, retention_seconds: int) -> ServerKeys:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from fhir_server.storage.base import RecordStore
+from fhir_server.model import RecordStore
 from resources.fhir_dates import now_us
 
 ClientType = Literal["public", "confidential-symmetric", "confidential-asymmetric", "backend"]
@@ -132,34 +132,34 @@ class User:
 class Registry:
     """Clients and users in a RecordStore."""
 
-    def __init__(self, store: RecordStore) -> None:
-        self.store = store
+    def __init__(self, records: RecordStore) -> None:
+        self.records = records
 
     async def client(self, client_id: str) -> Client | None:
         """The registered client, or None."""
-        doc = await self.store.get_record("client", client_id)
+        doc = await self.records.get_record("client", client_id)
         return Client.from_dict(doc) if doc else None
 
     async def save_client(self, client: Client) -> None:
         """Register or replace a client."""
-        await self.store.put_record("client", client.client_id, client.to_dict())
+        await self.records.put_record("client", client.client_id, client.to_dict())
 
     async def clients(self) -> list[Client]:
         """Every registered client, by id."""
-        return [Client.from_dict(doc) for _, doc in await self.store.list_records("client")]
+        return [Client.from_dict(doc) for _, doc in await self.records.list_records("client")]
 
     async def delete_client(self, client_id: str) -> bool:
         """Remove a client; True if it existed."""
-        return await self.store.delete_record("client", client_id)
+        return await self.records.delete_record("client", client_id)
 
     async def user(self, username: str) -> User | None:
         """The user, or None."""
-        doc = await self.store.get_record("user", username)
+        doc = await self.records.get_record("user", username)
         return User.from_dict(doc) if doc else None
 
     async def save_user(self, user: User) -> None:
         """Add or replace a user."""
-        await self.store.put_record("user", user.username, user.to_dict())
+        await self.records.put_record("user", user.username, user.to_dict())
 
     async def sign_in(self, username: str, password: str) -> User | None:
         """The user if `password` is theirs, else None (the failure is counted).
@@ -170,7 +170,7 @@ class Registry:
         Raises:
             LoginLocked: the username is locked.
         """
-        failures = await self.store.get_record("login-failures", username) or {"count": 0}
+        failures = await self.records.get_record("login-failures", username) or {"count": 0}
         if failures["count"] >= MAX_FAILURES:
             raise LoginLocked(username)
         user = await self.user(username)
@@ -178,14 +178,14 @@ class Registry:
         if not verify_secret(hashed, password) or user is None:
             failures["count"] += 1
             expires = now_us() + LOCK_SECONDS * 1_000_000
-            await self.store.put_record("login-failures", username, failures, expires)
+            await self.records.put_record("login-failures", username, failures, expires)
             return None
-        await self.store.delete_record("login-failures", username)
+        await self.records.delete_record("login-failures", username)
         return user
 
     async def users(self) -> list[User]:
         """Every user, by username."""
-        return [User.from_dict(doc) for _, doc in await self.store.list_records("user")]
+        return [User.from_dict(doc) for _, doc in await self.records.list_records("user")]
 
 
 def new_secret() -> str:

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from conformance.smart_configuration import openid_configuration, smart_configuration
-from fhir_server.storage.base import ResourceStore
+from fhir_server.repository import Repository
 from resources.errors import FhirError, Forbidden, Invalid, PayloadTooLarge
 from smart_auth.authorize import Authorize
 from smart_auth.client_auth import OAuthError, authenticate_client
@@ -81,10 +81,11 @@ async def _form(request: Request) -> dict[str, str]:
     return out
 
 
-def auth_routes(server: AuthServer, store: ResourceStore) -> list[Route]:
-    """The `/auth/*` routes and the `.well-known` documents of `server`."""
+def auth_routes(server: AuthServer, repository: Repository) -> list[Route]:
+    """The `/auth/*` routes and the `.well-known` documents of `server` (`repository`: a job
+    repository of the server, for the patient picker)."""
     settings = server.settings
-    authorize = Authorize(server, store)
+    authorize = Authorize(server, repository)
     tokens = TokenEndpoint(server)
     smart_doc = smart_configuration(settings.base_url)
     openid_doc = openid_configuration(settings.base_url)

@@ -209,7 +209,6 @@ class AuthServer:
             patient=claims.patient,
             fhir_user=claims.fhir_user,
             client_id=claims.client_id,
-            default_tz=self.settings.default_tz,
         )
         self._verified[token] = (claims, policy)
         if len(self._verified) > VERIFIED_CACHE:

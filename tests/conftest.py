@@ -42,18 +42,37 @@ def make_settings(tmp_path: Path, **extra: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=ALL_ENGINES)
+ALL_CLIENTS = (*ALL_ENGINES, "sqlite+token")
+"""The API suites run on every engine with authorization off, and on SQLite once more with
+authorization on and an administrator's `system/*.cruds` token on every request."""
+TEST_BASE_URL = "http://test/fhir"
+
+
+@pytest.fixture(params=ALL_CLIENTS)
 async def client(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client on the app through ASGITransport, lifespan run, on a fresh store of
-    each engine (SQLite, mongomock; a real MongoDB when FHIR_SERVER_TEST_MONGODB_URL is set)."""
-    store, drop = make_store(request.param, tmp_path)
-    app = create_app(make_settings(tmp_path), store=store)
+    each engine (SQLite, mongomock; a real MongoDB when FHIR_SERVER_TEST_MONGODB_URL is set);
+    `sqlite+token`: SQLite with authorization on and a system token sent on every request."""
+    engine, _, token = str(request.param).partition("+")
+    store, drop = make_store(engine, tmp_path)
+    settings = (
+        make_settings(tmp_path, auth=True, base_url=TEST_BASE_URL)
+        if token
+        else make_settings(tmp_path)
+    )
+    app = create_app(settings, store=store)
     try:
         async with app.router.lifespan_context(app):
+            headers = {}
+            if token:
+                minted = await app.state.auth.mint_admin_token("system/*.cruds", 3600)
+                headers["Authorization"] = f"Bearer {minted}"
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test/fhir") as c:
+            async with httpx.AsyncClient(
+                transport=transport, base_url=TEST_BASE_URL, headers=headers
+            ) as c:
                 yield c
     finally:
         if drop is not None:

@@ -13,16 +13,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fhir_server.access import AccessPolicy, current_access
+from fhir_server.access import AccessPolicy, SystemPolicy
 from fhir_server.api.negotiation import parse_body, parse_prefer, response_format
 from fhir_server.api.rendering import render
 from fhir_server.config import Settings
-from fhir_server.interactions import FhirRequest, Interactions
+from fhir_server.interactions import Interactions
+from fhir_server.messages import FhirRequest
+from fhir_server.repository import RepositoryFactory
 from resources.errors import Forbidden, PayloadTooLarge
 
 FHIR_PREFIX = "/fhir"
 WELL_KNOWN = FHIR_PREFIX + "/.well-known/"
 PUBLIC_PATHS = frozenset({"metadata"})
+UNAUTHENTICATED = SystemPolicy("anonymous")
+"""The policy of every request when authorization is off (and of the public paths)."""
 CORS_HEADERS = {  # bearer tokens, never cookies: any origin may call with its own token
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "Location, ETag, Last-Modified, Content-Location, Expires, "
@@ -72,31 +76,30 @@ async def fhir_endpoint(request: Request) -> Response:
     """Handle `ANY /fhir/{path}`.
 
     With authorization on (`app.state.authenticate` set), every path but `metadata` needs a
-    bearer token: the policy it yields is the request's `fhir_server.access.current_access`
-    (401 Unauthorized without a valid one, before anything else is read).
+    bearer token: the policy it yields builds the request's repository (401 Unauthorized
+    without a valid one, before anything else is read). With it off, the request acts as
+    `anonymous` with a system policy.
     """
     state = request.app.state
     authenticate: Authenticate | None = state.authenticate
     path = request.path_params.get("path", "")
     if authenticate is None or path.strip("/") in PUBLIC_PATHS:
-        return await _serve(request, path)
+        return await _serve(request, path, UNAUTHENTICATED)
     policy = await authenticate(request.headers.get("authorization"))
-    token = current_access.set(policy)
     try:
-        return await _serve(request, path)
+        return await _serve(request, path, policy)
     except Forbidden as exc:
         on_denied: Denied | None = state.on_denied
         if on_denied is not None:
             await on_denied(policy, f"{request.method} {path}", exc.diagnostics)
         raise
-    finally:
-        current_access.reset(token)
 
 
-async def _serve(request: Request, path: str) -> Response:
+async def _serve(request: Request, path: str, policy: AccessPolicy) -> Response:
     state = request.app.state
     settings: Settings = state.settings
     interactions: Interactions = state.interactions
+    repositories: RepositoryFactory = state.repositories
     if request.scope.get("query_string"):
         params = request.query_params
         query = params.multi_items()
@@ -114,11 +117,12 @@ async def _serve(request: Request, path: str) -> Response:
         query = [*query, *body]
         body = None
     prefer_return, strict = parse_prefer(headers.get("prefer"))
+    base_url = base_url_of(request, settings)
     freq = FhirRequest(
         method="GET" if method == "HEAD" else method,
         path=path,
         query=query,
-        base_url=base_url_of(request, settings),
+        base_url=base_url,
         body=body,
         if_match=headers.get("if-match"),
         if_none_exist=headers.get("if-none-exist"),
@@ -127,7 +131,8 @@ async def _serve(request: Request, path: str) -> Response:
         prefer_return=prefer_return,  # type: ignore[arg-type]
         strict=strict,
     )
-    result = await interactions.dispatch(freq)
+    repository = repositories.for_request(policy, base_url)
+    result = await interactions.dispatch(freq, repository)
     return render(result, fmt, pretty, head=method == "HEAD")
 
 

@@ -10,7 +10,7 @@ import orjson
 from starlette.responses import Response
 
 from fhir_server.api.negotiation import CONTENT_TYPES, Format
-from fhir_server.interactions import FhirResult
+from fhir_server.messages import FhirResult
 from resources.summary import apply_elements, apply_summary
 from resources.xml_format import to_xml
 

@@ -17,6 +17,7 @@ from fhir_server.search.query import (
     ReferenceValue,
     TokenValue,
 )
+from resources import references
 from resources.fhir_dates import date_range, now_us
 
 _SPLIT_COMMA = re.compile(r"(?<!\\),")
@@ -113,19 +114,14 @@ def parse_quantity(text: str) -> QuantityValue:
     return QuantityValue(range=rng, system=parts[1] or "*", code=parts[2] or None)
 
 
-_LITERAL_REF = re.compile(
-    r"^(?:(?P<base>https?://.+?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
-    r"(?:/_history/[A-Za-z0-9\-.]{1,64})?$"
-)
-
-
 def parse_reference(
     text: str, type_modifier: str | None, base_url: str
 ) -> tuple[ReferenceValue, ...]:
     """One reference search value -> the ReferenceValues it matches (ORed).
 
-    `Type/id` and an absolute URL on this server's base match both the relative form and
-    the absolute URL as stored (the index keeps absolute references as URLs); `id` alone
+    `Type/id` and an absolute URL on this server's base (`resources.references`) match both
+    the relative form and the absolute URL (which the index of an older version may hold
+    as written); `id` alone
     matches that id of any type (or of the `:Type`); any other URL matches as written.
 
     Raises:
@@ -134,16 +130,16 @@ def parse_reference(
     value = unescape(text)
     if not value:
         raise ValueError("empty reference value")
-    base = base_url.rstrip("/")
-    m = _LITERAL_REF.match(value)
-    if m and (m.group("base") is None or m.group("base").rstrip("/") == base):
-        if type_modifier and type_modifier != m.group("type"):
+    found = references.parse_reference(value, (base_url,))
+    if found.kind == "local" and found.resource_type is not None and found.id is not None:
+        if type_modifier and type_modifier != found.resource_type:
             raise ValueError(f"reference {value!r} does not match the :{type_modifier} modifier")
-        local = ReferenceValue(ref_type=m.group("type"), ref_id=m.group("id"))
+        local = ReferenceValue(ref_type=found.resource_type, ref_id=found.id)
+        base = base_url.rstrip("/")
         if not base:
             return (local,)
-        return (local, ReferenceValue(url=f"{base}/{m.group('type')}/{m.group('id')}"))
-    if m is None and "/" not in value and ":" not in value:
+        return (local, ReferenceValue(url=f"{base}/{found.resource_type}/{found.id}"))
+    if found.kind == "other" and "/" not in value and ":" not in value:
         return (ReferenceValue(ref_type=type_modifier, ref_id=value),)
     return (ReferenceValue(url=value),)
 

@@ -1,9 +1,11 @@
 """What `$find`, `$hold` and `$book` share: proposal and hold marks, loading the target, slot
 filling, the response Bundle and the taken-time outcome (IHE ITI-115/116/117).
 
-- A `$find` proposal is a stored Appointment (`status=proposed`) tagged `PROPOSAL_TAG` and
-  carrying our `proposal-expires` extension: `appointment-reference` resolves it until then, and
-  plain Appointment search never shows it (`exclude_proposals`; IHE ITI-118).
+- A `$find` proposal is a `proposed` Appointment carrying our `proposal-expires` extension,
+  kept as a record (`PROPOSAL_KIND`, expiring then) and never as an Appointment version: `$find`
+  writes no resource and no history, `appointment-reference` (and `GET Appointment/{id}`)
+  resolve it until it expires, and plain Appointment search and history never show it
+  (IHE ITI-118).
 - A hold is a `pending` Appointment with our `hold-expires` extension (valueInstant); its claims
   lapse then (`operations.scheduling.claims`), and `holds.sweep_expired_holds` cancels it.
 - An unavailable time on `$hold`/`$book` is a 409 OperationOutcome with `severity=fatal`,
@@ -23,9 +25,8 @@ from email.utils import formatdate
 from typing import Any
 
 from fhir_server.bundle_builder import embed
-from fhir_server.repository import Repository, load_json
-from fhir_server.search.query import TokenCondition, TokenValue
-from fhir_server.storage.base import StoredResource, WriteOp
+from fhir_server.model import StoredResource
+from fhir_server.repository import Prepared, Repository, load_json
 from operations.scheduling.claims import MINUTE_US, hold_expiry
 from operations.scheduling.extensions import (
     DEFAULT_BASE,
@@ -34,21 +35,20 @@ from operations.scheduling.extensions import (
     extension_url,
     slot_capacity,
 )
-from operations.scheduling.parameters import literal_id, split_reference
+from operations.scheduling.parameters import literal_id
 from operations.scheduling.service import SchedulingService
 from operations.scheduling.slots import parse_rule_slot_id
 from resources.errors import Conflict, Gone, Invalid, NotFound, StoreConflict, Unprocessable
 from resources.fhir_dates import format_instant, now_us
 
-"""Our extension id: when a `$find` proposal stops resolving (valueInstant)."""
-PROPOSAL_TAG = {"system": "urn:fhir-scheduling-server:appointment", "code": "proposal"}
-"""The `meta.tag` of a stored `$find` proposal (never shown by plain Appointment search)."""
+PROPOSAL_KIND = "appointment-proposal"
+"""The record kind of `$find` proposals (`Repository.records`, keyed by the proposal's id)."""
 
 
 @dataclass(frozen=True, slots=True)
 class SchedulingConfig:
-    """The settings the scheduling operations use, as wired into the `SchedulingService`
-    (`fhir_server.config.Settings`: hold and proposal lifetimes in seconds, extension base).
+    """The settings the scheduling operations use (`fhir_server.config.Settings`: hold and
+    proposal lifetimes in seconds, extension base).
 
     Attributes:
         hold_seconds: how long a `$hold` keeps its time (s).
@@ -61,9 +61,10 @@ class SchedulingConfig:
     extension_base: str = DEFAULT_BASE
 
     @classmethod
-    def of(cls, service: SchedulingService) -> SchedulingConfig:
-        """The settings `service` was wired with."""
-        return cls(service.hold_seconds, service.proposal_seconds, service.extension_base)
+    def of(cls, repository: Repository) -> SchedulingConfig:
+        """The settings of `repository`'s server."""
+        settings = repository.settings
+        return cls(settings.hold_seconds, settings.proposal_seconds, settings.extension_base)
 
     @property
     def hold_url(self) -> str:
@@ -77,9 +78,8 @@ class SchedulingConfig:
 
 
 def scheduling(repository: Repository) -> tuple[SchedulingService, SchedulingConfig]:
-    """The SchedulingService wired for `repository` (`fhir_server.app`) and its settings."""
-    service = SchedulingService.for_repository(repository)
-    return service, SchedulingConfig.of(service)
+    """The SchedulingService of `repository` and the scheduling settings."""
+    return SchedulingService(repository), SchedulingConfig.of(repository)
 
 
 def instant_text(us: int) -> str:
@@ -93,25 +93,12 @@ def http_date(us: int) -> str:
     return formatdate(us / 1_000_000, usegmt=True)
 
 
-def exclude_proposals() -> TokenCondition:
-    """The search condition keeping stored `$find` proposals out of Appointment search."""
-    value = TokenValue(PROPOSAL_TAG["system"], PROPOSAL_TAG["code"])
-    return TokenCondition("_tag", (value,), negate=True)
-
-
-def _has_tag(appointment: dict[str, Any]) -> bool:
-    tags = (appointment.get("meta") or {}).get("tag") or []
-    return any(
-        isinstance(t, dict)
-        and t.get("system") == PROPOSAL_TAG["system"]
-        and t.get("code") == PROPOSAL_TAG["code"]
-        for t in tags
+def is_proposal(appointment: dict[str, Any], config: SchedulingConfig) -> bool:
+    """Whether an Appointment is a `$find` proposal (proposed, with `proposal-expires`)."""
+    return appointment.get("status") == "proposed" and any(
+        isinstance(e, dict) and e.get("url") == config.proposal_url
+        for e in appointment.get("extension") or ()
     )
-
-
-def is_proposal(appointment: dict[str, Any]) -> bool:
-    """Whether a stored Appointment is a `$find` proposal (status proposed and tagged)."""
-    return appointment.get("status") == "proposed" and _has_tag(appointment)
 
 
 def _extension_instant(appointment: dict[str, Any], url: str) -> int | None:
@@ -129,11 +116,29 @@ def proposal_expiry(appointment: dict[str, Any], config: SchedulingConfig) -> in
 def as_proposal(
     appointment: dict[str, Any], expires: int, config: SchedulingConfig
 ) -> dict[str, Any]:
-    """The Appointment marked as a stored proposal until `expires` (µs UTC)."""
-    meta = dict(appointment.get("meta") or {})
-    meta["tag"] = [*(meta.get("tag") or []), dict(PROPOSAL_TAG)]
+    """The Appointment marked as a proposal until `expires` (µs UTC), with `meta.versionId`
+    "1" (it is never stored as a version)."""
     extension = {"url": config.proposal_url, "valueInstant": format_instant(expires)}
-    return {**appointment, "meta": meta, "extension": [*_others(appointment, ()), extension]}
+    meta = {**(appointment.get("meta") or {}), "versionId": "1"}
+    return {
+        **appointment,
+        "meta": meta,
+        "extension": [*_others(appointment, (config.proposal_url,)), extension],
+    }
+
+
+async def save_proposals(
+    repository: Repository, proposals: Sequence[dict[str, Any]], expires: int
+) -> None:
+    """Keep `$find` proposals (with ids) as records until `expires` (µs UTC)."""
+    for proposal in proposals:
+        await repository.records.put_record(PROPOSAL_KIND, str(proposal["id"]), proposal, expires)
+
+
+async def read_proposal(repository: Repository, id: str) -> dict[str, Any] | None:
+    """The live `$find` proposal `id`, or None (the Repository's computed `Appointment`
+    reader: asked only when no Appointment `id` is stored)."""
+    return await repository.records.get_record(PROPOSAL_KIND, id)
 
 
 def _others(appointment: dict[str, Any], urls: Sequence[str]) -> list[Any]:
@@ -145,15 +150,14 @@ def _others(appointment: dict[str, Any], urls: Sequence[str]) -> list[Any]:
 
 
 def clear_marks(appointment: dict[str, Any], config: SchedulingConfig) -> dict[str, Any]:
-    """The Appointment without proposal tag, proposal expiry and hold expiry (volatile `meta`
-    dropped too)."""
+    """The Appointment without proposal expiry and hold expiry (volatile `meta` dropped
+    too)."""
     out = {k: v for k, v in appointment.items() if k not in ("meta", "extension")}
     meta = {
-        k: v for k, v in (appointment.get("meta") or {}).items() if k in ("profile", "security")
+        k: v
+        for k, v in (appointment.get("meta") or {}).items()
+        if k in ("profile", "security", "tag")
     }
-    tags = [t for t in (appointment.get("meta") or {}).get("tag") or [] if t != PROPOSAL_TAG]
-    if tags:
-        meta["tag"] = tags
     if meta:
         out["meta"] = meta
     extensions = _others(appointment, (config.hold_url, config.proposal_url))
@@ -175,25 +179,27 @@ def with_hold(
 
 async def load_appointment(
     repository: Repository, id: str, config: SchedulingConfig
-) -> tuple[StoredResource, dict[str, Any]]:
-    """The current Appointment `id` for `$hold`/`$book`.
+) -> tuple[StoredResource | None, dict[str, Any]]:
+    """The Appointment `id` for `$hold`/`$book`: `(stored version, content)`, or `(None,
+    proposal)` for a live `$find` proposal (not stored).
 
     Raises:
         NotFound: (404) unknown or deleted, or an expired proposal or hold (SCHEDULING.md).
+        Forbidden: (403) a stored Appointment the caller may not read.
     """
+    if await repository.lookup.read("Appointment", id) is None:
+        proposal = await read_proposal(repository, id)
+        if proposal is None:
+            raise NotFound(f"Appointment/{id} is not known (or its proposal expired)")
+        return None, proposal
     try:
         stored = await repository.read("Appointment", id)
     except (NotFound, Gone):
-        raise NotFound(f"Appointment/{id} is not known (or its proposal expired)") from None
+        raise NotFound(f"Appointment/{id} is not known") from None
     appointment = load_json(stored.content)
-    now = now_us()
-    if is_proposal(appointment):
-        expires = proposal_expiry(appointment, config)
-        if expires is not None and expires < now:
-            raise NotFound(f"The proposal Appointment/{id} has expired; run $find again")
     if appointment.get("status") == "pending":
         expires = _extension_instant(appointment, config.hold_url)
-        if expires is not None and expires < now:
+        if expires is not None and expires < now_us():
             raise NotFound(f"The hold on Appointment/{id} has expired")
     return stored, appointment
 
@@ -202,7 +208,6 @@ async def fill_from_slots(
     appointment: dict[str, Any],
     service: SchedulingService,
     repository: Repository,
-    base_url: str = "",
 ) -> dict[str, Any]:
     """Fill `start`/`end` (when absent) and the Schedule's actors from the Appointment's
     `slot` references: stored Slots, or rule-derived ones (SCHEDULING.md "`$find-slots`").
@@ -220,9 +225,9 @@ async def fill_from_slots(
     """
     out = dict(appointment)
     participants = list(out.get("participant") or [])
-    present = {((p.get("actor") or {}).get("reference")) for p in participants}
+    present = {service.pair(p.get("actor")) for p in participants if isinstance(p, dict)}
     for ref in out.get("slot") or []:
-        slot_id = literal_id(ref if isinstance(ref, dict) else {}, "Slot", base_url)
+        slot_id = literal_id(ref if isinstance(ref, dict) else {}, "Slot", repository.bases)
         if slot_id is None:
             raise Invalid("Appointment.slot must reference a Slot", expression=["Appointment.slot"])
         slot = await service.resolve_slot(slot_id)
@@ -234,7 +239,7 @@ async def fill_from_slots(
             rule = parse_rule_slot_id(slot_id)
             if rule is None:
                 raise NotFound(f"Slot/{slot_id} is not known")
-            claimed = await repository.store.claims_in(
+            claimed = await repository.lookup.claims_in(
                 f"Schedule/{rule.schedule_id}", rule.start // MINUTE_US, -(-rule.end // MINUTE_US)
             )
             if not claimed:  # not booked or held, yet not offered: the hours or time off changed
@@ -247,56 +252,66 @@ async def fill_from_slots(
             schedule_ref, shared = f"Schedule/{rule.schedule_id}", False
         out.setdefault("start", start)
         out.setdefault("end", end)
-        schedule_id = literal_id({"reference": schedule_ref}, "Schedule", base_url)
+        schedule_id = literal_id({"reference": schedule_ref}, "Schedule", repository.bases)
         if shared or schedule_id is None:
             continue
-        schedule = load_json((await repository.read("Schedule", schedule_id)).content)
-        for actor in schedule.get("actor") or []:
-            if isinstance(actor, dict) and actor.get("reference") not in present:
-                present.add(actor.get("reference"))
+        stored = await repository.lookup.read("Schedule", schedule_id)
+        if stored is None or stored.content is None:
+            raise NotFound(f"Schedule/{schedule_id} of Slot/{slot_id} is not known")
+        for actor in load_json(stored.content).get("actor") or []:
+            pair = service.pair(actor)
+            if pair is not None and pair not in present:
+                present.add(pair)
                 participants.append({"actor": actor, "required": "required", "status": "accepted"})
     if participants:
         out["participant"] = participants
     return out
 
 
-def patient_ids(appointment: dict[str, Any], base_url: str = "") -> list[str]:
-    """The ids of the Appointment's Patient participants (literal references), in order."""
+def patient_ids(appointment: dict[str, Any], repository: Repository) -> list[str]:
+    """The ids of the Appointment's Patient participants on this server, in order."""
     out: list[str] = []
     for participant in appointment.get("participant") or []:
         actor = participant.get("actor") if isinstance(participant, dict) else None
         text = actor.get("reference") if isinstance(actor, dict) else None
-        found = split_reference(text, base_url) if isinstance(text, str) else None
+        found = repository.reference(text).pair if isinstance(text, str) else None
         if found is not None and found[0] == "Patient" and found[1] not in out:
             out.append(found[1])
     return out
 
 
+_UNAVAILABLE = frozenset({"slot-unavailable", "outside-availability"})
+
+
 @contextmanager
 def time_unavailable_is_fatal() -> Iterator[None]:
-    """Turn the Repository's 409 `slot-unavailable` into the IHE outcome: 409 with
-    `severity=fatal`, `code=not-found`, detail `slot-unavailable` (IHE ITI-116
-    §2:3.116.4.2.3). Version races (StoreConflict) pass through unchanged."""
+    """Turn the Repository's 409 for time that cannot be had (`slot-unavailable`: taken;
+    `outside-availability`: not offered) into the IHE outcome: 409 with `severity=fatal`,
+    `code=not-found` and that detail code (IHE ITI-116 §2:3.116.4.2.3). Version races
+    (StoreConflict) and `patient-conflict` pass through unchanged."""
     try:
         yield
     except StoreConflict:
         raise
     except Conflict as exc:
-        if all(issue.details_code != "slot-unavailable" for issue in exc.issues):
+        detail = next((i.details_code for i in exc.issues if i.details_code in _UNAVAILABLE), None)
+        if detail is None:
             raise
         raise Conflict(
-            exc.diagnostics, code="not-found", severity="fatal", details_code="slot-unavailable"
+            exc.diagnostics, code="not-found", severity="fatal", details_code=detail
         ) from exc
 
 
-def require_claims(op: WriteOp, action: str) -> None:
+def require_claims(prepared: Prepared, action: str) -> None:
     """Refuse a hold or booking that would claim no time at all.
 
     Raises:
         Unprocessable: (422 `business-rule`) no participant is the actor of an active
             Schedule and no Slot is referenced, so nothing would guard the time.
     """
-    if op.claims is None or not op.claims.keys:
+    op = prepared.op
+    keys = op.claims.keys if op is not None and op.claims is not None else ()
+    if not any(not key.scope.startswith("Patient/") for key in keys):
         raise Unprocessable(
             f"Nothing to {action}: the Appointment needs a start and end and names no actor of "
             "an active Schedule and no Slot",

@@ -6,8 +6,11 @@ Shaped as the Scheduling Server records it in IHE Scheduling (`IHE.Scheduling.Ho
 Audit Log Patterns (BALP) `PatientCreate`: type `rest`, subtypes the RESTful interaction and
 `urn:ihe:event-type-code#ITI-116|ITI-117`, a client agent (DCM 110153, the requestor) and a server
 agent (DCM 110152), one `patient` entity per Patient and the Appointment as `data` entity.
-The requestor is the SMART token's user (`fhirUser`) or client (`fhir_server.access`), or
-`anonymous` when authorization is off.
+The requestor is the SMART token's user (`fhirUser`) or client, `anonymous` when
+authorization is off, or the server's job (`Repository.policy.requestor()`).
+
+`override_event` records a booking an EHR made outside an actor's availability (SCHEDULING.md
+"Booking rules on every path": "every override is an AuditEvent").
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from fhir_server.access import access
 from resources.fhir_dates import format_instant, now_us
 
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
 _EVENTS = {"ITI-116": "Hold Appointment", "ITI-117": "Book Appointment"}
+OVERRIDE_SYSTEM = "urn:fhir-scheduling-server:audit-event"
+"""The code system of our own AuditEvent subtypes."""
 
 
 def audit_event(
@@ -29,9 +33,9 @@ def audit_event(
     appointment_id: str,
     patients: Sequence[str],
     base_url: str,
+    requestor: str,
     outcome: Literal["0", "4"] = "0",
     description: str | None = None,
-    requestor: str | None = None,
 ) -> dict[str, Any]:
     """An AuditEvent of one hold, book, move or cancel, as the Scheduling Server records it
     (IHE `IHE.Scheduling.Hold/Book.Audit.Recipient`, built on BALP `PatientCreate`).
@@ -43,13 +47,10 @@ def audit_event(
         patients: Patient ids (one `patient` entity each).
         base_url: this server's FHIR base (the server agent and source).
         outcome: `0` success, `4` minor failure (e.g. the time was taken).
+        requestor: who asked: the request's token holder (`anonymous` with authorization
+            off) or the server's job (`Repository.policy.requestor()`).
         description: `outcomeDesc`, e.g. why it failed.
-        requestor: who asked; None: the current request's token holder (`anonymous` with
-            authorization off); the sweeper passes the server.
     """
-    if requestor is None:
-        policy = access()
-        requestor = policy.requestor() if policy is not None else "anonymous"
     interaction = "create" if action == "C" else "update"
     entities: list[dict[str, Any]] = [
         {
@@ -104,3 +105,34 @@ def audit_event(
 
 def _coding(system: str, code: str) -> dict[str, str]:
     return {"system": system, "code": code}
+
+
+def override_event(
+    *,
+    appointment_id: str,
+    patients: Sequence[str],
+    base_url: str,
+    requestor: str,
+    description: str,
+) -> dict[str, Any]:
+    """An AuditEvent of a booking or hold written outside an actor's availability by a caller
+    allowed to (an EHR's `user/`/`system/` REST write, or `$book` with `override-availability`),
+    shaped like `audit_event` with our subtype `availability-override` and the reason in
+    `outcomeDesc`.
+    """
+    event = audit_event(
+        transaction="ITI-117",
+        action="C",
+        appointment_id=appointment_id,
+        patients=patients,
+        base_url=base_url,
+        requestor=requestor,
+        description=description,
+    )
+    override = {
+        "system": OVERRIDE_SYSTEM,
+        "code": "availability-override",
+        "display": "Booked outside availability",
+    }
+    event["subtype"] = [*event["subtype"], override]
+    return event

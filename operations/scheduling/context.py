@@ -1,10 +1,10 @@
-"""What one availability computation reads from the store: a Schedule's context and its taken time.
+"""What one availability computation reads: a Schedule's context and its taken time.
 
 SCHEDULING.md "Resources and where availability comes from" and "Never double-book". The pure
 engine (`operations.scheduling.rules`, `slots`) needs, per Schedule: its actors and their sites
 (`ScheduleContext`: time zone, weekly rules, visit length and buffers, read once per call with
 `read_many`), its stored Slots (free ones with their seats, blocking ones), and its booked and held
-time, which is exactly the set of live claims (`ResourceStore.claims_in`): minute claims
+time, which is exactly the set of live claims (`Lookup.claims_in`): minute claims
 `Schedule/{id}#{minute}` and seat claims `Slot/{id}#{seat}` (holds are claims with an expiry, so
 a held time is never offered). Instants are µs since the epoch (UTC), intervals half-open.
 """
@@ -14,12 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
-
+from fhir_server.repository import Lookup
 from fhir_server.search.query import (
     Condition,
     DateCondition,
@@ -30,7 +29,6 @@ from fhir_server.search.query import (
     TokenCondition,
     TokenValue,
 )
-from fhir_server.storage.base import ResourceStore
 from operations.scheduling.claims import HOLDING_STATUSES, MINUTE_US, hold_expiry
 from operations.scheduling.extensions import (
     DEFAULT_BASE,
@@ -46,10 +44,10 @@ from operations.scheduling.rules import period_interval
 from operations.scheduling.sources import WeeklyRules, rules_for
 from operations.scheduling.timezones import local_date, location_references, schedule_timezone, zone
 from resources.fhir_dates import date_range, now_us
+from resources.references import parse_reference
 
 __all__ = [
     "BLOCKING_STATUSES",
-    "PAGE_SIZE",
     "ScheduleContext",
     "StoredSlots",
     "TakenTime",
@@ -59,7 +57,6 @@ __all__ = [
     "load_contexts",
     "planning_horizon",
     "reference_parts",
-    "search_all",
     "seat_owners",
     "stored_slots",
     "taken_time",
@@ -67,8 +64,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE: Final = 1000
-"""Rows fetched per store page when reading everything a query matches."""
 BLOCKING_STATUSES: Final = frozenset({"busy-unavailable", "busy", "busy-tentative"})
 """Stored Slot statuses whose time is never offered (blocked, or booked outside this server)."""
 
@@ -87,6 +82,7 @@ class ScheduleContext:
         weekly: its weekly rules, or None (then only stored Slots are offered).
         problems: malformed data found while reading (an unreadable rule source or extension);
             the part concerned is left out, never guessed.
+        bases: this server's base URLs (absolute references on them are local).
     """
 
     schedule: dict[str, Any]
@@ -97,6 +93,7 @@ class ScheduleContext:
     params: BookingParameters
     weekly: WeeklyRules | None
     problems: tuple[str, ...] = ()
+    bases: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -165,12 +162,12 @@ def planning_horizon(context: ScheduleContext) -> Interval:
     return period_interval(horizon.get("start"), horizon.get("end"), context.tz)
 
 
-def _literal(reference: Any) -> tuple[str, str] | None:
+def _literal(reference: Any, bases: tuple[str, ...] = ()) -> tuple[str, str] | None:
+    """`(type, id)` of a Reference to a resource of this server (`resources.references`)."""
     text = reference.get("reference") if isinstance(reference, Mapping) else None
     if not isinstance(text, str):
         return None
-    rtype, _, rid = text.partition("/")
-    return (rtype, rid) if rtype and rid and "/" not in rid else None
+    return parse_reference(text, bases).pair
 
 
 def build_context(
@@ -178,6 +175,7 @@ def build_context(
     resources: Mapping[tuple[str, str], dict[str, Any]],
     extension_base: str,
     default_tz: str,
+    bases: tuple[str, ...] = (),
 ) -> ScheduleContext:
     """The context of one Schedule from resources already read (pure).
 
@@ -190,9 +188,9 @@ def build_context(
     Raises:
         ValueError: no source names a known zone and `default_tz` is unknown too.
     """
-    refs = [_literal(actor) for actor in schedule.get("actor") or ()]
+    refs = [_literal(actor, bases) for actor in schedule.get("actor") or ()]
     actors = tuple(resources[ref] for ref in refs if ref is not None and ref in resources)
-    sites = [_literal({"reference": text}) for text in location_references(actors)]
+    sites = [_literal({"reference": text}, bases) for text in location_references(actors)]
     locations = tuple(resources[ref] for ref in sites if ref is not None and ref in resources)
     services = tuple(a for a in actors if a.get("resourceType") == "HealthcareService")
     tz = schedule_timezone(schedule, actors, locations, default_tz)
@@ -210,25 +208,16 @@ def build_context(
     for problem in problems:
         log.warning("Schedule/%s: %s", schedule.get("id"), problem)
     return ScheduleContext(
-        schedule, actors, locations, services, tz, params, weekly, tuple(problems)
+        schedule, actors, locations, services, tz, params, weekly, tuple(problems), bases
     )
 
 
-async def _read_json(
-    store: ResourceStore, refs: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], dict[str, Any]]:
-    wanted = sorted(set(refs))
-    if not wanted:
-        return {}
-    stored = await store.read_many(wanted)
-    return {(s.resource_type, s.id): orjson.loads(s.content) for s in stored if s.content}
-
-
 async def load_contexts(
-    store: ResourceStore,
+    lookup: Lookup,
     schedules: Sequence[dict[str, Any]],
     extension_base: str,
     default_tz: str,
+    bases: tuple[str, ...] = (),
 ) -> list[ScheduleContext]:
     """The contexts of several Schedules with two `read_many` calls (actors, then their sites).
 
@@ -238,29 +227,19 @@ async def load_contexts(
     actor_refs = [
         ref
         for schedule in schedules
-        for ref in map(_literal, schedule.get("actor") or ())
+        for ref in (_literal(actor, bases) for actor in schedule.get("actor") or ())
         if ref is not None
     ]
-    resources = await _read_json(store, actor_refs)
+    resources = await lookup.read_json(actor_refs)
     site_refs = {
         ref
-        for ref in (_literal({"reference": t}) for t in location_references(resources.values()))
+        for ref in (
+            _literal({"reference": t}, bases) for t in location_references(resources.values())
+        )
         if ref is not None and ref not in resources
     }
-    resources.update(await _read_json(store, site_refs))
-    return [build_context(s, resources, extension_base, default_tz) for s in schedules]
-
-
-async def search_all(store: ResourceStore, query: StoreQuery) -> list[dict[str, Any]]:
-    """Every current resource `query` matches, page after page, as FHIR JSON (in `seq` order)."""
-    found: list[dict[str, Any]] = []
-    query = replace(query, count=PAGE_SIZE)
-    while True:
-        page = await store.search(query)
-        found.extend(orjson.loads(s.content) for s in page.resources if s.content)
-        if page.next_cursor is None:
-            return found
-        query = replace(query, cursor=page.next_cursor)
+    resources.update(await lookup.read_json(sorted(site_refs)))
+    return [build_context(s, resources, extension_base, default_tz, bases) for s in schedules]
 
 
 def _instant(text: Any, tz: str) -> int | None:
@@ -280,7 +259,7 @@ def _interval(slot: Mapping[str, Any], tz: str) -> Interval | None:
 
 
 async def stored_slots(
-    store: ResourceStore, contexts: Sequence[ScheduleContext], low: int, high: int
+    lookup: Lookup, contexts: Sequence[ScheduleContext], low: int, high: int
 ) -> dict[str, StoredSlots]:
     """The stored Slots of the Schedules starting in `[low, high)` (µs UTC), one search in all.
 
@@ -293,14 +272,15 @@ async def stored_slots(
     found: dict[str, StoredSlots] = {c.id: StoredSlots([], [], {}) for c in contexts}
     if not found:
         return found
+    bases = contexts[0].bases
     tz_of = {c.id: c.tz for c in contexts}
     conditions: tuple[Condition, ...] = (
         ReferenceCondition("schedule", tuple(ReferenceValue("Schedule", i) for i in found)),
         DateCondition("start", (RangeValue("ge", low, low + 1),)),
         DateCondition("start", (RangeValue("lt", high, high + 1),)),
     )
-    for slot in await search_all(store, StoreQuery("Slot", conditions)):
-        ref = _literal(slot.get("schedule"))
+    for slot in await lookup.search_all(StoreQuery("Slot", conditions)):
+        ref = _literal(slot.get("schedule"), bases)
         if ref is None or ref[0] != "Schedule" or ref[1] not in found:
             continue
         interval = _interval(slot, tz_of[ref[1]])
@@ -321,7 +301,7 @@ async def stored_slots(
 
 
 async def claimed_intervals(
-    store: ResourceStore, scope: str, low: int, high: int
+    lookup: Lookup, scope: str, low: int, high: int
 ) -> list[tuple[str, Interval]]:
     """The booked and held time of `scope` (`Schedule/{id}`) in `[low, high)` µs UTC.
 
@@ -333,7 +313,7 @@ async def claimed_intervals(
     """
     first, last = low // MINUTE_US, -(-high // MINUTE_US)
     runs: dict[str, list[list[int]]] = defaultdict(list)
-    for claim in await store.claims_in(scope, first, last):
+    for claim in await lookup.claims_in(scope, first, last):
         owned = runs[claim.owner]
         minute = claim.key.quantum
         if owned and owned[-1][1] == minute:
@@ -349,13 +329,13 @@ async def claimed_intervals(
     return merged
 
 
-async def seat_owners(store: ResourceStore, slot_id: str, capacity: int) -> set[str]:
+async def seat_owners(lookup: Lookup, slot_id: str, capacity: int) -> set[str]:
     """The owners of the live seat claims `Slot/{slot_id}#{seat}` (seats `0..capacity-1`)."""
-    return {claim.owner for claim in await store.claims_in(f"Slot/{slot_id}", 0, capacity)}
+    return {claim.owner for claim in await lookup.claims_in(f"Slot/{slot_id}", 0, capacity)}
 
 
 async def bookings_per_day(
-    store: ResourceStore,
+    lookup: Lookup,
     context: ScheduleContext,
     low: int,
     high: int,
@@ -368,7 +348,9 @@ async def bookings_per_day(
     """
     actors = [
         ReferenceValue(rtype, rid)
-        for rtype, rid in filter(None, map(_literal, context.schedule.get("actor") or ()))
+        for rtype, rid in filter(
+            None, (_literal(a, context.bases) for a in context.schedule.get("actor") or ())
+        )
     ]
     if not actors:
         return {}
@@ -381,7 +363,7 @@ async def bookings_per_day(
     now, zone_info = now_us(), zone(context.tz)
     hold_url = extension_url(HOLD_EXPIRES, extension_base)
     counts: Counter[dt.date] = Counter()
-    for appointment in await search_all(store, StoreQuery("Appointment", conditions)):
+    for appointment in await lookup.search_all(StoreQuery("Appointment", conditions)):
         start = _instant(appointment.get("start"), context.tz)
         pending = appointment.get("status") == "pending"
         try:
@@ -394,7 +376,7 @@ async def bookings_per_day(
 
 
 async def taken_time(
-    store: ResourceStore,
+    lookup: Lookup,
     context: ScheduleContext,
     window: Interval,
     span: Interval,
@@ -413,9 +395,9 @@ async def taken_time(
     """
     params = context.params
     low, high = span.start - params.buffer_before_us, span.end + params.buffer_after_us
-    claimed = await claimed_intervals(store, context.reference, low, high)
+    claimed = await claimed_intervals(lookup, context.reference, low, high)
     owners = {
-        slot_id: await seat_owners(store, slot_id, seats)
+        slot_id: await seat_owners(lookup, slot_id, seats)
         for slot_id, interval, seats in free
         if seats > 1 and window.contains(interval)
     }
@@ -429,5 +411,5 @@ async def taken_time(
     ]
     per_day = None
     if params.max_per_day is not None:
-        per_day = await bookings_per_day(store, context, span.start, span.end, extension_base)
+        per_day = await bookings_per_day(lookup, context, span.start, span.end, extension_base)
     return TakenTime(busy, {slot_id: len(held) for slot_id, held in owners.items()}, per_day)

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.interactions import FhirRequest
+from fhir_server.messages import FhirRequest
 from resources.errors import Invalid
 from resources.fhir_dates import parse_instant
-from resources.types import FHIR_ID_RE, is_resource_type
+from resources.references import parse_reference
+from resources.types import FHIR_ID_RE
 
 _PRIMITIVES = (
     "valueString", "valueDateTime", "valueInstant", "valueDate", "valueCode", "valueUri",
@@ -121,22 +122,15 @@ def _param(part: Any) -> Param:
     raise Invalid(f"Parameter {name!r} has no value this operation reads", expression=[name])
 
 
-def split_reference(text: str, base_url: str = "") -> tuple[str, str] | None:
+def split_reference(text: str, bases: tuple[str, ...] = ()) -> tuple[str, str] | None:
     """`(type, id)` of a literal reference to this server (`Type/id`, `[base]/Type/id`,
-    optionally `/_history/n`), else None."""
-    local = text[len(base_url) + 1 :] if base_url and text.startswith(base_url + "/") else text
-    parts = local.split("/")
-    history = len(parts) == 4 and parts[2] == "_history"
-    if (
-        (len(parts) == 2 or history)
-        and is_resource_type(parts[0])
-        and FHIR_ID_RE.fullmatch(parts[1]) is not None
-    ):
-        return parts[0], parts[1]
-    return None
+    optionally versioned; `resources.references`), else None."""
+    return parse_reference(text, bases).pair
 
 
-def literal_id(reference: dict[str, Any], resource_type: str, base_url: str = "") -> str | None:
+def literal_id(
+    reference: dict[str, Any], resource_type: str, bases: tuple[str, ...] = ()
+) -> str | None:
     """The id of a literal reference to a `resource_type` on this server, or None when the
     Reference has no `reference` (e.g. only an identifier).
 
@@ -146,7 +140,7 @@ def literal_id(reference: dict[str, Any], resource_type: str, base_url: str = ""
     text = reference.get("reference")
     if not isinstance(text, str) or not text:
         return None
-    found = split_reference(text, base_url)
+    found = split_reference(text, bases)
     if found is None:
         raise Invalid(f"{text!r} is not a reference to a {resource_type} on this server")
     if found[0] != resource_type:
@@ -154,7 +148,9 @@ def literal_id(reference: dict[str, Any], resource_type: str, base_url: str = ""
     return found[1]
 
 
-def target_of(params: OperationParams, base_url: str) -> tuple[str | None, dict[str, Any] | None]:
+def target_of(
+    params: OperationParams, bases: tuple[str, ...]
+) -> tuple[str | None, dict[str, Any] | None]:
     """The Appointment a `$hold`/`$book` acts on: `(id, None)` from `appointment-reference`
     (`Appointment/id`, `[base]/Appointment/id` or a bare id), or `(None, resource)` from
     `appointment-resource` (IHE ITI-116/117 OperationDefinitions).
@@ -172,10 +168,10 @@ def target_of(params: OperationParams, base_url: str) -> tuple[str | None, dict[
         )
     if resources:
         return None, resources[0]
-    return reference_id(references[0], "Appointment", base_url), None
+    return reference_id(references[0], "Appointment", bases), None
 
 
-def reference_id(reference: dict[str, Any], resource_type: str, base_url: str) -> str:
+def reference_id(reference: dict[str, Any], resource_type: str, bases: tuple[str, ...]) -> str:
     """The id a reference parameter names (`Type/id`, `[base]/Type/id` or a bare id).
 
     Raises:
@@ -184,7 +180,7 @@ def reference_id(reference: dict[str, Any], resource_type: str, base_url: str) -
     text = reference.get("reference")
     if isinstance(text, str) and FHIR_ID_RE.fullmatch(text):
         return text
-    found = literal_id(reference, resource_type, base_url)
+    found = literal_id(reference, resource_type, bases)
     if found is None:
         raise Invalid(f"A literal {resource_type} reference is needed", code="required")
     return found

@@ -1,8 +1,9 @@
 """The SchedulingService: which Schedules match, their free slots, and rule slots by id.
 
-The one facade the scheduling operations (`$find-slots`, `$find`, `$hold`, `$book`) use over a
-Repository; it reads through the `ResourceStore` and leaves every computation to the pure engine
-(`operations.scheduling`, whose `__init__` gives the order). SCHEDULING.md:
+The one facade the scheduling operations (`$find-slots`, `$find`, `$hold`, `$book`) and the
+booking rules use over a request's Repository; it reads through `Repository.lookup` (what is
+free must be computed over every booking, whoever asks) and leaves every computation to the pure
+engine (`operations.scheduling`, whose `__init__` gives the order). SCHEDULING.md:
 
 - "Resources and where availability comes from": `free_slots` = stored free Slots with seats
   left + rule-derived slots, minus blocking Slots, minus booked and held time (live claims),
@@ -17,10 +18,9 @@ Instants are µs since the epoch (UTC); windows are half-open `[start, end)`.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 import orjson
 
@@ -38,12 +38,10 @@ from operations.scheduling.context import (
     StoredSlots,
     load_contexts,
     planning_horizon,
-    reference_parts,
-    search_all,
     stored_slots,
     taken_time,
 )
-from operations.scheduling.extensions import DEFAULT_BASE, SLOT_CAPACITY_URL
+from operations.scheduling.extensions import SLOT_CAPACITY_URL
 from operations.scheduling.intervals import Interval
 from operations.scheduling.rules import schedule_windows
 from operations.scheduling.slots import CandidateSlot, free_slots, parse_rule_slot_id
@@ -82,53 +80,33 @@ def _intersect(
     return more if found is None else {k: v for k, v in found.items() if k in more}
 
 
+def reference_parts(text: str, default_type: str | None = None) -> tuple[str, str] | None:
+    """`(type, id)` of a canonical `Type/id` (operation parameters are made canonical with
+    `resources.references` when they are read), or of a bare `id` when `default_type` is
+    given; None for anything else."""
+    rtype, _, rid = text.strip().partition("/")
+    if not rid:
+        return (default_type, rtype) if default_type and rtype else None
+    return (rtype, rid) if "/" not in rid else None
+
+
 class SchedulingService:
-    """Availability over one Repository (SCHEDULING.md; module docstring).
+    """Availability over one request's Repository (SCHEDULING.md; module docstring).
 
     Args:
-        repository: the FHIR repository (reads go through its store).
-        hold_seconds: how long a `$hold` keeps its time (`FHIR_SERVER_HOLD_SECONDS`).
-        proposal_seconds: how long `$find` proposals stay resolvable.
-        extension_base: the canonical base of our extensions.
-        default_tz: the zone of Schedules that name none (`FHIR_SERVER_DEFAULT_TIMEZONE`).
+        repository: the request's (or job's) repository: its `lookup` is read, its settings
+            give the hold and proposal lifetimes (s), the extension base and the default zone.
     """
 
-    _registry: ClassVar[weakref.WeakKeyDictionary[Repository, SchedulingService]] = (
-        weakref.WeakKeyDictionary()
-    )
-
-    def __init__(
-        self,
-        repository: Repository,
-        *,
-        hold_seconds: int,
-        proposal_seconds: int,
-        extension_base: str,
-        default_tz: str,
-    ) -> None:
-        self.store = repository.store
-        self.hold_seconds = hold_seconds
-        self.proposal_seconds = proposal_seconds
-        self.extension_base = extension_base
-        self.default_tz = default_tz
-
-    def install(self, repository: Repository) -> None:
-        """Make this the service of `repository`: `for_repository` returns it and it reads the
-        rule-derived Slots (`repository.virtual_readers["Slot"] = rule_slot`)."""
-        SchedulingService._registry[repository] = self  # the service keeps no reference back
-        repository.virtual_readers["Slot"] = self.rule_slot
-
-    @classmethod
-    def for_repository(cls, repository: Repository) -> SchedulingService:
-        """The service installed on `repository` (by `fhir_server.app`), else a new one with
-        the defaults (hold 300 s, proposals 1800 s, `DEFAULT_BASE`, the repository's zone)."""
-        return cls._registry.get(repository) or cls(
-            repository,
-            hold_seconds=300,
-            proposal_seconds=1800,
-            extension_base=DEFAULT_BASE,
-            default_tz=repository.context.default_tz,
-        )
+    def __init__(self, repository: Repository) -> None:
+        settings = repository.settings
+        self.repository = repository
+        self.lookup = repository.lookup
+        self.bases = repository.bases
+        self.hold_seconds = settings.hold_seconds
+        self.proposal_seconds = settings.proposal_seconds
+        self.extension_base = settings.extension_base
+        self.default_tz = settings.default_timezone
 
     # -- which Schedules ------------------------------------------------------------------
 
@@ -173,13 +151,13 @@ class SchedulingService:
         if organization_refs:
             found = _intersect(found, await self._by_organization(base, organization_refs))
         if found is None:
-            found = _by_id(await search_all(self.store, StoreQuery("Schedule", tuple(base))))
+            found = _by_id(await self.lookup.search_all(StoreQuery("Schedule", tuple(base))))
         return [found[key] for key in sorted(found)]
 
     async def _ids(self, rtype: str, *conditions: Condition) -> list[tuple[str, str]]:
         return [
             (rtype, str(r["id"]))
-            for r in await search_all(self.store, StoreQuery(rtype, conditions))
+            for r in await self.lookup.search_all(StoreQuery(rtype, conditions))
         ]
 
     async def _with_actors(
@@ -189,7 +167,7 @@ class SchedulingService:
             return {}
         values = tuple(ReferenceValue(t, i) for t, i in dict.fromkeys(refs))
         query = StoreQuery("Schedule", (*base, ReferenceCondition("actor", values)))
-        return _by_id(await search_all(self.store, query))
+        return _by_id(await self.lookup.search_all(query))
 
     async def _actor_conditions(self, actors: Sequence[str]) -> list[Condition]:
         kinds: dict[str, list[ReferenceValue]] = {}
@@ -212,7 +190,7 @@ class SchedulingService:
         self, base: list[Condition], param: str, tokens: Sequence[TokenValue]
     ) -> dict[str, dict[str, Any]]:
         codes = TokenCondition(param, tuple(tokens))
-        direct = _by_id(await search_all(self.store, StoreQuery("Schedule", (*base, codes))))
+        direct = _by_id(await self.lookup.search_all(StoreQuery("Schedule", (*base, codes))))
         services = await self._ids("HealthcareService", codes)
         roles = []
         if param == "specialty":
@@ -254,11 +232,23 @@ class SchedulingService:
 
     # -- free time --------------------------------------------------------------------------
 
+    def pair(self, reference: Any) -> tuple[str, str] | None:
+        """`(type, id)` of a Reference to a resource of this server (any spelling on its
+        bases; `resources.references`), else None."""
+        text = reference.get("reference") if isinstance(reference, dict) else None
+        return self.repository.reference(text).pair if isinstance(text, str) else None
+
+    async def contexts(self, schedules: Sequence[dict[str, Any]]) -> list[ScheduleContext]:
+        """The contexts of several Schedules (`context.load_contexts`), in order."""
+        return await load_contexts(
+            self.lookup, schedules, self.extension_base, self.default_tz, self.bases
+        )
+
     async def schedule_context(self, schedule: dict[str, Any]) -> ScheduleContext:
         """The Schedule's actors, sites, zone, weekly rules and booking parameters, read once
         (`context.load_contexts`)."""
         (context,) = await load_contexts(
-            self.store, [schedule], self.extension_base, self.default_tz
+            self.lookup, [schedule], self.extension_base, self.default_tz, self.bases
         )
         return context
 
@@ -289,10 +279,10 @@ class SchedulingService:
         """
         if not schedules or end <= start:
             return []
-        contexts = await load_contexts(self.store, schedules, self.extension_base, self.default_tz)
+        contexts = await self.contexts(schedules)
         active = [c for c in contexts if c.active]
         window = Interval(start, end)
-        stored = await stored_slots(self.store, active, start - BLOCK_LOOKBACK_US, end + _DAY_US)
+        stored = await stored_slots(self.lookup, active, start - BLOCK_LOOKBACK_US, end + _DAY_US)
         offered: list[CandidateSlot] = []
         for context in active:
             offered += await self._free(context, window, stored[context.id], duration_us)
@@ -321,7 +311,7 @@ class SchedulingService:
         params = context.params
         buffers = (params.buffer_before_us, params.buffer_after_us)
         free = [slot for slot in stored.free if horizon.contains(slot[1])]
-        taken = await taken_time(self.store, context, window, span, free, self.extension_base)
+        taken = await taken_time(self.lookup, context, window, span, free, self.extension_base)
         candidates = free_slots(
             context.id,
             windows,
@@ -396,7 +386,7 @@ class SchedulingService:
         `GET Slot/{rule id}` answers the same through `rule_slot` (200 while free, 404 once
         booked or held).
         """
-        stored = await self.store.read("Slot", slot_id)
+        stored = await self.lookup.read("Slot", slot_id)
         if stored is not None:
             return None if stored.content is None else dict(orjson.loads(stored.content))
         return await self.rule_slot(slot_id)
@@ -409,7 +399,7 @@ class SchedulingService:
         ref = parse_rule_slot_id(slot_id)
         if ref is None:
             return None
-        found = await self.store.read("Schedule", ref.schedule_id)
+        found = await self.lookup.read("Schedule", ref.schedule_id)
         if found is None or found.content is None:
             return None
         schedule = orjson.loads(found.content)

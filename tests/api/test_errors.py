@@ -125,7 +125,9 @@ async def test_unexpected_failure_returns_500_outcome_without_internal_text(
 
     class BrokenStore(SQLiteStore):
         async def read(self, resource_type: str, id: str) -> StoredResource | None:
-            raise RuntimeError("secret internal detail")
+            if resource_type == "Patient":
+                raise RuntimeError("secret internal detail")
+            return await super().read(resource_type, id)
 
     path = Path(str(tmp_path))
     app = create_app(make_settings(path), store=BrokenStore(str(path / "b.db")))

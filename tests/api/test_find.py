@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from operations.scheduling.holds import sweep_expired_proposals
 from resources.fhir_dates import now_us
 from tests.api.test_hold_book import (
     appointment,
@@ -247,11 +246,13 @@ async def test_find_duration_and_group_patients_shape_proposals(clinic: httpx.As
     assert first["reasonCode"] == [{"coding": [{"system": "http://snomed.info/sct", "code": "1"}]}]
 
 
-async def test_find_expired_proposals_are_swept_then_404(tmp_path: Path) -> None:
+async def test_find_expired_proposals_are_purged_then_404(tmp_path: Path) -> None:
     async with running("sqlite", tmp_path) as server:
         bundle = await find(server.client, practitioner="Practitioner/doc", _count="2")
         ids = [p["id"] for p in proposals(bundle)]
-        assert await sweep_expired_proposals(server.repository, now_us()) == 0
+        records = server.repository.records
+        assert await records.purge_records(now_us()) == 0
         later = now_us() + 1801 * 1_000_000
-        assert await sweep_expired_proposals(server.repository, later) == 2
+        assert await records.purge_records(later) == 2
         assert_outcome(await hold(server.client, ref(ids[0])), 404, "not-found")
+        assert (await server.client.get(f"/Appointment/{ids[1]}")).status_code == 404

@@ -276,7 +276,9 @@ async def test_find_slots_stored_slot_capacity_two_seats_left_then_gone(
     assert (await clinic.post("/Appointment", json=seat)).status_code == 201
     (slot,) = await offered()
     assert "extension" not in slot  # one seat left: the default capacity
-    assert (await clinic.post("/Appointment", json=seat)).status_code == 201
+    pat2 = {"actor": {"reference": "Patient/pat2"}, "status": "accepted"}
+    other = {**seat, "participant": [pat2]}
+    assert (await clinic.post("/Appointment", json=other)).status_code == 201
     assert await offered() == []
 
 

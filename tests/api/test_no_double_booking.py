@@ -4,22 +4,33 @@ all take the same time claims (SCHEDULING.md "Never double-book"), on both engin
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import httpx
 import pytest
 
+_PATIENTS = itertools.count(1)
+
 
 def appointment(
-    start: str, end: str, status: str = "booked", actor: str = "PractitionerRole/dr", **extra: Any
+    start: str,
+    end: str,
+    status: str = "booked",
+    actor: str = "PractitionerRole/dr",
+    patient: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
+    """A booking of `actor`; each for another patient unless `patient` is given (one patient
+    is never in two overlapping bookings: a rule of its own, tested in test_booking_rules)."""
+    who = patient or f"Patient/p{next(_PATIENTS)}"
     return {
         "resourceType": "Appointment",
         "status": status,
         "start": start,
         "end": end,
         "participant": [
-            {"actor": {"reference": "Patient/pat"}, "status": "accepted"},
+            {"actor": {"reference": who}, "status": "accepted"},
             {"actor": {"reference": actor}, "status": "accepted"},
         ],
         **extra,
@@ -199,7 +210,7 @@ async def test_shared_slot_capacity_two_allows_two_then_409(clinic: httpx.AsyncC
         return appointment(
             "2026-12-01T15:00:00Z",
             "2026-12-01T16:00:00Z",
-            actor="Patient/pat",
+            actor="Location/room",
             slot=[{"reference": "Slot/group"}],
         )
 

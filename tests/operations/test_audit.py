@@ -32,6 +32,7 @@ def test_audit_event_every_shape_validates(
         appointment_id="a-1",
         patients=patients,
         base_url="http://127.0.0.1:8080/fhir",
+        requestor="Practitioner/p1",
         outcome=outcome,  # type: ignore[arg-type]
         description=description,
     )

@@ -9,15 +9,16 @@ from typing import Any
 
 import pytest
 
+from fhir_server.app import build_repositories
 from fhir_server.repository import Repository
 from fhir_server.search.query import TokenValue
-from operations.scheduling.claims import AppointmentClaims
-from operations.scheduling.context import claimed_intervals, reference_parts
-from operations.scheduling.extensions import DEFAULT_BASE, SLOT_CAPACITY_URL, extension_url
+from operations.scheduling.context import claimed_intervals
+from operations.scheduling.extensions import SLOT_CAPACITY_URL, extension_url
 from operations.scheduling.intervals import Interval
-from operations.scheduling.service import OfferedSlot, SchedulingService
+from operations.scheduling.service import OfferedSlot, SchedulingService, reference_parts
 from operations.scheduling.slots import CandidateSlot, rule_slot_id
 from resources.fhir_dates import parse_instant
+from tests.conftest import make_settings
 from tests.engines import ALL_ENGINES, make_store
 
 MONDAY = "2026-12-07"
@@ -80,8 +81,7 @@ async def repository(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     """A repository over a started store of each engine holding CLINIC."""
     store, drop = make_store(request.param, tmp_path)
     await store.start()
-    repo = Repository(store)
-    repo.claim_planners["Appointment"] = AppointmentClaims(store)
+    repo = build_repositories(store, make_settings(tmp_path)).for_job("test", "http://test/fhir")
     for resource in CLINIC:
         await repo.update(resource["resourceType"], resource["id"], resource)
     try:
@@ -94,16 +94,8 @@ async def repository(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 
 @pytest.fixture
 def service(repository: Repository) -> SchedulingService:
-    """The service installed on `repository`."""
-    svc = SchedulingService(
-        repository,
-        hold_seconds=300,
-        proposal_seconds=1800,
-        extension_base=DEFAULT_BASE,
-        default_tz="UTC",
-    )
-    svc.install(repository)
-    return svc
+    """The service of `repository`."""
+    return SchedulingService(repository)
 
 
 async def ids(service: SchedulingService, **criteria: Any) -> list[str]:
@@ -216,7 +208,7 @@ async def test_claimed_intervals_each_owner_merged_apart(
             }
         )
     low = parse_instant(f"{MONDAY}T00:00:00Z")
-    claimed = await claimed_intervals(service.store, "Schedule/s-dr", low, low + 86_400_000_000)
+    claimed = await claimed_intervals(service.lookup, "Schedule/s-dr", low, low + 86_400_000_000)
     assert [interval for _, interval in claimed] == [
         Interval(parse_instant(f"{MONDAY}T14:00:00Z"), parse_instant(f"{MONDAY}T14:30:00Z")),
         Interval(parse_instant(f"{MONDAY}T14:30:00Z"), parse_instant(f"{MONDAY}T15:00:00Z")),
@@ -253,7 +245,6 @@ async def test_schedule_context_reads_actors_sites_and_bad_extension(
 async def test_slot_resource_bare_candidate_has_no_schedule_codes(
     service: SchedulingService, repository: Repository
 ) -> None:
-    assert SchedulingService.for_repository(repository) is service
     bare = CandidateSlot("s", 0, 1_800_000_000, 1, "rs-0-u-s", "rule")
     assert service.slot_resource(bare) == {
         "resourceType": "Slot",
@@ -269,5 +260,5 @@ async def test_slot_resource_bare_candidate_has_no_schedule_codes(
 def test_reference_parts_forms() -> None:
     assert reference_parts("Schedule/7") == ("Schedule", "7")
     assert reference_parts("7", "Schedule") == ("Schedule", "7")
-    assert reference_parts("http://x/fhir/Location/1") == ("Location", "1")
+    assert reference_parts("http://x/fhir/Location/1") is None  # canonical `Type/id` only
     assert reference_parts("7") is None

@@ -1,13 +1,15 @@
-"""Run a parsed search: the page from the store, `_total`, `_include`/`_revinclude`
-(with `:iterate`), on any ResourceStore (R4 search.html#include, #total)."""
+"""Run a parsed search on the store: the page, `_total`, `_include`/`_revinclude` (with
+`:iterate`); R4 search.html#include, #total. Used by `Repository.search`, which adds the access
+policy's narrowing and filters what is included (`admit`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import orjson
 
+from fhir_server.model import Page, StoredResource
 from fhir_server.search.query import (
     Condition,
     Include,
@@ -15,17 +17,16 @@ from fhir_server.search.query import (
     ReferenceValue,
     SearchRequest,
     StoreQuery,
-    TokenCondition,
-    TokenValue,
 )
-from fhir_server.storage.base import Page, ResourceStore, StoredResource
+from fhir_server.storage.base import ResourceStore
 from resources.index_values import ReferenceEntry
 from resources.indexing import extract_index
 from resources.search_parameters import search_params
 
+__all__ = ["MAX_INCLUDED", "SearchResult", "run_search"]
+
 MAX_INCLUDED = 1000
 MAX_ITERATIONS = 3
-
 
 Admit = Callable[[list[StoredResource]], Awaitable[list[StoredResource]]]
 """Filters resources to those a request may see, keeping their order."""
@@ -49,17 +50,21 @@ class SearchResult:
 async def run_search(
     store: ResourceStore,
     request: SearchRequest,
-    extra_conditions: tuple[Condition, ...] = (),
-    default_tz: str = "UTC",
-    narrowing: Mapping[str, tuple[Condition, ...]] | None = None,
-    admit: Admit | None = None,
+    extra_conditions: tuple[Condition, ...],
+    default_tz: str,
+    bases: tuple[str, ...],
+    admit: Admit,
 ) -> SearchResult:
-    """Execute `request` (plus `extra_conditions`, e.g. a compartment or scope narrowing).
+    """Execute `request` plus `extra_conditions` (a compartment, the policy's narrowing).
 
-    `narrowing` holds per-type conditions every resource of that type must also meet to be
-    returned, as a match or as an `_include`/`_revinclude` (e.g. no `$find` proposals among
-    Appointments, IHE ITI-118). `admit` keeps only the included resources the request may see
-    (the access policy, `fhir_server.access`): others are left out of the Bundle silently.
+    Args:
+        store: the store searched.
+        request: the parsed search.
+        extra_conditions: ANDed to the request's conditions.
+        default_tz: zone for dates without an offset.
+        bases: this server's base URLs (absolute references on them are local).
+        admit: keeps the included resources the caller may see; others are left out of the
+            Bundle silently.
     """
     query = request.query
     if extra_conditions:
@@ -74,16 +79,16 @@ async def run_search(
         total = len(page.resources)
     included: list[StoredResource] = []
     if (request.includes or request.revincludes) and page.resources:
-        included = await _included(store, page.resources, request, default_tz, narrowing or {})
-        if admit is not None:
-            included = await admit(included)
+        included = await admit(await _included(store, page.resources, request, default_tz, bases))
     return SearchResult(page, included, total)
 
 
-def _references(resource: StoredResource, inc: Include, default_tz: str) -> list[tuple[str, str]]:
+def _references(
+    resource: StoredResource, inc: Include, default_tz: str, bases: tuple[str, ...]
+) -> list[tuple[str, str]]:
     if resource.content is None or inc.source_type not in ("*", resource.resource_type):
         return []
-    index = extract_index(orjson.loads(resource.content), default_tz)
+    index = extract_index(orjson.loads(resource.content), default_tz, bases)
     refs: list[tuple[str, str]] = []
     for entry in index.entries:
         if not isinstance(entry, ReferenceEntry) or entry.ref_type is None or entry.ref_id is None:
@@ -113,7 +118,7 @@ async def _included(
     matches: list[StoredResource],
     request: SearchRequest,
     default_tz: str,
-    narrowing: Mapping[str, tuple[Condition, ...]],
+    bases: tuple[str, ...],
 ) -> list[StoredResource]:
     seen = {(r.resource_type, r.id) for r in matches}
     out: list[StoredResource] = []
@@ -126,11 +131,12 @@ async def _included(
         wanted: list[tuple[str, str]] = []
         for inc in includes:
             for resource in frontier:
-                wanted.extend(r for r in _references(resource, inc, default_tz) if r not in seen)
+                wanted.extend(
+                    r for r in _references(resource, inc, default_tz, bases) if r not in seen
+                )
         found = await store.read_many(wanted[: MAX_INCLUDED - len(out)]) if wanted else []
-        found = await _narrowed(store, found, narrowing)
         for inc in revincludes:
-            found.extend(await _reverse(store, inc, frontier, narrowing))
+            found.extend(await _reverse(store, inc, frontier))
         frontier = []
         for resource in found:
             key = (resource.resource_type, resource.id)
@@ -142,31 +148,10 @@ async def _included(
     return out
 
 
-async def _narrowed(
-    store: ResourceStore,
-    found: list[StoredResource],
-    narrowing: Mapping[str, tuple[Condition, ...]],
-) -> list[StoredResource]:
-    """Drop included resources that their type's narrowing excludes (one `_id` query a type)."""
-    out = [r for r in found if r.resource_type not in narrowing]
-    for rtype, conditions in narrowing.items():
-        ids = tuple(TokenValue("*", r.id) for r in found if r.resource_type == rtype)
-        if not ids:
-            continue
-        query = StoreQuery(rtype, (TokenCondition("_id", ids), *conditions), count=len(ids))
-        kept = {r.id for r in (await store.search(query)).resources}
-        out.extend(r for r in found if r.resource_type == rtype and r.id in kept)
-    return out
-
-
 async def _reverse(
-    store: ResourceStore,
-    inc: Include,
-    frontier: list[StoredResource],
-    narrowing: Mapping[str, tuple[Condition, ...]],
+    store: ResourceStore, inc: Include, frontier: list[StoredResource]
 ) -> list[StoredResource]:
-    """The `inc.source_type` resources that reference the frontier (`_revinclude`), within
-    that type's narrowing."""
+    """The `inc.source_type` resources that reference the frontier (`_revinclude`)."""
     targets = tuple(
         ReferenceValue(r.resource_type, r.id)
         for r in frontier
@@ -174,7 +159,7 @@ async def _reverse(
     )
     found: list[StoredResource] = []
     for param in _reverse_params(inc) if targets else ():
-        conditions = (ReferenceCondition(param, targets), *narrowing.get(inc.source_type, ()))
+        conditions = (ReferenceCondition(param, targets),)
         page = await store.search(StoreQuery(inc.source_type, conditions, count=MAX_INCLUDED))
         found.extend(page.resources)
     return found

@@ -1,0 +1,184 @@
+"""The values the repository and the stores exchange: stored versions, writes, claims, pages,
+and the `RecordStore` contract of small JSON records.
+
+Kept apart from `fhir_server.storage` (the engines) so that every layer can name these values
+while only the request-scoped repository (`fhir_server.repository`) reaches a store
+(ARCHITECTURE.md "One way in"). Units: instants are µs since the epoch, UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from fhir_server.search.query import Cursor
+from resources.index_values import ResourceIndex
+
+__all__ = [
+    "Claim",
+    "ClaimKey",
+    "ClaimSet",
+    "HistoryScope",
+    "Page",
+    "RecordStore",
+    "StoredResource",
+    "WriteOp",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One version of a resource as stored.
+
+    Attributes:
+        resource_type, id: the logical identity.
+        version_id: 1, 2, ... (served as the string `meta.versionId`).
+        last_updated: µs since the epoch, UTC.
+        deleted: true for a deletion marker (then `content` is None).
+        content: FHIR JSON bytes of this version.
+        method: the interaction that wrote it: `POST`, `PUT`, `PATCH` or `DELETE`.
+    """
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: int
+    deleted: bool
+    content: bytes | None
+    method: str = "PUT"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ClaimKey:
+    """One claimable unit: a time quantum of a Schedule or a seat of a Slot.
+
+    Attributes:
+        scope: what is booked, a reference such as `Schedule/abc` (time quanta) or `Slot/xyz`
+            (seats).
+        quantum: a minute index (`µs // 60_000_000`, UTC) for a Schedule, or a seat number
+            (0, 1, ...) for a Slot.
+    """
+
+    scope: str
+    quantum: int
+
+    def __str__(self) -> str:
+        """The key as `StoreConflict.key` reports it: `{scope}#{quantum}`."""
+        return f"{self.scope}#{self.quantum}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimSet:
+    """The complete set of claims an owner holds after an `apply`.
+
+    Attributes:
+        owner: who holds them, e.g. `Appointment/123`.
+        keys: every key the owner holds after the write (keys it held and no longer lists
+            are released; an empty tuple releases everything). Duplicates are ignored.
+        expires: when the claims lapse, µs since the epoch UTC; None holds them until
+            released (a booking), a number makes them a hold that another owner may take over
+            once `expires < now`.
+    """
+
+    owner: str
+    keys: tuple[ClaimKey, ...]
+    expires: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One stored claim.
+
+    Attributes:
+        key: the claimed unit.
+        owner: its holder, e.g. `Appointment/123`.
+        expires: µs since the epoch UTC, or None (held until released).
+    """
+
+    key: ClaimKey
+    owner: str
+    expires: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOp:
+    """One resource write inside an atomic `apply`.
+
+    Attributes:
+        version: the new version to store (a deletion when `version.deleted`).
+        expected_version: the current version the writer based this on: 0 means "nothing at
+            all is stored for this identity" (not even a deletion marker), None means "do not
+            check". A mismatch raises StoreConflict.
+        index: the index entries for the new version (ignored for deletions).
+        claims: the complete claim set its owner holds after the write (SCHEDULING.md "Never
+            double-book"); None leaves every claim unchanged (also for a deletion: the
+            repository decides, passing `ClaimSet(owner, ())` to release).
+    """
+
+    version: StoredResource
+    expected_version: int | None
+    index: ResourceIndex | None
+    claims: ClaimSet | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of search results.
+
+    Attributes:
+        resources: the current versions on this page, in order.
+        next_cursor / previous_cursor: where the next / previous page starts, or None.
+        total: the number of matches when `with_total` was asked, else None.
+    """
+
+    resources: list[StoredResource]
+    next_cursor: Cursor | None
+    previous_cursor: Cursor | None
+    total: int | None = None
+
+
+HistoryScope = Literal["instance", "type", "system"]
+
+
+class RecordStore(Protocol):
+    """Small JSON documents kept beside the resources: the authorization server's state
+    (clients, users, grants, codes, launch contexts, used assertion ids, signing keys).
+
+    Records are keyed by `(kind, key)`, both short strings (`kind` a fixed name such as
+    `client`, without the control character U+001F); `doc` is a JSON object (str keys, JSON
+    values). `expires` is µs since the epoch UTC, or None for "never"; a record whose
+    `expires` is before now (`resources.fhir_dates.now_us()`) counts as absent for every
+    method (it may linger in the database until `purge_records`).
+    """
+
+    async def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The live record's document, or None."""
+
+    async def put_record(
+        self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
+    ) -> None:
+        """Create or replace the record (upsert)."""
+
+    async def insert_record(
+        self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
+    ) -> None:
+        """Create the record only if no live one exists (an expired one is replaced).
+
+        Raises:
+            StoreConflict: a live record `(kind, key)` exists (`key` = `{kind}/{key}`); nothing
+                is written. Of two concurrent inserts of one key exactly one succeeds (the
+                database's unique key decides, not a read-then-write).
+        """
+
+    async def take_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """Delete the live record and return its document, atomically (single-use codes):
+        of two concurrent takes only one gets the document; None if there was none."""
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        """Delete the record; True if a live one existed."""
+
+    async def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every live record of `kind` as `(key, doc)`, ordered by key."""
+
+    async def purge_records(self, now: int) -> int:
+        """Delete every record with `expires < now` (µs UTC); return how many."""

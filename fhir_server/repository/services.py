@@ -1,0 +1,95 @@
+"""What every repository of one server shares: the store, the settings, and the per-type hooks
+the features register at start-up (write rules, computed resources).
+
+`Services` is built once by `RepositoryFactory` and never handed out: the store it holds is
+reached only through a `Repository` (ARCHITECTURE.md "One way in").
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fhir_server.config import Settings
+from fhir_server.model import ClaimSet, StoredResource
+from fhir_server.storage.base import ResourceStore
+
+if TYPE_CHECKING:
+    from fhir_server.repository import Repository
+
+__all__ = ["PlannedWrite", "RulesPlan", "Services", "VirtualReader", "WriteRules"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedWrite:
+    """One write a type's rules are asked about.
+
+    Attributes:
+        resource_type, id: the identity written.
+        content: the new version as FHIR JSON, or None for a deletion.
+        current: the version it replaces (possibly a deletion marker), or None.
+    """
+
+    resource_type: str
+    id: str
+    content: dict[str, Any] | None
+    current: StoredResource | None
+
+
+@dataclass(frozen=True, slots=True)
+class RulesPlan:
+    """What a type's rules decided for one write.
+
+    Attributes:
+        claims: the owner's complete claim set after the write (SCHEDULING.md "Never
+            double-book"), or None to leave its claims alone.
+        audits: AuditEvents (FHIR JSON, without id) the server writes with it, atomically
+            (e.g. a booking an EHR made outside the actor's availability).
+        seat_scopes: claim scopes whose key was chosen among free seats (a shared Slot, a
+            day's bookings): losing one of those keys to a concurrent writer re-plans the
+            write instead of failing it.
+    """
+
+    claims: ClaimSet | None = None
+    audits: tuple[dict[str, Any], ...] = ()
+    seat_scopes: frozenset[str] = frozenset()
+
+
+class WriteRules(Protocol):
+    """The rules every write of one resource type goes through (Appointment: the booking
+    rules of SCHEDULING.md), whatever the path: REST, bundle entries, operations, jobs."""
+
+    async def plan(self, repository: Repository, write: PlannedWrite) -> RulesPlan:
+        """Decide the write's claims and companion audits.
+
+        Raises:
+            FhirError: the write breaks a rule (e.g. Conflict 409 `outside-availability`);
+                nothing is written.
+        """
+
+
+VirtualReader = Callable[["Repository", str], Awaitable[dict[str, Any] | None]]
+"""Serves `read` of ids that are not stored but computed (rule-derived Slots, `$find`
+proposals): `(repository, id) -> the resource (with id and meta), or None if there is no such
+resource now`."""
+
+
+@dataclass(slots=True)
+class Services:
+    """The shared parts of every repository of one server.
+
+    Attributes:
+        store: the started store (private to the repository package).
+        settings: the server settings.
+        rules: write rules by resource type.
+        virtual: computed-resource readers by resource type.
+        new_id: the generator of server-assigned ids (uuid4).
+    """
+
+    store: ResourceStore
+    settings: Settings
+    rules: dict[str, WriteRules] = field(default_factory=dict)
+    virtual: dict[str, VirtualReader] = field(default_factory=dict)
+    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
