@@ -33,6 +33,7 @@ from resources.fhir_dates import parse_instant
 HOUR = 3_600_000_000
 EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NY, BERLIN = "America/New_York", "Europe/Berlin"
+LORD_HOWE, SANTIAGO = "Australia/Lord_Howe", "America/Santiago"
 
 
 def z(text: str) -> int:
@@ -79,19 +80,10 @@ def windows_on(
         ("2026-03-08", NY, "01:00:00", "04:00:00", [("2026-03-08T06:00", "2026-03-08T08:00")]),
         ("2026-03-08", NY, "02:10:00", "02:50:00", []),  # wholly in the gap: no time at all
         ("2026-03-08", NY, "09:00:00", "17:00:00", [("2026-03-08T13:00", "2026-03-08T21:00")]),
-        # New York fall back 2026-11-01 (02:00 EDT -> 01:00 EST at 06:00Z)
-        ("2026-11-01", NY, "00:00:00", "03:00:00", [("2026-11-01T04:00", "2026-11-01T08:00")]),
-        ("2026-11-01", NY, "01:00:00", "01:30:00", [("2026-11-01T05:00", "2026-11-01T05:30")]),
-        ("2026-11-01", NY, "01:30:00", "02:00:00", [("2026-11-01T05:30", "2026-11-01T07:00")]),
-        ("2026-11-01", NY, "09:00:00", "17:00:00", [("2026-11-01T14:00", "2026-11-01T22:00")]),
         # Berlin spring forward 2026-03-29 (02:00 CET -> 03:00 CEST at 01:00Z)
         ("2026-03-29", BERLIN, "02:00:00", "04:00:00", [("2026-03-29T01:00", "2026-03-29T02:00")]),
         ("2026-03-29", BERLIN, "01:30:00", "02:30:00", [("2026-03-29T00:30", "2026-03-29T01:00")]),
         ("2026-03-29", BERLIN, "08:00:00", "16:00:00", [("2026-03-29T06:00", "2026-03-29T14:00")]),
-        # Berlin fall back 2026-10-25 (03:00 CEST -> 02:00 CET at 01:00Z)
-        ("2026-10-25", BERLIN, "02:00:00", "03:00:00", [("2026-10-25T00:00", "2026-10-25T02:00")]),
-        ("2026-10-25", BERLIN, "02:30:00", "02:45:00", [("2026-10-25T00:30", "2026-10-25T00:45")]),
-        ("2026-10-25", BERLIN, "08:00:00", "16:00:00", [("2026-10-25T07:00", "2026-10-25T15:00")]),
     ],
 )
 def test_rule_windows_dst_days_exact_utc_instants(
@@ -101,23 +93,83 @@ def test_rule_windows_dst_days_exact_utc_instants(
 
 
 @pytest.mark.parametrize(
-    ("day", "tz", "expected", "hours"),
+    ("day", "tz", "start", "end", "expected"),
     [
-        ("2026-03-08", NY, ("2026-03-08T05:00", "2026-03-09T04:00"), 23),
-        ("2026-11-01", NY, ("2026-11-01T04:00", "2026-11-02T05:00"), 25),
-        ("2026-03-29", BERLIN, ("2026-03-28T23:00", "2026-03-29T22:00"), 23),
-        ("2026-10-25", BERLIN, ("2026-10-24T22:00", "2026-10-25T23:00"), 25),
+        # New York 2026-11-01: 02:00 EDT -> 01:00 EST at 06:00Z; 06:00Z-07:00Z is fold=1.
+        (
+            "2026-11-01",
+            NY,
+            "00:00:00",
+            "03:00:00",
+            [("2026-11-01T04:00", "2026-11-01T06:00"), ("2026-11-01T07:00", "2026-11-01T08:00")],
+        ),
+        ("2026-11-01", NY, "01:00:00", "01:30:00", [("2026-11-01T05:00", "2026-11-01T05:30")]),
+        (
+            "2026-11-01",
+            NY,
+            "01:30:00",
+            "02:30:00",
+            [("2026-11-01T05:30", "2026-11-01T06:00"), ("2026-11-01T07:00", "2026-11-01T07:30")],
+        ),
+        ("2026-11-01", NY, "01:30:00", "02:00:00", [("2026-11-01T05:30", "2026-11-01T06:00")]),
+        ("2026-11-01", NY, "02:00:00", "03:00:00", [("2026-11-01T07:00", "2026-11-01T08:00")]),
+        ("2026-11-01", NY, "09:00:00", "17:00:00", [("2026-11-01T14:00", "2026-11-01T22:00")]),
+        # Berlin 2026-10-25: 03:00 CEST -> 02:00 CET at 01:00Z; 01:00Z-02:00Z is fold=1.
+        ("2026-10-25", BERLIN, "02:00:00", "03:00:00", [("2026-10-25T00:00", "2026-10-25T01:00")]),
+        ("2026-10-25", BERLIN, "02:30:00", "02:45:00", [("2026-10-25T00:30", "2026-10-25T00:45")]),
+        ("2026-10-25", BERLIN, "08:00:00", "16:00:00", [("2026-10-25T07:00", "2026-10-25T15:00")]),
+        # Lord Howe 2026-04-05: 02:00 +11 -> 01:30 +10:30 at 15:00Z (a 30-minute fall-back).
+        (
+            "2026-04-05",
+            LORD_HOWE,
+            "01:00:00",
+            "03:00:00",
+            [("2026-04-04T14:00", "2026-04-04T15:00"), ("2026-04-04T15:30", "2026-04-04T16:30")],
+        ),
+        # Santiago 2026-04-05 00:00 -03 -> 04-04 23:00 -04 at 03:00Z: the evening repeats.
+        (
+            "2026-04-04",
+            SANTIAGO,
+            "22:00:00",
+            "00:00:00",
+            [("2026-04-05T01:00", "2026-04-05T03:00")],
+        ),
     ],
 )
-def test_rule_windows_all_day_on_dst_day_real_length(
-    day: str, tz: str, expected: tuple[str, str], hours: int
+def test_rule_windows_fall_back_day_second_occurrence_never_opened(
+    day: str, tz: str, start: str, end: str, expected: list[tuple[str, str]]
+) -> None:
+    assert windows_on(day, tz, start, end) == expected
+
+
+@pytest.mark.parametrize(
+    ("day", "tz", "expected", "hours"),
+    [
+        ("2026-03-08", NY, [("2026-03-08T05:00", "2026-03-09T04:00")], 23),
+        (
+            "2026-11-01",
+            NY,
+            [("2026-11-01T04:00", "2026-11-01T06:00"), ("2026-11-01T07:00", "2026-11-02T05:00")],
+            24,
+        ),
+        ("2026-03-29", BERLIN, [("2026-03-28T23:00", "2026-03-29T22:00")], 23),
+        (
+            "2026-10-25",
+            BERLIN,
+            [("2026-10-24T22:00", "2026-10-25T01:00"), ("2026-10-25T02:00", "2026-10-25T23:00")],
+            24,
+        ),
+    ],
+)
+def test_rule_windows_all_day_on_dst_day_wall_clock_length(
+    day: str, tz: str, expected: list[tuple[str, str]], hours: int
 ) -> None:
     local = dt.date.fromisoformat(day)
     rule = WeeklyRule(frozenset({local.weekday()}), True, 0, 0)
     window = span(f"{local - dt.timedelta(days=2)}T00:00", f"{local + dt.timedelta(days=2)}T00:00")
-    (found,) = rule_windows([rule], [], window, tz)
-    assert show([found]) == [expected]
-    assert found.duration == hours * HOUR
+    found = rule_windows([rule], [], window, tz)
+    assert show(found) == expected
+    assert sum(w.duration for w in found) == hours * HOUR
 
 
 def test_rule_windows_lunch_break_splits_day() -> None:
