@@ -1,4 +1,5 @@
-"""Weekly rules -> UTC windows, and where rules come from (`operations.scheduling.rules`)."""
+"""Weekly rules -> UTC windows, limited as the Schedule says (`operations.scheduling.rules`);
+where the rules come from is `test_sources.py`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 import pytest
 
 from fhir_server.demo import DEMO_PRACTITIONER_ROLE_ID, DEMO_SCHEDULE_ID, demo_clinic
-from operations.scheduling.extensions import extension_url
 from operations.scheduling.intervals import Interval
 from operations.scheduling.rules import (
     period_interval,
@@ -19,7 +19,6 @@ from operations.scheduling.sources import (
     NotAvailable,
     WeeklyRule,
     WeeklyRules,
-    from_location,
     rules_for,
 )
 from operations.scheduling.timezones import (
@@ -29,6 +28,7 @@ from operations.scheduling.timezones import (
     zone,
 )
 from resources.fhir_dates import parse_instant
+from tests.operations.test_sources import role, schedule
 
 HOUR = 3_600_000_000
 EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -245,17 +245,6 @@ def test_period_interval_end_before_start_raises() -> None:
         period_interval("2026-03-10", "2026-03-08", "UTC")
 
 
-def schedule(**extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Schedule", "id": "s", "active": True, **extra}
-
-
-def role(**extra: Any) -> dict[str, Any]:
-    hours = [
-        {"daysOfWeek": ["mon"], "availableStartTime": "09:00:00", "availableEndTime": "11:00:00"}
-    ]
-    return {"resourceType": "PractitionerRole", "id": "r", "availableTime": hours, **extra}
-
-
 MONDAY = span("2026-01-05T00:00", "2026-01-06T00:00")
 
 
@@ -284,94 +273,6 @@ def test_schedule_windows_inactive_schedule_returns_empty() -> None:
 def test_schedule_windows_no_rules_returns_empty() -> None:
     assert rules_for(schedule(), [{"resourceType": "Practitioner", "id": "p"}]) is None
     assert schedule_windows(schedule(), None, MONDAY, "UTC") == []
-
-
-def location(**extra: Any) -> dict[str, Any]:
-    hours = [{"daysOfWeek": ["mon"], "openingTime": "08:00:00", "closingTime": "18:00:00"}]
-    return {"resourceType": "Location", "id": "l", "hoursOfOperation": hours, **extra}
-
-
-def service(**extra: Any) -> dict[str, Any]:
-    hours = [
-        {"daysOfWeek": ["mon"], "availableStartTime": "10:00:00", "availableEndTime": "12:00:00"}
-    ]
-    return {"resourceType": "HealthcareService", "id": "h", "availableTime": hours, **extra}
-
-
-def availability_extension(start: str, end: str) -> dict[str, Any]:
-    return {
-        "url": extension_url("schedule-availability"),
-        "extension": [
-            {"url": "daysOfWeek", "valueCode": "mon"},
-            {"url": "availableStartTime", "valueTime": start},
-            {"url": "availableEndTime", "valueTime": end},
-        ],
-    }
-
-
-def test_rules_for_schedule_extension_takes_precedence_over_role() -> None:
-    found = rules_for(
-        schedule(extension=[availability_extension("14:00:00", "15:00:00")]), [location(), role()]
-    )
-    assert found is not None
-    assert (found.source, found.reference) == ("Schedule", "Schedule/s")
-    assert show(rule_windows(found.rules, found.not_available, MONDAY, "UTC")) == [
-        ("2026-01-05T14:00", "2026-01-05T15:00")
-    ]
-
-
-def test_rules_for_schedule_extension_still_subtracts_role_leave() -> None:
-    leave = [{"description": "Vacation", "during": {"start": "2026-01-05", "end": "2026-01-09"}}]
-    found = rules_for(
-        schedule(extension=[availability_extension("14:00:00", "15:00:00")]),
-        [role(notAvailable=leave)],
-    )
-    assert found is not None
-    assert found.not_available == (NotAvailable("Vacation", "2026-01-05", "2026-01-09"),)
-    assert rule_windows(found.rules, found.not_available, MONDAY, "UTC") == []
-
-
-def test_rules_for_order_role_then_service_then_location() -> None:
-    found = rules_for(schedule(), [location(), service(), role()])
-    assert found is not None and found.source == "PractitionerRole"
-    found = rules_for(schedule(), [location(), service(), role(availableTime=[])])
-    assert found is not None and found.source == "HealthcareService"
-    found = rules_for(schedule(), [location(), role(availableTime=[])])
-    assert found == from_location(location())
-
-
-def test_rules_for_hours_of_operation_fallback_from_actor_site() -> None:
-    site = location(id="site")
-    found = rules_for(schedule(), [role(availableTime=None)], locations=[site])
-    assert found is not None
-    assert (found.source, found.reference) == ("Location", "Location/site")
-    assert show(rule_windows(found.rules, [], MONDAY, "UTC")) == [
-        ("2026-01-05T08:00", "2026-01-05T18:00")
-    ]
-
-
-def test_rules_for_no_days_means_every_day_and_missing_times_whole_day() -> None:
-    found = rules_for(schedule(), [role(availableTime=[{"availableStartTime": "09:00:00"}])])
-    assert found is not None
-    assert found.rules == (WeeklyRule(frozenset(range(7)), False, 9 * HOUR, 0),)
-
-
-@pytest.mark.parametrize(
-    ("entry", "message"),
-    [
-        ({"daysOfWeek": ["monday"]}, "unknown day codes"),
-        ({"daysOfWeek": ["mon"], "availableStartTime": "9:00"}, "invalid FHIR time"),
-        ({"daysOfWeek": ["mon"], "availableEndTime": "24:00:00"}, "invalid FHIR time"),
-    ],
-)
-def test_rules_for_malformed_available_time_raises(entry: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        rules_for(schedule(), [role(availableTime=[entry])])
-
-
-def test_rules_for_fractional_seconds_kept_to_microseconds() -> None:
-    found = rules_for(schedule(), [role(availableTime=[{"availableStartTime": "09:00:00.5"}])])
-    assert found is not None and found.rules[0].start_us == 9 * HOUR + 500_000
 
 
 def demo(today: dt.date) -> tuple[dict[str, Any], WeeklyRules | None, str]:
