@@ -20,6 +20,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.text import Text
 
 from fhir_server.app import build_interactions, build_repositories
 from fhir_server.bundles import BundleProcessor
@@ -38,7 +39,10 @@ from fhir_server.storage.base import ResourceStore
 from fhir_server.storage.factory import open_store
 
 app = typer.Typer(help="FHIR R4 scheduling server.", no_args_is_help=True, add_completion=False)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
+"""Everything the command prints goes to stderr unwrapped whatever the terminal width (a
+path or an OperationOutcome stays on one line for scripts), never highlighted, and never read
+as markup (a `[bold]` in a file name is data): styles come only from `_say`'s labels."""
 
 DatabaseUrl = Annotated[
     str | None,
@@ -48,6 +52,12 @@ DatabaseUrl = Annotated[
         "(default: FHIR_SERVER_DATABASE_URL or sqlite:///./data/fhir.db)",
     ),
 ]
+
+
+def _say(*parts: str | tuple[str, str]) -> None:
+    """Print one line on `console`: plain text parts, or `(text, style)` for a styled label,
+    e.g. `_say(("rejected", "red"), " ", path)`."""
+    console.print(Text.assemble(*parts))
 
 
 def _settings(database_url: str | None) -> Settings:
@@ -79,7 +89,7 @@ async def load_into(
         TextColumn("[bold]loading"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a file name is data
         console=console,
         disable=not show_progress,
     ) as progress:
@@ -115,9 +125,8 @@ async def _load_demo(settings: Settings) -> int:
         for resource in demo_clinic(dt.date.today()):
             await loader.load_item(Item("demo", resource), report)
         for rejection in report.rejected:
-            console.print(
-                f"[red]demo resource rejected[/red] {orjson.dumps(rejection.outcome).decode()}"
-            )
+            outcome = orjson.dumps(rejection.outcome).decode()
+            _say(("demo resource rejected", "red"), " ", outcome)
         await register_demo_access(repository.records)
         return report.loaded
     finally:
@@ -145,18 +154,19 @@ def serve(
     if demo:
         loaded = asyncio.run(_load_demo(settings))
         if loaded:
-            console.print(f"Loaded the demo clinic ({loaded} resources).")
+            _say(f"Loaded the demo clinic ({loaded} resources).")
     base = settings.base_url
-    console.print(f"[bold green]FHIR base URL:[/bold green] {base}")
-    console.print(f"  store: {settings.database_url}")
+    _say(("FHIR base URL:", "bold green"), f" {base}")
+    _say(f"  store: {settings.database_url}")
     if settings.auth:
         print_token_help(base, demo)
     else:
-        console.print(
-            "[bold red]AUTHORIZATION IS OFF[/bold red] (FHIR_SERVER_AUTH=off): every request "
-            "is accepted without a token; keep the server on 127.0.0.1"
+        _say(
+            ("AUTHORIZATION IS OFF", "bold red"),
+            " (FHIR_SERVER_AUTH=off): every request is accepted without a token; keep the "
+            "server on 127.0.0.1",
         )
-        console.print(f"  try:   curl -s '{base}/Patient?_count=5'")
+        _say(f"  try:   curl -s '{base}/Patient?_count=5'")
     uvicorn.run(
         "fhir_server.app:create_app",
         factory=True,
@@ -183,7 +193,7 @@ def print_token_help(base: str, demo: bool) -> None:
         )
         lines += [f"  login:  {u} / {p}  ({who})" for u, p, who in DEMO_LOGINS]
     for line in lines:
-        console.print(line, soft_wrap=True, highlight=False, markup=False)
+        _say(line)
 
 
 @app.command()
@@ -200,9 +210,9 @@ def load(
     settings = _settings(database_url)
     report = asyncio.run(_load(settings, paths, show_progress=not quiet))
     for rejection in report.rejected:
-        console.print(f"[red]rejected[/red] {rejection.source}")
-        console.print(f"  {orjson.dumps(rejection.outcome).decode()}")
-    console.print(
+        _say(("rejected", "red"), f" {rejection.source}")
+        _say(f"  {orjson.dumps(rejection.outcome).decode()}")
+    _say(
         f"loaded {report.loaded} (created {report.created}, updated {report.updated}), "
         f"unchanged {report.unchanged}, rejected {len(report.rejected)}"
     )

@@ -143,8 +143,10 @@ class ResourceStore(RecordStore, Protocol):
     def lock(self, key: str, *, timeout: float = 10.0) -> AbstractAsyncContextManager[None]:
         """A cross-process mutex on `key` (e.g. conditional-create criteria), held for the block.
 
-        Waits up to `timeout` seconds, then raises StoreConflict. A lock left by a crashed
-        process expires after 30 seconds.
+        Waits up to `timeout` seconds, then raises StoreConflict. Each holder has a lease of
+        `locks.LOCK_TTL_US` (30 s), so a lock left by a crashed process is taken over after
+        it; a holder releases only its own lock, never one that took its lapsed lease over
+        (`locks.py`).
         """
 
     def iter_all(self, resource_type: str | None = None) -> AsyncIterator[StoredResource]:

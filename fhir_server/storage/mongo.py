@@ -2,17 +2,16 @@
 
 The document schema and indexes are in `mongo_schema.py`, query compilation in
 `mongo_query.py`, claims in `mongo_claims.py`, records (`base.RecordStore`) in
-`mongo_records.py`. The adapter keeps to the call surface PyMongo's async collection shares
-with mongomock-motor (`find().sort().skip().limit().to_list()`, `find_one`, `insert_one`,
-`insert_many`, `replace_one`, `find_one_and_update`, `find_one_and_delete`, `delete_one`,
-`delete_many`, `count_documents`, `create_index`) and never relies on a multi-document
-transaction: unique `_id`s and single-document conditional writes are its guarantees; `apply`
-undoes a failed part-way write itself.
+`mongo_records.py`, the lock's lease in `locks.py`. The adapter keeps to the call surface
+PyMongo's async collection shares with mongomock-motor (`find().sort().skip().limit()
+.to_list()`, `find_one`, `insert_one`, `insert_many`, `replace_one`, `find_one_and_update`,
+`find_one_and_delete`, `delete_one`, `delete_many`, `count_documents`, `create_index`) and
+never relies on a multi-document transaction: unique `_id`s and single-document conditional
+writes are its guarantees; `apply` undoes a failed part-way write itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
@@ -25,7 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
-from fhir_server.storage import mongo_claims, mongo_records
+from fhir_server.storage import locks, mongo_claims, mongo_records
 from fhir_server.storage.base import (
     Claim,
     HistoryScope,
@@ -56,8 +55,6 @@ from fhir_server.storage.mongo_schema import (
 from resources.errors import StoreConflict
 from resources.fhir_dates import now_us
 
-LOCK_TTL_US = 30_000_000
-"""A lock left by a crashed process may be taken over after this long (µs)."""
 LOCK_POLL_S = 0.02
 """Seconds between attempts to take a held lock."""
 ITER_BATCH = 500
@@ -294,43 +291,30 @@ class MongoStore:
         assert doc is not None
         return int(doc["value"]) - n + 1
 
-    @contextlib.asynccontextmanager
-    async def lock(
-        self,
-        key: str,
-        *,
-        timeout: float = 10.0,
-    ) -> AsyncIterator[None]:
-        """Hold the cross-process mutex `key` for the block (a `locks` document).
-
-        Waits up to `timeout` seconds; a lock older than LOCK_TTL_US is taken over.
+    def lock(
+        self, key: str, *, timeout: float = 10.0
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold the cross-process mutex `key` for the block: a `locks` document
+        `{_id: key, expires, owner}` under an owner token (`locks.hold`).
 
         Raises:
-            StoreConflict: the lock could not be taken within `timeout` seconds.
+            StoreConflict: still held by another after `timeout` seconds.
         """
-        owner = uuid.uuid4().hex
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not await self._try_lock(key, owner):
-            if loop.time() >= deadline:
-                raise StoreConflict(f"Timed out waiting for the lock on {key}", key=key)
-            await asyncio.sleep(LOCK_POLL_S)
-        try:
-            yield
-        finally:
-            await self._locks.delete_one({"_id": key, "owner": owner})
+        return locks.hold(key, timeout, self._take_lock, self._release_lock, poll_s=LOCK_POLL_S)
 
-    async def _try_lock(self, key: str, owner: str) -> bool:
-        now = now_us()
+    async def _take_lock(self, key: str, owner: str, now: int, expires: int) -> bool:
         try:
-            await self._locks.insert_one({"_id": key, "expires": now + LOCK_TTL_US, "owner": owner})
+            await self._locks.insert_one({"_id": key, "expires": expires, "owner": owner})
         except DuplicateKeyError:
             taken = await self._locks.find_one_and_update(
                 {"_id": key, "expires": {"$lt": now}},
-                {"$set": {"expires": now + LOCK_TTL_US, "owner": owner}},
+                {"$set": {"expires": expires, "owner": owner}},
             )
             return taken is not None
         return True
+
+    async def _release_lock(self, key: str, owner: str) -> None:
+        await self._locks.delete_one({"_id": key, "owner": owner})
 
     # -- records (base.RecordStore; mongo_records.py) ------------------------------------
 

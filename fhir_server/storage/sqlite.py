@@ -1,7 +1,7 @@
 """SQLite adapter of the ResourceStore: the embedded default (one file, WAL, zero setup).
 
 Schema: `sqlite_schema.py`; SQL compilation: `sqlite_query.py`; claims: `sqlite_claims.py`;
-records (`base.RecordStore`): `sqlite_records.py`.
+records (`base.RecordStore`): `sqlite_records.py`; the lock: `locks.py`.
 
 Every statement runs on the calling (event-loop) thread's own connection. SQLite answers our
 indexed queries in microseconds to a few milliseconds, and handing work to threads costs more
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
-from fhir_server.storage import sqlite_claims, sqlite_records
+from fhir_server.storage import locks, sqlite_claims, sqlite_records
 from fhir_server.storage.base import (
     Claim,
     HistoryScope,
@@ -35,9 +35,8 @@ from fhir_server.storage.base import (
     final_claim_sets,
 )
 from fhir_server.storage.sqlite_query import compile_search, compile_where
-from fhir_server.storage.sqlite_schema import DDL, PRAGMAS, SCHEMA_VERSION
-from fhir_server.storage.sqlite_writes import apply_ops, try_lock
-from resources.errors import StoreConflict
+from fhir_server.storage.sqlite_schema import PRAGMAS, create_schema
+from fhir_server.storage.sqlite_writes import apply_ops, release_lock, take_lock
 from resources.fhir_dates import now_us
 
 T = TypeVar("T")
@@ -94,17 +93,11 @@ class SQLiteStore:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the schema and indexes if missing (idempotent)."""
-
-        def create(conn: sqlite3.Connection) -> None:
-            conn.executescript(DDL)
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-
+        """Create the schema and indexes if missing, upgrade an older file (idempotent;
+        `sqlite_schema.create_schema`)."""
         if self._uri:  # keep the shared in-memory database alive while the store is open
             self._keeper = sqlite3.connect(self._target, uri=True, check_same_thread=False)
-        await self._write(create)
+        await self._write(create_schema)
         if not self._uri:
             self._checkpointer = asyncio.create_task(self._checkpoint_loop())
 
@@ -315,19 +308,21 @@ class SQLiteStore:
         claim_sets = final_claim_sets(ops)
         await self._write(lambda conn: apply_ops(conn, ops, claim_sets))
 
-    @contextlib.asynccontextmanager
-    async def lock(self, key: str, *, timeout: float = 10.0) -> AsyncIterator[None]:
-        """A cross-process mutex held in the `locks` table; StoreConflict after `timeout` s."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not await self._write(lambda conn: try_lock(conn, key)):
-            if loop.time() >= deadline:
-                raise StoreConflict(f"Timed out waiting for the lock on {key}", key=key)
-            await asyncio.sleep(0.01)
-        try:
-            yield
-        finally:
-            await self._write(lambda conn: conn.execute("DELETE FROM locks WHERE key = ?", (key,)))
+    def lock(
+        self, key: str, *, timeout: float = 10.0
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """A cross-process mutex held in the `locks` table under an owner token (`locks.hold`).
+
+        Raises:
+            StoreConflict: still held by another after `timeout` seconds.
+        """
+        return locks.hold(key, timeout, self._take_lock, self._release_lock, poll_s=0.01)
+
+    async def _take_lock(self, key: str, owner: str, now: int, expires: int) -> bool:
+        return await self._write(lambda conn: take_lock(conn, key, owner, now, expires))
+
+    async def _release_lock(self, key: str, owner: str) -> None:
+        await self._write(lambda conn: release_lock(conn, key, owner))
 
     # -- records (base.RecordStore; sqlite_records.py) -------------------------------------
 

@@ -11,7 +11,8 @@ Tables:
                    resource (EXISTS) and to delete its entries.
     idx_sort       the `_sort` key of each (seq, param): `asc` (smallest), `desc` (largest).
     compartments   (seq, comp): compartment membership such as `Patient/123`.
-    locks          cross-process mutexes (key, expires µs UTC).
+    locks          cross-process mutexes (`locks.py`): (key TEXT PRIMARY KEY, expires µs UTC,
+                   owner TEXT, the holder's token; '' on rows an older version wrote).
     claims         time claims, SCHEDULING.md "Never double-book" (`sqlite_claims.py`):
                    (scope TEXT, quantum INTEGER, owner TEXT, expires INTEGER NULL),
                    PRIMARY KEY (scope, quantum) WITHOUT ROWID, so one key has one owner.
@@ -28,14 +29,18 @@ Tables:
     schema_version one row: the version of this schema.
 
 Instants are INTEGER microseconds since the epoch, UTC. Content is the FHIR JSON as BLOB.
+`create_schema` makes a new file and brings a file of an older version up to date.
 """
 
 from __future__ import annotations
 
+import sqlite3
+
 SCHEMA_VERSION = 1
-"""Written once into a new file; no start-up reads it yet. Additions such as the `records`
-table are `CREATE ... IF NOT EXISTS` in DDL, so older files gain them without a migration and
-the version stays 1 until a change needs one."""
+"""Written once into a new file; no start-up reads it yet. Additions are `CREATE ... IF NOT
+EXISTS` in DDL (a table such as `records`) or ADDED_COLUMNS (a column of an existing table),
+so older files gain them without a migration step and the version stays 1 until a change
+needs one."""
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -123,7 +128,9 @@ CREATE TABLE IF NOT EXISTS compartments (
     seq INTEGER NOT NULL, comp TEXT NOT NULL, PRIMARY KEY (comp, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS compartments_seq ON compartments (seq);
-CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, expires INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS locks (
+    key TEXT PRIMARY KEY, expires INTEGER NOT NULL, owner TEXT NOT NULL DEFAULT ''
+);
 CREATE TABLE IF NOT EXISTS claims (
     scope TEXT NOT NULL, quantum INTEGER NOT NULL, owner TEXT NOT NULL, expires INTEGER,
     PRIMARY KEY (scope, quantum)
@@ -155,3 +162,31 @@ INDEX_TABLES = (
     "idx_sort",
     "compartments",
 )
+
+ADDED_COLUMNS = (("locks", "owner", "owner TEXT NOT NULL DEFAULT ''"),)
+"""Columns added to a table after files were made without them: (table, column, definition).
+DDL has them already; `create_schema` adds each one an older file lacks."""
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables and indexes if missing, and add ADDED_COLUMNS an older file lacks
+    (e.g. `locks.owner` to a `./data/fhir.db` made before owners were recorded). Idempotent,
+    and safe when several processes start at once: the columns are checked and added in one
+    `BEGIN IMMEDIATE` transaction.
+
+    Raises:
+        sqlite3.Error: the file cannot be read or written.
+    """
+    conn.executescript(DDL)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column, definition in ADDED_COLUMNS:
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {definition}")
+        if conn.execute("SELECT version FROM schema_version").fetchone() is None:
+            conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

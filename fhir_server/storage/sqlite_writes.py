@@ -1,5 +1,5 @@
 """SQLite writes: one `apply` as a single `BEGIN IMMEDIATE` transaction (versions, history,
-index entries, sort keys, compartments and claims together), and the lock table.
+index entries, sort keys, compartments and claims together), and the lock table (`locks.py`).
 
 Called by `sqlite.SQLiteStore` on the event-loop thread; see `sqlite_schema.py` for the tables.
 """
@@ -25,8 +25,6 @@ from resources.index_values import (
     TokenEntry,
     UriEntry,
 )
-
-LOCK_TTL_US = 30_000_000
 
 
 def apply_ops(
@@ -137,14 +135,22 @@ def _insert_index(conn: sqlite3.Connection, seq: int, rtype: str, index: Resourc
         )
 
 
-def try_lock(conn: sqlite3.Connection, key: str) -> bool:
-    now = now_us()
+def take_lock(conn: sqlite3.Connection, key: str, owner: str, now: int, expires: int) -> bool:
+    """`locks.Take` on the `locks` table: insert `key` for `owner` until `expires` (µs UTC),
+    or take it over if its lease ended before `now`; False while another holds it."""
     try:
-        conn.execute("INSERT INTO locks (key, expires) VALUES (?, ?)", (key, now + LOCK_TTL_US))
+        conn.execute(
+            "INSERT INTO locks (key, expires, owner) VALUES (?, ?, ?)", (key, expires, owner)
+        )
     except sqlite3.IntegrityError:
         cur = conn.execute(
-            "UPDATE locks SET expires = ? WHERE key = ? AND expires < ?",
-            (now + LOCK_TTL_US, key, now),
+            "UPDATE locks SET expires = ?, owner = ? WHERE key = ? AND expires < ?",
+            (expires, owner, key, now),
         )
         return cur.rowcount == 1
     return True
+
+
+def release_lock(conn: sqlite3.Connection, key: str, owner: str) -> None:
+    """`locks.Release` on the `locks` table: delete `key` only while `owner` holds it."""
+    conn.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))

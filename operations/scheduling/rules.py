@@ -3,11 +3,18 @@
 SCHEDULING.md "Resources and where availability comes from". The rules come from
 `operations.scheduling.sources` (`rules_for`, `WeeklyRules`, one extractor per source).
 `rule_windows` applies them local day by local day in the Schedule's zone
-(`timezones.wall_to_utc_us`): a spring-forward gap opens no time (02:00-04:00 on 2026-03-08 in
-New York is 03:00-04:00 EDT, 07:00Z-08:00Z: the window starts at the first instant that exists),
-and a fall-back hour is not doubled (each wall time takes its first occurrence, `fold=0`, and a
-window lasts the real time between its ends: 00:00-03:00 on 2026-11-01 in New York is
-04:00Z-08:00Z, four hours; 01:00-01:30 is 05:00Z-05:30Z only, never a second window at 06:00Z).
+(`timezones.wall_to_utc_us`), SCHEDULING.md "Time zone":
+
+- A spring-forward gap opens no time: 02:00-04:00 on 2026-03-08 in New York is 03:00-04:00 EDT,
+  07:00Z-08:00Z (the window starts at the first instant that exists).
+- A fall-back hour is not doubled: each wall time takes its first occurrence (`fold=0`), and
+  the second occurrence of a repeated wall time (the instants whose local time has `fold=1`,
+  `timezones.repeated_spans`) is never opened by a rule. On 2026-11-01 in New York (02:00 EDT
+  -> 01:00 EST at 06:00Z, so 06:00Z-07:00Z repeats 01:00-02:00): 00:00-03:00 is
+  04:00Z-06:00Z and 07:00Z-08:00Z (three wall-clock hours); 01:00-01:30 is 05:00Z-05:30Z only;
+  01:30-02:30 is 05:30Z-06:00Z and 07:00Z-07:30Z; an all-day rule is 24 hours, not 25. Any
+  zone and shift size: on 2026-04-05 on Lord Howe Island (02:00 +11 -> 01:30 +10:30 at
+  15:00Z), 01:00-03:00 is 14:00Z-15:00Z and 15:30Z-16:30Z (04-04).
 """
 
 from __future__ import annotations
@@ -15,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from operations.scheduling.intervals import FOREVER, NEVER, Interval, clip, normalize, subtract
+from operations.scheduling.intervals import FOREVER, NEVER, Interval, clip, subtract
 from operations.scheduling.sources import NotAvailable, WeeklyRule, WeeklyRules
-from operations.scheduling.timezones import local_date, wall_to_utc_us, zone
+from operations.scheduling.timezones import local_date, repeated_spans, wall_to_utc_us, zone
 from resources.fhir_dates import date_range
 
 __all__ = ["period_interval", "rule_windows", "schedule_windows"]
@@ -54,8 +61,10 @@ def rule_windows(
 
     Each rule is applied to every local date whose hours can reach into `window` (the day
     before included, for overnight rules), its wall-clock ends converted with
-    `timezones.wall_to_utc_us` (DST handling in the module docstring). Overlapping or touching
-    windows merge. Cost is O(days x rules); callers bound `window` (31 days per search).
+    `timezones.wall_to_utc_us`; the repeated instants of fall-back days
+    (`timezones.repeated_spans`) are then removed (DST handling in the module docstring).
+    Overlapping or touching windows merge. Cost is O(days x rules) plus one cached zone
+    lookup per day; callers bound `window` (31 days per search).
 
     Args:
         rules: weekly rules, e.g. `WeeklyRules.rules`.
@@ -86,7 +95,8 @@ def rule_windows(
             if start < end:
                 opened.append(Interval(start, end))
     closed = [period_interval(p.start, p.end, tz) for p in not_available]
-    return clip(subtract(normalize(opened), closed), window)
+    closed += repeated_spans(zone_info, first, last)
+    return clip(subtract(opened, closed), window)
 
 
 def schedule_windows(

@@ -4,6 +4,8 @@ SCHEDULING.md "Time zone": the standard `timezone` extension on the Schedule, el
 else on the actor's Location, else the server default. Conversions use `zoneinfo` (backed by the
 `tzdata` package). Local wall-clock times that fall in a daylight-saving gap map to the first
 instant after the gap; times repeated by a fall-back take their first occurrence (`fold=0`).
+`repeated_spans` gives the instants of the second occurrence (`fold=1`: 06:00Z-07:00Z on
+2026-11-01 in New York, 01:00-02:00 EST), which `rules.rule_windows` never opens.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = [
     "is_known_zone",
     "local_date",
     "location_references",
+    "repeated_spans",
     "schedule_timezone",
     "wall_to_utc_us",
     "whole_local_days",
@@ -139,21 +142,64 @@ def wall_to_utc_us(tz: ZoneInfo | None, ordinal: int, time_us: int) -> int:
     after = _offset_us(tz.utcoffset(naive.replace(fold=1)))
     if after <= before:  # an ordinary time (equal) or a repeated one (fold=0 is the first)
         return local_us - before
-    # A gap: the instant lies in (local - after, local - before]; find the transition, where
-    # the offset becomes `after`. Transitions fall on whole seconds (TZif stores seconds).
-    low = (local_us - after) // _US_PER_SECOND
-    high = (local_us - before) // _US_PER_SECOND
+    # A gap: the instant lies in (local - after, local - before]: the transition.
+    return _transition_us(tz, local_us - after, local_us - before, after)
+
+
+def repeated_spans(tz: ZoneInfo | None, first: int, last: int) -> list[Interval]:
+    """The instants whose local time repeats an earlier one (`fold=1`), on local days
+    `first`..`last` (ordinals as `date.toordinal()`), as a normalized list (µs UTC).
+
+    A fall-back of `d` µs at the UTC instant `T` (offset `before` -> `after = before - d`)
+    repeats the wall times of `[T - d, T)`; its span is `[T, T + d)`, e.g. 06:00Z-07:00Z on
+    2026-11-01 in America/New_York (01:00-02:00 EST, after 01:00-02:00 EDT at 05:00Z-06:00Z),
+    01:00Z-02:00Z on 2026-10-25 in Europe/Berlin, 15:00Z-15:30Z on 2026-04-04 in
+    Australia/Lord_Howe (01:30-02:00 +10:30 on 04-05). Each day is looked up once from the
+    zone table (offsets at its first and last instant, a binary search for the transition)
+    and cached; it assumes at most one offset change per local day, true of every tzdata
+    zone since 1970 (the closest two transitions are 6.9 days apart). SCHEDULING.md "Time
+    zone": repeated hours are not doubled.
+
+    Args:
+        tz: the zone (None for UTC: nothing repeats).
+        first, last: the local dates, inclusive.
+
+    Returns:
+        One interval per fall-back on those days, sorted; `[]` on most days.
+    """
+    if tz is None:
+        return []
+    found = (_repeated_span(tz, ordinal) for ordinal in range(first, last + 1))
+    return [span for span in found if span is not None]
+
+
+@functools.lru_cache(maxsize=8192)
+def _repeated_span(tz: ZoneInfo, ordinal: int) -> Interval | None:
+    start = wall_to_utc_us(tz, ordinal, 0)
+    end = wall_to_utc_us(tz, ordinal + 1, 0)
+    before, after = _offset_at(tz, start), _offset_at(tz, end - 1)
+    if after >= before:  # no change, or a spring-forward gap (no instant repeats)
+        return None
+    transition = _transition_us(tz, start, end - 1, after)
+    return Interval(transition, transition + before - after)
+
+
+def _transition_us(tz: ZoneInfo, low_us: int, high_us: int, after: int) -> int:
+    """The first whole second in `[low_us, high_us]` whose offset is `after`, in µs, given
+    one transition there to `after` (TZif stores transitions in whole seconds)."""
+    low, high = low_us // _US_PER_SECOND, high_us // _US_PER_SECOND
     while low < high:
         middle = (low + high) // 2
-        if _offset_us(_utc_second(middle).astimezone(tz).utcoffset()) == after:
+        if _offset_at(tz, middle * _US_PER_SECOND) == after:
             high = middle
         else:
             low = middle + 1
     return low * _US_PER_SECOND
 
 
-def _utc_second(seconds: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(seconds=seconds)
+def _offset_at(tz: ZoneInfo, us: int) -> int:
+    """The UTC offset in force at the instant `us`, in µs."""
+    return _offset_us((_EPOCH + dt.timedelta(microseconds=us)).astimezone(tz).utcoffset())
 
 
 def _offset_us(offset: dt.timedelta | None) -> int:

@@ -194,12 +194,37 @@ async def test_find_slots_berlin_fall_back_day_repeated_hour_not_doubled(
     }
     await put(client, role, schedule("s-be", "PractitionerRole/be", "Europe/Berlin"))
     bundle = await find(client, **day("2026-10-25", "Europe/Berlin"))  # 25 hours long
-    # 00:00 CEST = 22:00Z the day before; 04:00 CET = 03:00Z: five real hours, each once.
-    expected = utc_range("2026-10-24T22:00", "2026-10-25T02:30") + utc_range(
-        "2026-10-25T08:00", "2026-10-25T08:30"
+    # 00:00 CEST = 22:00Z the day before; 04:00 CET = 03:00Z: five real hours, of which
+    # 01:00Z-02:00Z repeats 02:00-03:00 (CET after CEST) and is not opened: four wall hours.
+    expected = (
+        utc_range("2026-10-24T22:00", "2026-10-25T00:30")
+        + utc_range("2026-10-25T02:00", "2026-10-25T02:30")
+        + utc_range("2026-10-25T08:00", "2026-10-25T08:30")
     )
     assert starts(bundle) == expected
     assert len({s["id"] for s in slots(bundle)}) == len(expected)
+
+
+async def test_find_slots_new_york_fall_back_day_repeated_hour_offered_once(
+    client: httpx.AsyncClient,
+) -> None:
+    every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    role = {
+        "resourceType": "PractitionerRole",
+        "id": "ny24",
+        "availableTime": [{"daysOfWeek": every_day, "allDay": True}],
+    }
+    await put(client, role, schedule("s-ny24", "PractitionerRole/ny24"))
+    bundle = await find(client, **day("2026-11-01"), _count=100)  # 25 real hours
+    # 01:00-02:00 EDT is 05:00Z-06:00Z; its repeat 01:00-02:00 EST (06:00Z-07:00Z) is not
+    # opened: 24 wall-clock hours, 48 slots of 30 minutes.
+    expected = utc_range("2026-11-01T04:00", "2026-11-01T05:30") + utc_range(
+        "2026-11-01T07:00", "2026-11-02T04:30"
+    )
+    assert starts(bundle) == expected
+    assert bundle["total"] == 48
+    ends = [s["end"] for s in slots(bundle)]
+    assert ends[3:5] == ["2026-11-01T06:00:00Z", "2026-11-01T07:30:00Z"]
 
 
 async def test_find_slots_booked_appointment_removes_slot_cancel_gives_it_back(

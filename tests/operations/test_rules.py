@@ -1,4 +1,5 @@
-"""Weekly rules -> UTC windows, and where rules come from (`operations.scheduling.rules`)."""
+"""Weekly rules -> UTC windows, limited as the Schedule says (`operations.scheduling.rules`);
+where the rules come from is `test_sources.py`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 import pytest
 
 from fhir_server.demo import DEMO_PRACTITIONER_ROLE_ID, DEMO_SCHEDULE_ID, demo_clinic
-from operations.scheduling.extensions import extension_url
 from operations.scheduling.intervals import Interval
 from operations.scheduling.rules import (
     period_interval,
@@ -19,7 +19,6 @@ from operations.scheduling.sources import (
     NotAvailable,
     WeeklyRule,
     WeeklyRules,
-    from_location,
     rules_for,
 )
 from operations.scheduling.timezones import (
@@ -29,10 +28,12 @@ from operations.scheduling.timezones import (
     zone,
 )
 from resources.fhir_dates import parse_instant
+from tests.operations.test_sources import role, schedule
 
 HOUR = 3_600_000_000
 EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NY, BERLIN = "America/New_York", "Europe/Berlin"
+LORD_HOWE, SANTIAGO = "Australia/Lord_Howe", "America/Santiago"
 
 
 def z(text: str) -> int:
@@ -79,19 +80,10 @@ def windows_on(
         ("2026-03-08", NY, "01:00:00", "04:00:00", [("2026-03-08T06:00", "2026-03-08T08:00")]),
         ("2026-03-08", NY, "02:10:00", "02:50:00", []),  # wholly in the gap: no time at all
         ("2026-03-08", NY, "09:00:00", "17:00:00", [("2026-03-08T13:00", "2026-03-08T21:00")]),
-        # New York fall back 2026-11-01 (02:00 EDT -> 01:00 EST at 06:00Z)
-        ("2026-11-01", NY, "00:00:00", "03:00:00", [("2026-11-01T04:00", "2026-11-01T08:00")]),
-        ("2026-11-01", NY, "01:00:00", "01:30:00", [("2026-11-01T05:00", "2026-11-01T05:30")]),
-        ("2026-11-01", NY, "01:30:00", "02:00:00", [("2026-11-01T05:30", "2026-11-01T07:00")]),
-        ("2026-11-01", NY, "09:00:00", "17:00:00", [("2026-11-01T14:00", "2026-11-01T22:00")]),
         # Berlin spring forward 2026-03-29 (02:00 CET -> 03:00 CEST at 01:00Z)
         ("2026-03-29", BERLIN, "02:00:00", "04:00:00", [("2026-03-29T01:00", "2026-03-29T02:00")]),
         ("2026-03-29", BERLIN, "01:30:00", "02:30:00", [("2026-03-29T00:30", "2026-03-29T01:00")]),
         ("2026-03-29", BERLIN, "08:00:00", "16:00:00", [("2026-03-29T06:00", "2026-03-29T14:00")]),
-        # Berlin fall back 2026-10-25 (03:00 CEST -> 02:00 CET at 01:00Z)
-        ("2026-10-25", BERLIN, "02:00:00", "03:00:00", [("2026-10-25T00:00", "2026-10-25T02:00")]),
-        ("2026-10-25", BERLIN, "02:30:00", "02:45:00", [("2026-10-25T00:30", "2026-10-25T00:45")]),
-        ("2026-10-25", BERLIN, "08:00:00", "16:00:00", [("2026-10-25T07:00", "2026-10-25T15:00")]),
     ],
 )
 def test_rule_windows_dst_days_exact_utc_instants(
@@ -101,23 +93,83 @@ def test_rule_windows_dst_days_exact_utc_instants(
 
 
 @pytest.mark.parametrize(
-    ("day", "tz", "expected", "hours"),
+    ("day", "tz", "start", "end", "expected"),
     [
-        ("2026-03-08", NY, ("2026-03-08T05:00", "2026-03-09T04:00"), 23),
-        ("2026-11-01", NY, ("2026-11-01T04:00", "2026-11-02T05:00"), 25),
-        ("2026-03-29", BERLIN, ("2026-03-28T23:00", "2026-03-29T22:00"), 23),
-        ("2026-10-25", BERLIN, ("2026-10-24T22:00", "2026-10-25T23:00"), 25),
+        # New York 2026-11-01: 02:00 EDT -> 01:00 EST at 06:00Z; 06:00Z-07:00Z is fold=1.
+        (
+            "2026-11-01",
+            NY,
+            "00:00:00",
+            "03:00:00",
+            [("2026-11-01T04:00", "2026-11-01T06:00"), ("2026-11-01T07:00", "2026-11-01T08:00")],
+        ),
+        ("2026-11-01", NY, "01:00:00", "01:30:00", [("2026-11-01T05:00", "2026-11-01T05:30")]),
+        (
+            "2026-11-01",
+            NY,
+            "01:30:00",
+            "02:30:00",
+            [("2026-11-01T05:30", "2026-11-01T06:00"), ("2026-11-01T07:00", "2026-11-01T07:30")],
+        ),
+        ("2026-11-01", NY, "01:30:00", "02:00:00", [("2026-11-01T05:30", "2026-11-01T06:00")]),
+        ("2026-11-01", NY, "02:00:00", "03:00:00", [("2026-11-01T07:00", "2026-11-01T08:00")]),
+        ("2026-11-01", NY, "09:00:00", "17:00:00", [("2026-11-01T14:00", "2026-11-01T22:00")]),
+        # Berlin 2026-10-25: 03:00 CEST -> 02:00 CET at 01:00Z; 01:00Z-02:00Z is fold=1.
+        ("2026-10-25", BERLIN, "02:00:00", "03:00:00", [("2026-10-25T00:00", "2026-10-25T01:00")]),
+        ("2026-10-25", BERLIN, "02:30:00", "02:45:00", [("2026-10-25T00:30", "2026-10-25T00:45")]),
+        ("2026-10-25", BERLIN, "08:00:00", "16:00:00", [("2026-10-25T07:00", "2026-10-25T15:00")]),
+        # Lord Howe 2026-04-05: 02:00 +11 -> 01:30 +10:30 at 15:00Z (a 30-minute fall-back).
+        (
+            "2026-04-05",
+            LORD_HOWE,
+            "01:00:00",
+            "03:00:00",
+            [("2026-04-04T14:00", "2026-04-04T15:00"), ("2026-04-04T15:30", "2026-04-04T16:30")],
+        ),
+        # Santiago 2026-04-05 00:00 -03 -> 04-04 23:00 -04 at 03:00Z: the evening repeats.
+        (
+            "2026-04-04",
+            SANTIAGO,
+            "22:00:00",
+            "00:00:00",
+            [("2026-04-05T01:00", "2026-04-05T03:00")],
+        ),
     ],
 )
-def test_rule_windows_all_day_on_dst_day_real_length(
-    day: str, tz: str, expected: tuple[str, str], hours: int
+def test_rule_windows_fall_back_day_second_occurrence_never_opened(
+    day: str, tz: str, start: str, end: str, expected: list[tuple[str, str]]
+) -> None:
+    assert windows_on(day, tz, start, end) == expected
+
+
+@pytest.mark.parametrize(
+    ("day", "tz", "expected", "hours"),
+    [
+        ("2026-03-08", NY, [("2026-03-08T05:00", "2026-03-09T04:00")], 23),
+        (
+            "2026-11-01",
+            NY,
+            [("2026-11-01T04:00", "2026-11-01T06:00"), ("2026-11-01T07:00", "2026-11-02T05:00")],
+            24,
+        ),
+        ("2026-03-29", BERLIN, [("2026-03-28T23:00", "2026-03-29T22:00")], 23),
+        (
+            "2026-10-25",
+            BERLIN,
+            [("2026-10-24T22:00", "2026-10-25T01:00"), ("2026-10-25T02:00", "2026-10-25T23:00")],
+            24,
+        ),
+    ],
+)
+def test_rule_windows_all_day_on_dst_day_wall_clock_length(
+    day: str, tz: str, expected: list[tuple[str, str]], hours: int
 ) -> None:
     local = dt.date.fromisoformat(day)
     rule = WeeklyRule(frozenset({local.weekday()}), True, 0, 0)
     window = span(f"{local - dt.timedelta(days=2)}T00:00", f"{local + dt.timedelta(days=2)}T00:00")
-    (found,) = rule_windows([rule], [], window, tz)
-    assert show([found]) == [expected]
-    assert found.duration == hours * HOUR
+    found = rule_windows([rule], [], window, tz)
+    assert show(found) == expected
+    assert sum(w.duration for w in found) == hours * HOUR
 
 
 def test_rule_windows_lunch_break_splits_day() -> None:
@@ -193,17 +245,6 @@ def test_period_interval_end_before_start_raises() -> None:
         period_interval("2026-03-10", "2026-03-08", "UTC")
 
 
-def schedule(**extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Schedule", "id": "s", "active": True, **extra}
-
-
-def role(**extra: Any) -> dict[str, Any]:
-    hours = [
-        {"daysOfWeek": ["mon"], "availableStartTime": "09:00:00", "availableEndTime": "11:00:00"}
-    ]
-    return {"resourceType": "PractitionerRole", "id": "r", "availableTime": hours, **extra}
-
-
 MONDAY = span("2026-01-05T00:00", "2026-01-06T00:00")
 
 
@@ -232,94 +273,6 @@ def test_schedule_windows_inactive_schedule_returns_empty() -> None:
 def test_schedule_windows_no_rules_returns_empty() -> None:
     assert rules_for(schedule(), [{"resourceType": "Practitioner", "id": "p"}]) is None
     assert schedule_windows(schedule(), None, MONDAY, "UTC") == []
-
-
-def location(**extra: Any) -> dict[str, Any]:
-    hours = [{"daysOfWeek": ["mon"], "openingTime": "08:00:00", "closingTime": "18:00:00"}]
-    return {"resourceType": "Location", "id": "l", "hoursOfOperation": hours, **extra}
-
-
-def service(**extra: Any) -> dict[str, Any]:
-    hours = [
-        {"daysOfWeek": ["mon"], "availableStartTime": "10:00:00", "availableEndTime": "12:00:00"}
-    ]
-    return {"resourceType": "HealthcareService", "id": "h", "availableTime": hours, **extra}
-
-
-def availability_extension(start: str, end: str) -> dict[str, Any]:
-    return {
-        "url": extension_url("schedule-availability"),
-        "extension": [
-            {"url": "daysOfWeek", "valueCode": "mon"},
-            {"url": "availableStartTime", "valueTime": start},
-            {"url": "availableEndTime", "valueTime": end},
-        ],
-    }
-
-
-def test_rules_for_schedule_extension_takes_precedence_over_role() -> None:
-    found = rules_for(
-        schedule(extension=[availability_extension("14:00:00", "15:00:00")]), [location(), role()]
-    )
-    assert found is not None
-    assert (found.source, found.reference) == ("Schedule", "Schedule/s")
-    assert show(rule_windows(found.rules, found.not_available, MONDAY, "UTC")) == [
-        ("2026-01-05T14:00", "2026-01-05T15:00")
-    ]
-
-
-def test_rules_for_schedule_extension_still_subtracts_role_leave() -> None:
-    leave = [{"description": "Vacation", "during": {"start": "2026-01-05", "end": "2026-01-09"}}]
-    found = rules_for(
-        schedule(extension=[availability_extension("14:00:00", "15:00:00")]),
-        [role(notAvailable=leave)],
-    )
-    assert found is not None
-    assert found.not_available == (NotAvailable("Vacation", "2026-01-05", "2026-01-09"),)
-    assert rule_windows(found.rules, found.not_available, MONDAY, "UTC") == []
-
-
-def test_rules_for_order_role_then_service_then_location() -> None:
-    found = rules_for(schedule(), [location(), service(), role()])
-    assert found is not None and found.source == "PractitionerRole"
-    found = rules_for(schedule(), [location(), service(), role(availableTime=[])])
-    assert found is not None and found.source == "HealthcareService"
-    found = rules_for(schedule(), [location(), role(availableTime=[])])
-    assert found == from_location(location())
-
-
-def test_rules_for_hours_of_operation_fallback_from_actor_site() -> None:
-    site = location(id="site")
-    found = rules_for(schedule(), [role(availableTime=None)], locations=[site])
-    assert found is not None
-    assert (found.source, found.reference) == ("Location", "Location/site")
-    assert show(rule_windows(found.rules, [], MONDAY, "UTC")) == [
-        ("2026-01-05T08:00", "2026-01-05T18:00")
-    ]
-
-
-def test_rules_for_no_days_means_every_day_and_missing_times_whole_day() -> None:
-    found = rules_for(schedule(), [role(availableTime=[{"availableStartTime": "09:00:00"}])])
-    assert found is not None
-    assert found.rules == (WeeklyRule(frozenset(range(7)), False, 9 * HOUR, 0),)
-
-
-@pytest.mark.parametrize(
-    ("entry", "message"),
-    [
-        ({"daysOfWeek": ["monday"]}, "unknown day codes"),
-        ({"daysOfWeek": ["mon"], "availableStartTime": "9:00"}, "invalid FHIR time"),
-        ({"daysOfWeek": ["mon"], "availableEndTime": "24:00:00"}, "invalid FHIR time"),
-    ],
-)
-def test_rules_for_malformed_available_time_raises(entry: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        rules_for(schedule(), [role(availableTime=[entry])])
-
-
-def test_rules_for_fractional_seconds_kept_to_microseconds() -> None:
-    found = rules_for(schedule(), [role(availableTime=[{"availableStartTime": "09:00:00.5"}])])
-    assert found is not None and found.rules[0].start_us == 9 * HOUR + 500_000
 
 
 def demo(today: dt.date) -> tuple[dict[str, Any], WeeklyRules | None, str]:

@@ -13,6 +13,7 @@ from operations.scheduling.timezones import (
     is_known_zone,
     local_date,
     location_references,
+    repeated_spans,
     schedule_timezone,
     wall_to_utc_us,
     whole_local_days,
@@ -125,6 +126,59 @@ def test_wall_to_utc_dst_days_exact_instants(
 def test_wall_to_utc_gap_chatham_quarter_hour_offsets_transition() -> None:
     # Pacific/Chatham (+12:45 -> +13:45 on 2026-09-27 at 02:45 local) checks a non-hour offset.
     assert wall("Pacific/Chatham", "2026-09-27", 3.0) == "2026-09-26T14:00Z"
+
+
+def repeated_on(tz: str, day: str) -> list[tuple[str, str]]:
+    """`repeated_spans` of one local day, as UTC `YYYY-MM-DDThh:mmZ` pairs."""
+    ordinal = dt.date.fromisoformat(day).toordinal()
+
+    def text(us: int) -> str:
+        return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+    return [(text(s.start), text(s.end)) for s in repeated_spans(zone(tz), ordinal, ordinal)]
+
+
+@pytest.mark.parametrize(
+    ("tz", "day", "expected"),
+    [
+        # 02:00 EDT -> 01:00 EST at 06:00Z: 01:00-02:00 EST is the second occurrence.
+        ("America/New_York", "2026-11-01", [("2026-11-01T06:00Z", "2026-11-01T07:00Z")]),
+        # 03:00 CEST -> 02:00 CET at 01:00Z.
+        ("Europe/Berlin", "2026-10-25", [("2026-10-25T01:00Z", "2026-10-25T02:00Z")]),
+        # 02:00 +11 -> 01:30 +10:30 at 15:00Z the day before in UTC: a 30-minute fall-back.
+        ("Australia/Lord_Howe", "2026-04-05", [("2026-04-04T15:00Z", "2026-04-04T15:30Z")]),
+        # 03:45 +13:45 -> 02:45 +12:45 at 14:00Z.
+        ("Pacific/Chatham", "2026-04-05", [("2026-04-04T14:00Z", "2026-04-04T15:00Z")]),
+        # 04-05 00:00 -03 -> 04-04 23:00 -04 at 03:00Z: the evening of the 4th repeats.
+        ("America/Santiago", "2026-04-04", [("2026-04-05T03:00Z", "2026-04-05T04:00Z")]),
+        ("America/Santiago", "2026-04-05", []),
+        # 01:00 CDT -> 00:00 CST at 05:00Z: the first hour of the day repeats.
+        ("America/Havana", "2026-11-01", [("2026-11-01T05:00Z", "2026-11-01T06:00Z")]),
+        ("America/New_York", "2026-03-08", []),  # spring forward: a gap, nothing repeats
+        ("America/New_York", "2026-10-31", []),
+        ("UTC", "2026-11-01", []),
+    ],
+)
+def test_repeated_spans_fall_back_days_exact_fold_one_instants(
+    tz: str, day: str, expected: list[tuple[str, str]]
+) -> None:
+    assert repeated_on(tz, day) == expected
+
+
+@pytest.mark.parametrize(
+    "tz", ["America/New_York", "Australia/Lord_Howe", "America/Santiago", "Pacific/Chatham"]
+)
+def test_repeated_spans_whole_year_match_zoneinfo_fold(tz: str) -> None:
+    info = zone(tz)
+    assert info is not None
+    spans = repeated_spans(info, dt.date(2025, 12, 31).toordinal(), dt.date(2027, 1, 1).toordinal())
+    assert len(spans) == 1
+    at, end = dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    while at < end:  # every 15 minutes of 2026: in a span exactly when zoneinfo says fold=1
+        us = (at - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+        inside = any(s.start <= us < s.end for s in spans)
+        assert inside == (at.astimezone(info).fold == 1), at
+        at += dt.timedelta(minutes=15)
 
 
 def test_local_date_across_midnight_in_zone() -> None:

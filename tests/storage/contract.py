@@ -3,6 +3,8 @@
 Each test takes the `store` fixture (`conftest.py` parametrizes it over the engines) and builds
 its StoredResources, WriteOps and ResourceIndexes by hand, independent of any extraction code.
 Matching, order and paging semantics are those of `fhir_server.search.query`'s docstring.
+A lock's lease is shortened by monkeypatching `fhir_server.storage.locks.LOCK_TTL_US`, the one
+lease every adapter uses, so no test sleeps through 30 seconds.
 `test_contract.py` imports these tests so pytest collects them.
 """
 
@@ -39,6 +41,7 @@ from fhir_server.search.query import (
     TokenValue,
     UriCondition,
 )
+from fhir_server.storage import locks
 from fhir_server.storage.base import Page, ResourceStore, StoredResource, WriteOp
 from resources.errors import StoreConflict
 from resources.index_values import (
@@ -1009,4 +1012,21 @@ async def test_lock_released_on_error_can_be_taken_again(store: ResourceStore) -
         async with store.lock("k"):
             raise RuntimeError("boom")
     async with store.lock("k", timeout=0.5):
+        pass
+
+
+async def test_lock_lapsed_holder_exits_after_takeover_new_holder_keeps_lock(
+    store: ResourceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "Patient?identifier=lapsed"
+    with monkeypatch.context() as lease:  # A's lease has lapsed by the time anyone looks
+        lease.setattr(locks, "LOCK_TTL_US", -1_000_000)
+        holder_a = store.lock(key, timeout=0.2)
+        await holder_a.__aenter__()
+    async with store.lock(key, timeout=0.2):  # B takes the lapsed lock over
+        await holder_a.__aexit__(None, None, None)  # A's block ends while B holds the lock
+        with pytest.raises(StoreConflict):
+            async with store.lock(key, timeout=0.2):
+                pytest.fail("a third holder entered the lock B holds")
+    async with store.lock(key, timeout=0.2):  # B's own release frees it
         pass
