@@ -7,7 +7,7 @@
 | `POST /auth/introspect` | RFC 7662 (caller: an authenticated client or a valid bearer token) |
 | `POST /auth/revoke` | RFC 7009 (the client that owns the token) |
 | `GET /auth/jwks` | RFC 7517 public keys |
-| `POST /auth/launch` | our EHR API: a backend client's `system/` token creates a launch context |
+| `POST /auth/launch` | EHR API: a launch issuer's `system/` token creates a launch context |
 | `GET [base]/.well-known/smart-configuration`, `openid-configuration` | public, any origin |
 
 OAuth endpoints answer OAuth JSON errors (`{"error", "error_description"}`, RFC 6749 §5.2),
@@ -175,10 +175,21 @@ def auth_routes(server: AuthServer, store: ResourceStore) -> list[Route]:
         return _json(server.server_keys().public_jwks(), headers=ANY_ORIGIN)
 
     async def launch_endpoint(request: Request) -> Response:
-        """FhirErrors raised here become OperationOutcomes through the app's handlers."""
+        """Only a client registered as a launch issuer (`Client.launch_issuer`) may create
+        launch contexts, with a `system/` token; others get 403 `forbidden` (audited as
+        `access-denied`). FhirErrors raised here become OperationOutcomes through the app's
+        handlers."""
         policy = await server.policy(request.headers.get("authorization"))
         if "system" not in policy.scopes.contexts():
             raise Forbidden("Creating a launch context needs a backend client's system/ token")
+        issuer = await server.registry.client(policy.client_id)
+        if issuer is None or not issuer.launch_issuer:  # a registration, not a scope
+            reason = (
+                f"Client {policy.client_id} is not registered to create launch contexts "
+                "(fhir-server clients add --launch-issuer)"
+            )
+            await server.record("access-denied", client_id=policy.client_id, reason=reason)
+            raise Forbidden(reason)
         raw = await request.body()
         if len(raw) > FORM_LIMIT:
             raise PayloadTooLarge(f"A launch context is at most {FORM_LIMIT} bytes")

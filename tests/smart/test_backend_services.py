@@ -28,8 +28,9 @@ def _keys(alg: str) -> tuple[dict[str, Any], Path]:
 
 @pytest.fixture(scope="module")
 def backend(smart_server: LiveServer) -> LiveServer:
-    """Two backend clients registered through the CLI, one per example key set."""
-    for alg in ("RS384", "ES384"):
+    """Two backend clients registered through the CLI, one per example key set; the RS384
+    one, `ehr-rs384`, is the EHR: registered as a launch issuer."""
+    for alg, options in (("RS384", ["--launch-issuer"]), ("ES384", [])):
         _, public = _keys(alg)
         run_cli(
             smart_server.settings,
@@ -42,6 +43,7 @@ def backend(smart_server: LiveServer) -> LiveServer:
             str(public),
             "--scope",
             "system/*.rs system/Appointment.cruds system/Slot.rs",
+            *options,
         )
     return smart_server
 

@@ -3,14 +3,72 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
 import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.smart.flows import App, bearer, hidden_fields, pkce_pair, query_of, run_cli
+from tests.smart.flows import (
+    App,
+    bearer,
+    client_assertion,
+    hidden_fields,
+    pkce_pair,
+    query_of,
+    run_cli,
+)
 
 CALLBACK = "http://127.0.0.1:9000/callback"
 EHR_SCOPE = "launch openid fhirUser patient/*.rs"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+SystemToken = Callable[..., str]
+
+
+@pytest.fixture(scope="module")
+def system_token(smart_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> SystemToken:
+    """`system_token(client_id, *options)`: a client_credentials access token of a backend
+    client with one ES384 key, registered through the CLI (`clients add ... *options`) the
+    first time it is named."""
+    folder = tmp_path_factory.mktemp("ehr-keys")
+    settings = smart_server.settings
+    run_cli(settings, "clients", "keygen", str(folder / "ehr"), "--alg", "ES384")
+    private = json.loads((folder / "ehr.private.json").read_text())
+    token_url = smart_server.base_url.rsplit("/fhir", 1)[0] + "/auth/token"
+    registered: set[str] = set()
+
+    def token(client_id: str, *options: str) -> str:
+        if client_id not in registered:
+            run_cli(
+                settings,
+                "clients",
+                "add",
+                client_id,
+                "--type",
+                "backend",
+                "--jwks-file",
+                str(folder / "ehr.public.json"),
+                "--scope",
+                "system/*.rs",
+                *options,
+            )
+            registered.add(client_id)
+        response = httpx.post(
+            token_url,
+            data={
+                "grant_type": "client_credentials",
+                "scope": "system/Patient.rs",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": client_assertion(private, client_id, token_url, alg="ES384"),
+            },
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    return token
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +148,73 @@ def test_authorize_ehr_launch_signed_in_as_its_user_issues_code(
     params = query_of(authorize_in_browser(browser, url, "smith", "demo-smith"))
     assert params["state"] == "st-1"
     assert params["code"]
+
+
+def test_launch_create_by_client_not_registered_as_launch_issuer_forbidden(
+    smart_server: LiveServer, browser: httpx.Client, system_token: SystemToken
+) -> None:
+    admin = run_cli(smart_server.settings, "token", "--scope", "system/*.cruds").strip()
+    for token, who in [(system_token("ehr-reader"), "ehr-reader"), (admin, "fhir-server-cli")]:
+        response = browser.post(
+            "/auth/launch", json={"patient": "demo-patient-munoz"}, headers=bearer(token)
+        )
+        assert response.status_code == 403, response.text
+        assert "www-authenticate" not in response.headers  # not a scope problem
+        assert response.json() == {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {
+                    "severity": "error",
+                    "code": "forbidden",
+                    "diagnostics": f"Client {who} is not registered to create launch contexts "
+                    "(fhir-server clients add --launch-issuer)",
+                }
+            ],
+        }
+
+
+def test_launch_create_by_launch_issuer_client_returns_launch_id(
+    smart_server: LiveServer, browser: httpx.Client, system_token: SystemToken
+) -> None:
+    response = browser.post(
+        "/auth/launch",
+        json={"patient": "demo-patient-munoz"},
+        headers=bearer(system_token("ehr-launcher", "--launch-issuer")),
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert set(body) == {"launch", "expires_in", "iss"}
+    assert body["iss"] == smart_server.base_url
+
+
+def _rewrite_client_record(server: LiveServer, client_id: str, drop: str) -> None:
+    """Remove the field `drop` from a stored client record, as a record written before that
+    field existed looks (straight in the live server's database)."""
+    from fhir_server.storage.factory import open_store
+
+    async def rewrite() -> None:
+        store = open_store(server.settings.database_url)
+        await store.start()
+        try:
+            doc: dict[str, Any] | None = await store.get_record("client", client_id)
+            assert doc is not None and drop in doc
+            del doc[drop]
+            await store.put_record("client", client_id, doc)
+        finally:
+            await store.close()
+
+    asyncio.run(rewrite())
+
+
+def test_launch_create_by_client_stored_before_launch_issuer_existed_forbidden(
+    smart_server: LiveServer, browser: httpx.Client, system_token: SystemToken
+) -> None:
+    system_token("ehr-old")  # registered (through the CLI) and able to authenticate
+    _rewrite_client_record(smart_server, "ehr-old", "launch_issuer")
+    response = browser.post(
+        "/auth/launch",
+        json={"patient": "demo-patient-munoz"},
+        headers=bearer(system_token("ehr-old")),
+    )
+    assert response.status_code == 403, response.text
+    assert response.json()["issue"][0]["code"] == "forbidden"
