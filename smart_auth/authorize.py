@@ -5,7 +5,8 @@ consent (SMART App Launch 2.2 `app-launch.html` §§ "Obtain authorization code"
    an unregistered `redirect_uri` (exact match) or an `aud` other than this FHIR base gets a
    400 page, never a redirect. Other faults redirect back with `error` (`invalid_request` for
    a missing `state`, missing or non-S256 PKCE; `invalid_scope`; `unsupported_response_type`).
-2. An EHR launch's `launch` id is taken (single use) for its context.
+2. An EHR launch's `launch` id is taken (single use) for its context; a context without a
+   `smart_style_url` gets the server's default style document (`smart_auth.style`).
 3. The user signs in (`Registry.sign_in`: Argon2 password check; after 5 failures in 15
    minutes the username is locked for the rest of the window). When the launch context names
    a `user`, only that user (compared with their `fhirUser`) may go on: anyone else ends the
@@ -35,6 +36,7 @@ from smart_auth.grants import Grant, PendingCode, new_token
 from smart_auth.registry import Client, LoginLocked
 from smart_auth.scopes import ScopeSet
 from smart_auth.server import AuthServer
+from smart_auth.style import default_style_url
 
 NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 AUTH_PARAMS = (
@@ -133,6 +135,8 @@ class Authorize:
             if launch is None:
                 return fail("invalid_request", "The launch id is unknown, expired or used")
             context = launch
+            if not context.get("smart_style_url"):  # context-style: every EHR launch has one
+                context["smart_style_url"] = default_style_url(self.server.settings.base_url)
         txn = new_token()
         await self.server.grants.save_transaction(
             txn,

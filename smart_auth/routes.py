@@ -7,6 +7,7 @@
 | `POST /auth/introspect` | RFC 7662 (caller: an authenticated client or a valid bearer token) |
 | `POST /auth/revoke` | RFC 7009 (the client that owns the token) |
 | `GET /auth/jwks` | RFC 7517 public keys |
+| `GET /auth/smart-style.json` | SMART 2.2 "Styling": the default style document (any origin) |
 | `POST /auth/launch` | EHR API: a launch issuer's `system/` token creates a launch context |
 | `GET [base]/.well-known/smart-configuration`, `openid-configuration` | public, any origin |
 
@@ -32,6 +33,7 @@ from smart_auth.authorize import Authorize
 from smart_auth.client_auth import OAuthError, authenticate_client
 from smart_auth.registry import Client
 from smart_auth.server import AuthServer
+from smart_auth.style import DEFAULT_STYLE, STYLE_PATH
 from smart_auth.token_grants import TokenEndpoint
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -218,6 +220,7 @@ def auth_routes(server: AuthServer, store: ResourceStore) -> list[Route]:
         Route("/auth/revoke", revoke_endpoint, methods=["POST"]),
         Route("/auth/jwks", jwks_endpoint, methods=["GET"]),
         Route("/auth/launch", launch_endpoint, methods=["POST"]),
+        Route(f"/auth/{STYLE_PATH}", document(DEFAULT_STYLE), methods=["GET"]),
         Route("/fhir/.well-known/smart-configuration", document(smart_doc), methods=["GET"]),
         Route("/fhir/.well-known/openid-configuration", document(openid_doc), methods=["GET"]),
     ]

@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import LiveServer
 from tests.smart.flows import (
     App,
+    authorize_in_browser,
     bearer,
     client_assertion,
     hidden_fields,
@@ -88,6 +89,22 @@ def okafor(smart_server: LiveServer) -> tuple[str, str]:
     return "okafor", password
 
 
+def _post_launch(browser: httpx.Client, token: str) -> httpx.Response:
+    """POST /auth/launch with `token`, for a context with the patient Munoz."""
+    return browser.post(
+        "/auth/launch", json={"patient": "demo-patient-munoz"}, headers=bearer(token)
+    )
+
+
+def _issuer_launch(browser: httpx.Client, system_token: SystemToken) -> dict[str, Any]:
+    """The 201 body of a launch created by `ehr-launcher`, a backend client registered with
+    `--launch-issuer`."""
+    response = _post_launch(browser, system_token("ehr-launcher", "--launch-issuer"))
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def _cli_launch(server: LiveServer, *args: str) -> str:
     """A launch id created by `fhir-server launch` (the administrator's EHR stand-in)."""
     printed = run_cli(server.settings, "launch", "--patient", "demo-patient-munoz", *args)
@@ -138,8 +155,6 @@ def test_authorize_ehr_launch_signed_in_as_another_user_access_denied(
 def test_authorize_ehr_launch_signed_in_as_its_user_issues_code(
     smart_server: LiveServer, browser: httpx.Client
 ) -> None:
-    from tests.smart.flows import authorize_in_browser
-
     launch = _cli_launch(smart_server, "--user", "Practitioner/demo-pract-smith")
     _, challenge = pkce_pair()
     url = App("demo-app", CALLBACK, smart_server.base_url).authorize_url(
@@ -155,9 +170,7 @@ def test_launch_create_by_client_not_registered_as_launch_issuer_forbidden(
 ) -> None:
     admin = run_cli(smart_server.settings, "token", "--scope", "system/*.cruds").strip()
     for token, who in [(system_token("ehr-reader"), "ehr-reader"), (admin, "fhir-server-cli")]:
-        response = browser.post(
-            "/auth/launch", json={"patient": "demo-patient-munoz"}, headers=bearer(token)
-        )
+        response = _post_launch(browser, token)
         assert response.status_code == 403, response.text
         assert "www-authenticate" not in response.headers  # not a scope problem
         assert response.json() == {
@@ -176,13 +189,7 @@ def test_launch_create_by_client_not_registered_as_launch_issuer_forbidden(
 def test_launch_create_by_launch_issuer_client_returns_launch_id(
     smart_server: LiveServer, browser: httpx.Client, system_token: SystemToken
 ) -> None:
-    response = browser.post(
-        "/auth/launch",
-        json={"patient": "demo-patient-munoz"},
-        headers=bearer(system_token("ehr-launcher", "--launch-issuer")),
-    )
-    assert response.status_code == 201, response.text
-    body = response.json()
+    body = _issuer_launch(browser, system_token)
     assert set(body) == {"launch", "expires_in", "iss"}
     assert body["iss"] == smart_server.base_url
 
@@ -211,10 +218,64 @@ def test_launch_create_by_client_stored_before_launch_issuer_existed_forbidden(
 ) -> None:
     system_token("ehr-old")  # registered (through the CLI) and able to authenticate
     _rewrite_client_record(smart_server, "ehr-old", "launch_issuer")
-    response = browser.post(
-        "/auth/launch",
-        json={"patient": "demo-patient-munoz"},
-        headers=bearer(system_token("ehr-old")),
-    )
+    response = _post_launch(browser, system_token("ehr-old"))
     assert response.status_code == 403, response.text
     assert response.json()["issue"][0]["code"] == "forbidden"
+
+
+STYLE_FIELDS = {
+    "color_background",
+    "color_error",
+    "color_highlight",
+    "color_modal_backdrop",
+    "color_success",
+    "color_text",
+    "dim_border_radius",
+    "dim_font_size",
+    "dim_spacing_size",
+    "font_family_body",
+    "font_family_heading",
+    "smart_style_version",
+}
+
+
+def test_token_ehr_launch_without_style_hint_returns_default_smart_style_url(
+    smart_server: LiveServer, browser: httpx.Client, system_token: SystemToken
+) -> None:
+    launch = _issuer_launch(browser, system_token)["launch"]
+    verifier, challenge = pkce_pair()
+    app = App("demo-app", CALLBACK, smart_server.base_url)
+    url = app.authorize_url(f"{EHR_SCOPE} offline_access", challenge=challenge, launch=launch)
+    code = query_of(authorize_in_browser(browser, url, "smith", "demo-smith"))["code"]
+    token = browser.post(
+        "/auth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": CALLBACK,
+            "client_id": "demo-app",
+            "code_verifier": verifier,
+        },
+    )
+    assert token.status_code == 200, token.text
+    style_url = smart_server.base_url.rsplit("/fhir", 1)[0] + "/auth/smart-style.json"
+    assert token.json()["patient"] == "demo-patient-munoz"
+    assert token.json()["smart_style_url"] == style_url
+    refreshed = browser.post(
+        "/auth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": token.json()["refresh_token"],
+            "client_id": "demo-app",
+        },
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["smart_style_url"] == style_url
+    style = httpx.get(style_url, headers={"Origin": "https://app.example"})
+    assert style.status_code == 200
+    assert style.headers["content-type"] == "application/json"
+    assert style.headers["access-control-allow-origin"] == "*"
+    body = style.json()
+    assert set(body) == STYLE_FIELDS
+    assert all(isinstance(value, str) for value in body.values())
+    assert body["smart_style_version"] == "1"
