@@ -205,16 +205,17 @@ class Authorize:
         )
         launch_user = pending["launch"].get("user")
         if launch_user and _local(launch_user, self.server.settings.base_url) != user.fhir_user:
-            reason = f"The EHR launched this app for {launch_user}, not for {user.fhir_user}"
             await self.server.grants.end_transaction(txn)
             await self.server.record(
                 "launch-user-mismatch",
                 username=username,
                 user=user.fhir_user,
                 client_id=client.client_id,
-                reason=reason,
+                reason=f"The EHR launch is for {launch_user}, not for {user.fhir_user}",
+            )  # the references go to the audit trail, not into the app's redirect
+            return _access_denied(
+                pending, "The user who signed in is not the user the EHR launched this app for"
             )
-            return _access_denied(pending, reason)
         pending["user"] = {
             "username": user.username,
             "fhir_user": user.fhir_user,
