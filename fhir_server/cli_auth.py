@@ -9,7 +9,8 @@ The FHIR base URL tokens are issued for is `FHIR_SERVER_BASE_URL`, defaulting to
 Examples:
     fhir-server clients add my-app --type public --redirect-uri http://localhost:9000/cb \
         --scope 'openid fhirUser launch launch/patient offline_access patient/*.cruds'
-    fhir-server clients add my-ehr --type backend --jwks-file ehr.jwks.json --scope 'system/*.cruds'
+    fhir-server clients add my-ehr --type backend --jwks-file ehr.jwks.json \
+        --scope 'system/*.cruds' --launch-issuer
     fhir-server users add smith --fhir-user Practitioner/demo-practitioner-smith
     fhir-server launch --client my-app --patient demo-patient-munoz
     TOKEN=$(fhir-server token --scope 'system/*.cruds')
@@ -120,10 +121,19 @@ def clients_add(
     ] = None,
     name: Annotated[str, typer.Option(help="Shown on the consent page.")] = "",
     launch_url: Annotated[str | None, typer.Option(help="The app's EHR launch URL.")] = None,
+    launch_issuer: Annotated[
+        bool,
+        typer.Option(
+            "--launch-issuer",
+            help="A backend client (the EHR) whose system/ tokens may create EHR launch "
+            "contexts at POST /auth/launch.",
+        ),
+    ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Register (or replace) a client. A confidential-symmetric client's secret is printed
-    once on stdout and stored only as an Argon2 hash."""
+    once on stdout and stored only as an Argon2 hash. Only a backend client registered with
+    `--launch-issuer` may create EHR launch contexts over HTTP."""
     if type not in CLIENT_TYPES:
         raise typer.BadParameter(f"--type must be one of {', '.join(CLIENT_TYPES)}")
     asymmetric = type in ("confidential-asymmetric", "backend")
@@ -131,6 +141,8 @@ def clients_add(
         raise typer.BadParameter(f"a {type} client needs --jwks-file or --jwks-url")
     if type != "backend" and not redirect_uri:
         raise typer.BadParameter("an app needs at least one --redirect-uri")
+    if launch_issuer and type != "backend":
+        raise typer.BadParameter("--launch-issuer is for a backend client (the EHR)")
     if type == "backend" and scope.startswith("openid"):
         scope = "system/*.cruds"
     secret = new_secret() if type == "confidential-symmetric" else None
@@ -145,9 +157,13 @@ def clients_add(
         jwks=_jwks(jwks_file),
         jwks_uri=jwks_url,
         launch_url=launch_url,
+        launch_issuer=launch_issuer,
     )
     run(auth_settings(database_url), lambda s: s.registry.save_client(client))
-    console.print(f"registered {type} client [bold]{client_id}[/bold] (scope: {client.scope})")
+    issuer = ", launch issuer" if launch_issuer else ""
+    console.print(
+        f"registered {type} client [bold]{client_id}[/bold] (scope: {client.scope}{issuer})"
+    )
     if secret:
         console.print("client secret (shown once):", style="bold")
         typer.echo(secret)
@@ -158,7 +174,8 @@ def clients_list(database_url: DatabaseUrl = None) -> None:
     """List registered clients (no secrets)."""
     for client in run(auth_settings(database_url), lambda s: s.registry.clients()):
         uris = ", ".join(client.redirect_uris) or "-"
-        typer.echo(f"{client.client_id}\t{client.type}\t{uris}\t{client.scope}")
+        issuer = "\tlaunch-issuer" if client.launch_issuer else ""
+        typer.echo(f"{client.client_id}\t{client.type}\t{uris}\t{client.scope}{issuer}")
 
 
 @clients_app.command("remove")

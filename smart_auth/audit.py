@@ -4,7 +4,8 @@ denials (SMART.md "Never log tokens ... AuditEvent for logins, grants and denial
 Shaped after the IHE Basic Audit Log Patterns: type DCM 110114 "User Authentication" for
 logins and `rest`-free security events, with a subtype code of ours naming the event
 (`login`, `login-failed`, `login-locked`, `token-granted`, `token-refreshed`, `token-revoked`,
-`token-denied`, `consent-denied`, `access-denied`), outcome `0` (success) or `4` (failure),
+`token-denied`, `consent-denied`, `launch-user-mismatch` (someone other than an EHR launch's
+`user` signed in), `access-denied`), outcome `0` (success) or `4` (failure),
 the user or client as requestor agent, and the patient in context as entity. No token, code,
 secret or assertion ever goes into an event: only ids and reasons.
 """
@@ -20,7 +21,14 @@ from smart_auth.policy import ScopePolicy
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 FAILURES = frozenset(
-    {"login-failed", "login-locked", "token-denied", "consent-denied", "access-denied"}
+    {
+        "login-failed",
+        "login-locked",
+        "token-denied",
+        "consent-denied",
+        "launch-user-mismatch",
+        "access-denied",
+    }
 )
 
 

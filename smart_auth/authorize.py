@@ -5,12 +5,15 @@ consent (SMART App Launch 2.2 `app-launch.html` §§ "Obtain authorization code"
    an unregistered `redirect_uri` (exact match) or an `aud` other than this FHIR base gets a
    400 page, never a redirect. Other faults redirect back with `error` (`invalid_request` for
    a missing `state`, missing or non-S256 PKCE; `invalid_scope`; `unsupported_response_type`).
-2. An EHR launch's `launch` id is taken (single use) for its context.
+2. An EHR launch's `launch` id is taken (single use) for its context; a context without a
+   `smart_style_url` gets the server's default style document (`smart_auth.style`).
 3. The user signs in (`Registry.sign_in`: Argon2 password check; after 5 failures in 15
-   minutes the username is locked for the rest of the window), picks a patient when
-   `launch/patient` has none, and approves the scopes, all or some (unchecking one leaves it
-   out of the grant; none, or Deny, answers `access_denied`); then the browser is sent to
-   `redirect_uri?code=...&state=...`.
+   minutes the username is locked for the rest of the window). When the launch context names
+   a `user`, only that user (compared with their `fhirUser`) may go on: anyone else ends the
+   authorization with `access_denied` (audited as `launch-user-mismatch`; the launch stays
+   used). The user then picks a patient when `launch/patient` has none, and approves the
+   scopes, all or some (unchecking one leaves it out of the grant; none, or Deny, answers
+   `access_denied`); then the browser is sent to `redirect_uri?code=...&state=...`.
 
 Between steps the authorization waits in a record (kind `authz`, 10 minutes) named by a
 256-bit transaction id carried in the forms.
@@ -33,6 +36,7 @@ from smart_auth.grants import Grant, PendingCode, new_token
 from smart_auth.registry import Client, LoginLocked
 from smart_auth.scopes import ScopeSet
 from smart_auth.server import AuthServer
+from smart_auth.style import default_style_url
 
 NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 AUTH_PARAMS = (
@@ -56,6 +60,20 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
 def _redirect(uri: str, params: dict[str, str]) -> RedirectResponse:
     sep = "&" if "?" in uri else "?"
     return RedirectResponse(f"{uri}{sep}{urlencode(params)}", status_code=302, headers=NO_STORE)
+
+
+def _access_denied(pending: Mapping[str, Any], description: str) -> RedirectResponse:
+    """Back to the app with `error=access_denied` and its `state` (RFC 6749 §4.1.2.1)."""
+    return _redirect(
+        pending["redirect_uri"],
+        {"error": "access_denied", "error_description": description, "state": pending["state"]},
+    )
+
+
+def _local(reference: str, base_url: str) -> str:
+    """`Type/id` for an absolute reference on this server (`{base_url}/Type/id`), else as is."""
+    prefix = f"{base_url}/"
+    return reference[len(prefix) :] if reference.startswith(prefix) else reference
 
 
 class Authorize:
@@ -118,6 +136,8 @@ class Authorize:
             if launch is None:
                 return fail("invalid_request", "The launch id is unknown, expired or used")
             context = launch
+            if not context.get("smart_style_url"):  # context-style: every EHR launch has one
+                context["smart_style_url"] = default_style_url(self.server.settings.base_url)
         txn = new_token()
         await self.server.grants.save_transaction(
             txn,
@@ -184,6 +204,19 @@ class Authorize:
         await self.server.record(
             "login", username=username, user=user.fhir_user, client_id=client.client_id
         )
+        launch_user = pending["launch"].get("user")
+        if launch_user and _local(launch_user, self.server.settings.base_url) != user.fhir_user:
+            await self.server.grants.end_transaction(txn)
+            await self.server.record(
+                "launch-user-mismatch",
+                username=username,
+                user=user.fhir_user,
+                client_id=client.client_id,
+                reason=f"The EHR launch is for {launch_user}, not for {user.fhir_user}",
+            )  # the references go to the audit trail, not into the app's redirect
+            return _access_denied(
+                pending, "The user who signed in is not the user the EHR launched this app for"
+            )
         pending["user"] = {
             "username": user.username,
             "fhir_user": user.fhir_user,
@@ -236,14 +269,7 @@ class Authorize:
         allowed = [s for s in pending["scope"].split() if s in chosen]  # never more than asked
         if decision != "allow" or not allowed:
             await self.server.record("consent-denied", client_id=client.client_id)
-            return _redirect(
-                redirect_uri,
-                {
-                    "error": "access_denied",
-                    "error_description": "The user denied access",
-                    "state": state,
-                },
-            )
+            return _access_denied(pending, "The user denied access")
         launch = pending["launch"]
         scopes = ScopeSet.parse(" ".join(allowed))
         user = pending["user"]

@@ -6,14 +6,21 @@ is a JWT signed RS384 or ES384 (an explicit list: `alg: none`, HMAC and anything
 refused) by a key of the client's registered JWKS or JWKS URL, with `iss` = `sub` = client id,
 `aud` = the token endpoint URL, `exp` in the future and at most 5 minutes ahead, and a `jti`
 never used before. Public clients send only `client_id`.
+
+A JWKS URL is read when its cached set lapses (`JWKS_CACHE_SECONDS`) and again when an
+assertion names a `kid` the cached set lacks (the client may have rotated its keys), but never
+twice within `JWKS_REFETCH_SECONDS`: inside that interval an unknown `kid` is refused from the
+cached set at once, so assertions cannot make us hammer a client's JWKS URL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -31,6 +38,9 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGS = ("RS384", "ES384")
 MAX_ASSERTION_SECONDS = 300
 JWKS_CACHE_SECONDS = 300
+JWKS_REFETCH_SECONDS = 10.0
+"""The shortest time (seconds) between two reads of one client's JWKS URL, whatever
+assertions arrive: a forced re-read for an unknown `kid` waits this long after the last read."""
 
 
 class OAuthError(Exception):
@@ -49,27 +59,66 @@ def bad_client(description: str) -> OAuthError:
 
 
 class JwksCache:
-    """Clients' JWKS fetched from their `jwks_uri` (httpx), cached for 5 minutes."""
+    """Clients' JWKS fetched from their `jwks_uri` (httpx), cached for `JWKS_CACHE_SECONDS`;
+    one URL is read at most once per `refetch_seconds`.
 
-    def __init__(self) -> None:
+    Args:
+        refetch_seconds: the shortest time between two reads of one URL (seconds).
+        clock: monotonic seconds (`time.monotonic`; tests move it forward).
+    """
+
+    def __init__(
+        self,
+        refetch_seconds: float = JWKS_REFETCH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.refetch_seconds = refetch_seconds
+        self.clock = clock
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._read_at: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def get(self, uri: str, *, fresh: bool = False) -> dict[str, Any]:
-        """The JWK Set at `uri`. Raises OAuthError(invalid_client) if it cannot be fetched."""
+        """The JWK Set at `uri`: the cached one while it is valid, unless `fresh` asks for a
+        new read, which happens only when the last read (or attempt) is `refetch_seconds`
+        old; until then the cached set answers. Concurrent callers of one URL share a read.
+
+        Raises:
+            OAuthError: `invalid_client` (401) if it cannot be fetched, or nothing valid is
+                cached and the last attempt failed under `refetch_seconds` ago.
+        """
+        valid = self._valid(uri)
+        if valid is not None and not fresh:
+            return valid
+        async with self._locks.setdefault(uri, asyncio.Lock()):  # one read at a time per URL
+            valid = self._valid(uri)
+            now = self.clock()
+            if now - self._read_at.get(uri, -math.inf) < self.refetch_seconds:
+                if valid is not None:
+                    return valid
+                raise bad_client("The client's JWKS URL could not be read; try again later")
+            self._read_at[uri] = now
+            data = await _fetch_jwks(uri)
+            self._cache[uri] = (now + JWKS_CACHE_SECONDS, data)
+            return data
+
+    def _valid(self, uri: str) -> dict[str, Any] | None:
         hit = self._cache.get(uri)
-        if hit and not fresh and hit[0] > time.monotonic():
-            return hit[1]
-        try:
-            async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
-                response = await http.get(uri, headers={"Accept": "application/json"})
-            response.raise_for_status()
-            data = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise bad_client("The client's JWKS URL could not be read") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
-            raise bad_client("The client's JWKS URL holds no JWK Set")
-        self._cache[uri] = (time.monotonic() + JWKS_CACHE_SECONDS, data)
-        return data
+        return hit[1] if hit and hit[0] > self.clock() else None
+
+
+async def _fetch_jwks(uri: str) -> dict[str, Any]:
+    """GET a JWK Set (10 s timeout, no redirects). Raises OAuthError(invalid_client)."""
+    try:
+        async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
+            response = await http.get(uri, headers={"Accept": "application/json"})
+        response.raise_for_status()
+        data = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise bad_client("The client's JWKS URL could not be read") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise bad_client("The client's JWKS URL holds no JWK Set")
+    return data
 
 
 def _basic(headers: Mapping[str, str]) -> tuple[str, str] | None:
@@ -155,7 +204,7 @@ async def _assertion_client(
         key = key_set.get_by_kid(kid) if kid else None
     except (ValueError, JoseError):
         key = None
-    if key is None and client.jwks_uri:  # the client may have rotated: read its JWKS again
+    if key is None and client.jwks_uri:  # rotated? read its JWKS again (JWKS_REFETCH_SECONDS)
         key_set = await _client_keys(client, jwks, fresh=True)
         try:
             key = key_set.get_by_kid(kid) if kid else None

@@ -8,6 +8,9 @@ Client types (SMART App Launch 2.2 `client-authentication` and `backend-services
   of its registered JWKS (inline) or JWKS URL;
 * `backend` — `client_credentials` only, with a `private_key_jwt` assertion (system scopes).
 
+Creating EHR launch contexts (`POST /auth/launch`) is a registration attribute, not a scope:
+only a client registered with `launch_issuer` (`fhir-server clients add --launch-issuer`) may.
+
 Secrets and passwords are stored only as Argon2id hashes (argon2-cffi).
 """
 
@@ -75,6 +78,9 @@ class Client:
         jwks: an inline JWK Set of its public keys, or None.
         jwks_uri: where its JWK Set is published, or None.
         launch_url: the app's launch URL (for `fhir-server launch`), or None.
+        launch_issuer: whether its `system/` tokens may create EHR launch contexts at
+            `POST /auth/launch` (the EHR's backend client); records stored before this
+            attribute existed read as False.
     """
 
     client_id: str
@@ -87,6 +93,7 @@ class Client:
     jwks: dict[str, Any] | None = None
     jwks_uri: str | None = None
     launch_url: str | None = None
+    launch_issuer: bool = False
 
     @property
     def asymmetric(self) -> bool:

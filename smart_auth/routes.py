@@ -7,7 +7,8 @@
 | `POST /auth/introspect` | RFC 7662 (caller: an authenticated client or a valid bearer token) |
 | `POST /auth/revoke` | RFC 7009 (the client that owns the token) |
 | `GET /auth/jwks` | RFC 7517 public keys |
-| `POST /auth/launch` | our EHR API: a backend client's `system/` token creates a launch context |
+| `GET /auth/smart-style.json` | SMART 2.2 "Styling": the default style document (any origin) |
+| `POST /auth/launch` | EHR API: a launch issuer's `system/` token creates a launch context |
 | `GET [base]/.well-known/smart-configuration`, `openid-configuration` | public, any origin |
 
 OAuth endpoints answer OAuth JSON errors (`{"error", "error_description"}`, RFC 6749 §5.2),
@@ -32,6 +33,7 @@ from smart_auth.authorize import Authorize
 from smart_auth.client_auth import OAuthError, authenticate_client
 from smart_auth.registry import Client
 from smart_auth.server import AuthServer
+from smart_auth.style import DEFAULT_STYLE, STYLE_PATH
 from smart_auth.token_grants import TokenEndpoint
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -176,10 +178,21 @@ def auth_routes(server: AuthServer, repository: Repository) -> list[Route]:
         return _json(server.server_keys().public_jwks(), headers=ANY_ORIGIN)
 
     async def launch_endpoint(request: Request) -> Response:
-        """FhirErrors raised here become OperationOutcomes through the app's handlers."""
+        """Only a client registered as a launch issuer (`Client.launch_issuer`) may create
+        launch contexts, with a `system/` token; others get 403 `forbidden` (audited as
+        `access-denied`). FhirErrors raised here become OperationOutcomes through the app's
+        handlers."""
         policy = await server.policy(request.headers.get("authorization"))
         if "system" not in policy.scopes.contexts():
             raise Forbidden("Creating a launch context needs a backend client's system/ token")
+        issuer = await server.registry.client(policy.client_id)
+        if issuer is None or not issuer.launch_issuer:  # a registration, not a scope
+            reason = (
+                f"Client {policy.client_id} is not registered to create launch contexts "
+                "(fhir-server clients add --launch-issuer)"
+            )
+            await server.record("access-denied", client_id=policy.client_id, reason=reason)
+            raise Forbidden(reason)
         raw = await request.body()
         if len(raw) > FORM_LIMIT:
             raise PayloadTooLarge(f"A launch context is at most {FORM_LIMIT} bytes")
@@ -208,6 +221,7 @@ def auth_routes(server: AuthServer, repository: Repository) -> list[Route]:
         Route("/auth/revoke", revoke_endpoint, methods=["POST"]),
         Route("/auth/jwks", jwks_endpoint, methods=["GET"]),
         Route("/auth/launch", launch_endpoint, methods=["POST"]),
+        Route(f"/auth/{STYLE_PATH}", document(DEFAULT_STYLE), methods=["GET"]),
         Route("/fhir/.well-known/smart-configuration", document(smart_doc), methods=["GET"]),
         Route("/fhir/.well-known/openid-configuration", document(openid_doc), methods=["GET"]),
     ]

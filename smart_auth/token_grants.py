@@ -3,8 +3,10 @@
 * `authorization_code` — PKCE S256 required (RFC 7636), `redirect_uri` equal to the one
   authorized, the same client; the response carries `patient`/`encounter` in context,
   `id_token` for `openid`, `refresh_token` only with `offline_access`/`online_access`, and on
-  EHR launch `need_patient_banner` and `smart_style_url`;
-* `refresh_token` — rotation; a narrower `scope` may be asked, never a wider one;
+  EHR launch `need_patient_banner` (when the EHR gave it) and `smart_style_url` (always: the
+  EHR's hint, else the default style document, `smart_auth.style`);
+* `refresh_token` — rotation; a narrower `scope` may be asked, never a wider one; the response
+  carries the grant's context again (`patient`, `encounter`, banner, style);
 * `client_credentials` — backend services with a `private_key_jwt` assertion, `system/` scopes.
 
 Inputs are form fields, outputs the JSON bodies of RFC 6749 §5.1, errors `OAuthError`s.

@@ -28,8 +28,9 @@ def _keys(alg: str) -> tuple[dict[str, Any], Path]:
 
 @pytest.fixture(scope="module")
 def backend(smart_server: LiveServer) -> LiveServer:
-    """Two backend clients registered through the CLI, one per example key set."""
-    for alg in ("RS384", "ES384"):
+    """Two backend clients registered through the CLI, one per example key set; the RS384
+    one, `ehr-rs384`, is the EHR: registered as a launch issuer."""
+    for alg, options in (("RS384", ["--launch-issuer"]), ("ES384", [])):
         _, public = _keys(alg)
         run_cli(
             smart_server.settings,
@@ -42,6 +43,7 @@ def backend(smart_server: LiveServer) -> LiveServer:
             str(public),
             "--scope",
             "system/*.rs system/Appointment.cruds system/Slot.rs",
+            *options,
         )
     return smart_server
 
@@ -202,73 +204,6 @@ def test_cli_launch_prints_a_usable_launch_url(backend: LiveServer) -> None:
     ).strip()
     assert out.startswith("http://127.0.0.1:9000/launch?iss=")
     assert "launch=" in out
-
-
-def test_jwks_url_client_keys_are_fetched_and_refetched_on_rotation(
-    smart_server: LiveServer, browser: httpx.Client, tmp_path: Path
-) -> None:
-    """A client registered with --jwks-url: its keys are read from that URL (a tiny HTTP
-    server on 127.0.0.1 here), and read again when an assertion names a new kid."""
-    import http.server
-    import threading
-
-    published: dict[str, Any] = {}
-
-    class Jwks(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(published).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            return None
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json"
-        settings = smart_server.settings
-        run_cli(settings, "clients", "keygen", str(tmp_path / "one"), "--alg", "ES384")
-        run_cli(settings, "clients", "keygen", str(tmp_path / "two"), "--alg", "RS384")
-        published.update(json.loads((tmp_path / "one.public.json").read_text()))
-        run_cli(
-            settings,
-            "clients",
-            "add",
-            "ehr-url",
-            "--type",
-            "backend",
-            "--jwks-url",
-            url,
-            "--scope",
-            "system/Patient.rs",
-        )
-        token_url = smart_server.base_url.rsplit("/fhir", 1)[0] + "/auth/token"
-
-        def ask(key_file: str, alg: str) -> httpx.Response:
-            private = json.loads((tmp_path / key_file).read_text())
-            jwt = client_assertion(private, "ehr-url", token_url, alg=alg)
-            return browser.post(
-                "/auth/token",
-                data={
-                    "grant_type": "client_credentials",
-                    "scope": "system/Patient.rs",
-                    "client_assertion_type": ASSERTION_TYPE,
-                    "client_assertion": jwt,
-                },
-            )
-
-        assert ask("one.private.json", "ES384").status_code == 200
-        published.clear()
-        published.update(json.loads((tmp_path / "two.public.json").read_text()))
-        rotated = ask("two.private.json", "RS384")  # unknown kid: the URL is read again
-        assert rotated.status_code == 200, rotated.text
-        assert ask("one.private.json", "ES384").status_code == 401  # no longer published
-    finally:
-        httpd.shutdown()
 
 
 def test_launch_endpoint_errors_are_operation_outcomes(
