@@ -195,8 +195,8 @@ async def sustained(client: httpx.AsyncClient, monday: dt.date, seconds: float) 
                 "end": slot["end"],
                 "slot": [{"reference": f"Slot/{slot['id']}"}],
                 "participant": [
-                    {
-                        "actor": {"reference": f"Patient/pat-{(w * 7 + n) % 200}"},
+                    {  # one patient per booking: a patient is never booked twice at once
+                        "actor": {"reference": f"Patient/sustained-{w}-{n}"},
                         "status": "accepted",
                     },
                     {

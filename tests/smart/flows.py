@@ -233,6 +233,18 @@ def patient_token(
     return body
 
 
+def patient_bearer(
+    base_url: str, scope: str, patient: str = "demo-patient-munoz"
+) -> dict[str, str]:
+    """The Authorization header of a token of the demo patient `munoz` with `scope`, from a
+    full authorization code flow against the server at `base_url` (asserting its patient)."""
+    origin = base_url.rsplit("/fhir", 1)[0]
+    with httpx.Client(base_url=origin, follow_redirects=False, timeout=30) as http:
+        token = patient_token(http, base_url, scope)
+    assert token["patient"] == patient
+    return bearer(token)
+
+
 def bearer(token: dict[str, Any] | str) -> dict[str, str]:
     """The Authorization header for a token response (or a bare token)."""
     value = token if isinstance(token, str) else token["access_token"]

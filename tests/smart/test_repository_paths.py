@@ -11,7 +11,7 @@ import pytest
 
 from fhir_server.demo_data import MRN
 from tests.conftest import LiveServer
-from tests.smart.flows import appointment, bearer, patient_token
+from tests.smart.flows import appointment, patient_bearer
 
 MUNOZ = "demo-patient-munoz"
 MULLER = "demo-patient-muller"
@@ -21,16 +21,11 @@ FHIR_JSON = {"Content-Type": "application/fhir+json"}
 @pytest.fixture(scope="module")
 def munoz(smart_server: LiveServer) -> dict[str, str]:
     """A patient token for José Muñoz that may create Patients and Appointments."""
-    origin = smart_server.base_url.rsplit("/fhir", 1)[0]
-    with httpx.Client(base_url=origin, follow_redirects=False, timeout=30) as http:
-        token = patient_token(
-            http,
-            smart_server.base_url,
-            "launch/patient patient/Patient.cruds patient/Appointment.cruds patient/Slot.rs "
-            "patient/Schedule.rs patient/PractitionerRole.rs",
-        )
-    assert token["patient"] == MUNOZ
-    return bearer(token)
+    return patient_bearer(
+        smart_server.base_url,
+        "launch/patient patient/Patient.cruds patient/Appointment.cruds patient/Slot.rs "
+        "patient/Schedule.rs patient/PractitionerRole.rs",
+    )
 
 
 def _outcome(response: httpx.Response, status: int, code: str, detail: str | None = None) -> None:
@@ -87,3 +82,67 @@ def test_create_over_own_booking_absolute_reference_with_patient_token_is_409(
     )
     response = browser.post("/fhir/Appointment", json=again, headers={**munoz, **FHIR_JSON})
     assert response.status_code == 409, response.text
+
+
+def test_patch_own_booking_to_after_hours_with_patient_token_is_409(
+    browser: httpx.Client, munoz: dict[str, str]
+) -> None:
+    mine = _booked(appointment(MUNOZ, 3, 10))
+    created = browser.post("/fhir/Appointment", json=mine, headers={**munoz, **FHIR_JSON})
+    assert created.status_code == 201, created.text
+    late = appointment(MUNOZ, 3, 22)
+    patch = [
+        {"op": "replace", "path": "/start", "value": late["start"]},
+        {"op": "replace", "path": "/end", "value": late["end"]},
+    ]
+    response = browser.patch(
+        f"/fhir/Appointment/{created.json()['id']}",
+        json=patch,
+        headers={**munoz, "Content-Type": "application/json-patch+json"},
+    )
+    _outcome(response, 409, "conflict", "outside-availability")
+
+
+def test_book_override_availability_with_patient_token_is_403(
+    browser: httpx.Client, munoz: dict[str, str]
+) -> None:
+    late = appointment(MUNOZ, 2, 21)
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "appointment-resource", "resource": late},
+            {"name": "override-availability", "valueBoolean": True},
+        ],
+    }
+    response = browser.post("/fhir/Appointment/$book", json=body, headers={**munoz, **FHIR_JSON})
+    _outcome(response, 403, "forbidden")
+
+
+def test_transaction_conditional_reference_to_another_patient_is_403(
+    browser: httpx.Client, munoz: dict[str, str]
+) -> None:
+    probe = _booked(appointment(MUNOZ, 4, 9))
+    probe["participant"][1]["actor"]["reference"] = f"Patient?identifier={MRN}|MRN-MULLER"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": probe, "request": {"method": "POST", "url": "Appointment"}}],
+    }
+    response = browser.post("/fhir", json=bundle, headers={**munoz, **FHIR_JSON})
+    _outcome(response, 403, "forbidden")
+
+
+def test_find_with_patient_token_proposes_for_its_patient(
+    browser: httpx.Client, munoz: dict[str, str]
+) -> None:
+    day = appointment(MUNOZ, 1, 9)["start"][:10]
+    response = browser.get(
+        f"/fhir/Appointment/$find?start={day}T00:00:00Z&end={day}T23:59:00Z&_count=2",
+        headers=munoz,
+    )
+    assert response.status_code == 200, response.text
+    proposals = [e["resource"] for e in response.json()["entry"]]
+    assert proposals
+    for proposal in proposals:
+        refs = [p["actor"]["reference"] for p in proposal["participant"]]
+        assert f"Patient/{MUNOZ}" in refs

@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.smart.flows import appointment, bearer, parameters, patient_token, run_cli
+from tests.smart.flows import (
+    appointment,
+    bearer,
+    parameters,
+    patient_bearer,
+    patient_token,
+    run_cli,
+)
 
 MUNOZ = "demo-patient-munoz"
 MULLER = "demo-patient-muller"
@@ -21,16 +28,11 @@ FHIR_JSON = {"Content-Type": "application/fhir+json"}
 @pytest.fixture(scope="module")
 def munoz(smart_server: LiveServer) -> dict[str, str]:
     """A patient token for José Muñoz: his data, and the clinic's schedules and slots."""
-    origin = smart_server.base_url.rsplit("/fhir", 1)[0]
-    with httpx.Client(base_url=origin, follow_redirects=False, timeout=30) as http:
-        token = patient_token(
-            http,
-            smart_server.base_url,
-            "launch/patient patient/Patient.rs patient/Appointment.cruds patient/Slot.rs "
-            "patient/Schedule.rs patient/PractitionerRole.rs",
-        )
-    assert token["patient"] == MUNOZ
-    return bearer(token)
+    return patient_bearer(
+        smart_server.base_url,
+        "launch/patient patient/Patient.rs patient/Appointment.cruds patient/Slot.rs "
+        "patient/Schedule.rs patient/PractitionerRole.rs",
+    )
 
 
 def _ids(bundle: dict[str, Any], rtype: str | None = None) -> list[str]:
