@@ -11,7 +11,7 @@ interaction (`require`), a patient's compartment and granular scope filters on w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 
@@ -50,6 +50,9 @@ class RepositoryBase:
             searches (paging limits, default zone, the public base).
         lookup: unchecked reads for the server's own rules (`lookup.Lookup`).
         records: small records (`lookup.Records`).
+        unit: while the write rules plan the writes of one atomic write again, every resource
+            of it by `(type, id)` (new content), so a rule sees what is written beside
+            (`Repository.apply`); empty otherwise.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class RepositoryBase:
             base_url=configured or self.base_url,
         )
         self.strict_availability = strict_availability
+        self.unit: dict[tuple[str, str], dict[str, Any]] = {}
         self.lookup = Lookup(self._store)
         self.records = Records(self._store)
 

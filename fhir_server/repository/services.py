@@ -59,7 +59,14 @@ class RulesPlan:
 
 class WriteRules(Protocol):
     """The rules every write of one resource type goes through (Appointment: the booking
-    rules of SCHEDULING.md), whatever the path: REST, bundle entries, operations, jobs."""
+    rules of SCHEDULING.md), whatever the path: REST, bundle entries, operations, jobs.
+
+    Attributes:
+        depends_on: the resource types whose writes in the same atomic write change the plan
+            (Appointment: Schedule, Slot); the repository plans again with them in view.
+    """
+
+    depends_on: frozenset[str]
 
     async def plan(self, repository: Repository, write: PlannedWrite) -> RulesPlan:
         """Decide the write's claims and companion audits.

@@ -20,7 +20,7 @@ import orjson
 
 from fhir_server.model import StoredResource, WriteOp
 from fhir_server.repository.reads import ReadInteractions, check_type, criteria_key, load_json
-from fhir_server.repository.services import PlannedWrite
+from fhir_server.repository.services import PlannedWrite, WriteRules
 from resources.errors import (
     ClaimConflict,
     Conflict,
@@ -405,6 +405,8 @@ class WriteInteractions(ReadInteractions):
         if not writes:
             return
         await self.check_writes([p.op for p in writes if p.op is not None and not p.internal])
+        if len(writes) > 1:
+            await self._plan_as_unit(writes)
         for attempt in range(MAX_RETRIES):
             ops = [op for p in writes for op in (p.op, *p.extra) if op is not None]
             try:
@@ -417,6 +419,33 @@ class WriteInteractions(ReadInteractions):
                     raise await self._explained(exc, writes) from exc
                 for p in lost:  # a seat went to a concurrent booker: choose again
                     await self._planned(p)
+
+    async def _plan_as_unit(self, writes: Sequence[Prepared]) -> None:
+        """Plan the ruled writes of one atomic write again, now that every resource of it is
+        known (`unit`): an Appointment booked in the same transaction that creates its
+        actor's Schedule or its Slot is guarded by them, whatever the entry order."""
+        written = {p.op.version.resource_type for p in writes if p.op is not None}
+        ruled = [
+            p
+            for p in writes
+            if p.content is not None and (rules := self._rules_of(p)) and rules.depends_on & written
+        ]
+        if not ruled:
+            return
+        self.unit = {
+            (p.op.version.resource_type, p.op.version.id): p.content
+            for p in writes
+            if p.op is not None and p.content is not None
+        }
+        try:
+            for p in ruled:
+                await self._planned(p)
+        finally:
+            self.unit = {}
+
+    def _rules_of(self, prepared: Prepared) -> WriteRules | None:
+        op = prepared.op
+        return None if op is None else self._services.rules.get(op.version.resource_type)
 
     async def _explained(self, exc: ClaimConflict, writes: Sequence[Prepared]) -> Conflict:
         """The 409 for a taken claim; when it is a patient's own time, a taken time of a

@@ -113,6 +113,9 @@ def _time(appointment: dict[str, Any]) -> tuple[int, int] | None:
 class BookingRules:
     """The Appointment `WriteRules` (module docstring)."""
 
+    depends_on = frozenset({"Schedule", "Slot"})
+    """A Schedule or Slot written in the same transaction guards the Appointment too."""
+
     async def plan(self, repository: Repository, write: PlannedWrite) -> RulesPlan:
         """The claims (and override audits) of writing `write.content` as Appointment/`id`.
 
@@ -207,30 +210,44 @@ class _ClaimPlanner:
         self.seat_scopes: set[str] = set()
         self.schedules: dict[str, dict[str, Any] | None] = {}  # reference -> content, once read
         self.seated: set[str] = set()  # Schedules whose time is shared through a Slot's seat
+        self.unit = service.repository.unit  # resources written beside, by (type, id)
 
     async def add_slots(self, appointment: dict[str, Any]) -> None:
-        """Seats of shared stored Slots; the Schedules of the others."""
+        """Seats of shared stored Slots; the Schedules of the others (a Slot written in the
+        same atomic write counts as stored: `Repository.unit`)."""
         refs = [self.service.pair(r) for r in appointment.get("slot") or []]
         wanted = [pair for pair in refs if pair is not None and pair[0] == "Slot"]
-        for stored in await self.lookup.read_many(wanted):
-            slot = load_json(stored.content)
+        found = {
+            (s.resource_type, s.id): load_json(s.content)
+            for s in await self.lookup.read_many(wanted)
+        }
+        found.update({pair: self.unit[pair] for pair in wanted if pair in self.unit})
+        for (_, slot_id), slot in sorted(found.items()):
             capacity = slot_capacity(slot)
             schedule = self.service.pair(slot.get("schedule"))
             schedule_ref = f"{schedule[0]}/{schedule[1]}" if schedule else ""
             if capacity > 1:
-                self.keys.add(await self._seat(f"Slot/{stored.id}", capacity))
+                self.keys.add(await self._seat(f"Slot/{slot_id}", capacity))
                 self.seated.add(schedule_ref)
             elif schedule_ref.startswith("Schedule/"):
                 self.schedules.setdefault(schedule_ref, None)
 
     async def add_actors(self, actors: list[tuple[str, str]]) -> None:
-        """Minute claims on every active Schedule of the actors (unless seated)."""
+        """Minute claims on every active Schedule of the actors (unless seated), the
+        Schedules written in the same atomic write included (`Repository.unit`)."""
         if actors:
             values = tuple(ReferenceValue(t, i) for t, i in actors)
             query = StoreQuery("Schedule", (ReferenceCondition("actor", values),), count=1000)
-            for stored in (await self.lookup.search(query)).resources:
-                schedule = load_json(stored.content)
-                ref = f"Schedule/{stored.id}"
+            found = {
+                s.id: load_json(s.content) for s in (await self.lookup.search(query)).resources
+            }
+            for (rtype, rid), content in self.unit.items():
+                if rtype == "Schedule" and any(
+                    self.service.pair(a) in actors for a in content.get("actor") or ()
+                ):
+                    found[rid] = content
+            for sid, schedule in sorted(found.items()):
+                ref = f"Schedule/{sid}"
                 if schedule.get("active", True) is not False and ref not in self.seated:
                     self.schedules[ref] = schedule
         for scope in self.schedules:

@@ -272,3 +272,43 @@ async def test_book_fall_back_day_repeated_hour_is_outside_availability(
         the_booking(r)
     else:
         assert_outcome(r, 409, "not-found", "fatal", "outside-availability")
+
+
+@pytest.mark.parametrize("schedule_first", [True, False])
+async def test_transaction_creating_schedule_and_booking_guards_the_booking(
+    clinic: httpx.AsyncClient, schedule_first: bool
+) -> None:
+    hours = [
+        {"daysOfWeek": ["mon"], "availableStartTime": "09:00:00", "availableEndTime": "12:00:00"}
+    ]
+    role = "urn:uuid:0c6b1f4e-0000-4000-8000-0000000000bb"
+    entries = [
+        {
+            "fullUrl": role,
+            "resource": {"resourceType": "PractitionerRole", "availableTime": hours},
+            "request": {"method": "POST", "url": "PractitionerRole"},
+        },
+        {
+            "resource": visit(MON, "09:00", "09:30", role),
+            "request": {"method": "POST", "url": "Appointment"},
+        },
+        {
+            "resource": {"resourceType": "Schedule", "actor": [{"reference": role}]},
+            "request": {"method": "POST", "url": "Schedule"},
+        },
+    ]
+    if schedule_first:
+        entries[1], entries[2] = entries[2], entries[1]
+    r = await clinic.post(
+        "", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    )
+    assert r.status_code == 200, r.text
+    role_ref = next(
+        e["response"]["location"].split("/_history")[0].split("/fhir/")[1]
+        for e in r.json()["entry"]
+        if "/PractitionerRole/" in e["response"]["location"]
+    )
+    again = visit(MON, "09:00", "09:30", role_ref, patient="Patient/pat2", status="proposed")
+    assert_outcome(
+        await book(clinic, resource(again)), 409, "not-found", "fatal", "slot-unavailable"
+    )
