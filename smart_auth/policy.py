@@ -65,7 +65,8 @@ class ScopePolicy:
         wide = [s for s in matching if s.context != "patient"]
         group: list[ResourceScope] = wide or matching
         patient = None
-        if not wide and in_patient_compartment(resource_type):
+        if not wide and (resource_type == "*" or in_patient_compartment(resource_type)):
+            # `*` (system history) spans compartment types too: patient/ scopes confine it
             if self.patient is None:
                 return None  # patient/ scopes without a patient in context grant nothing
             patient = self.patient

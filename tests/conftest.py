@@ -12,8 +12,11 @@ import httpx
 import pytest
 import uvicorn
 
-from fhir_server.app import create_app
+from fhir_server.app import build_repositories, create_app
 from fhir_server.config import Settings
+from fhir_server.repository import RepositoryFactory
+from smart_auth.policy import ScopePolicy
+from smart_auth.scopes import ScopeSet
 from tests.engines import ALL_ENGINES, make_store
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -122,6 +125,28 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     tmp = tmp_path_factory.mktemp("live")
     with LiveServer(make_settings(tmp)) as server:
         yield server
+
+
+@pytest.fixture(params=ALL_ENGINES)
+async def factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[RepositoryFactory]:
+    """The repositories of a fresh, started store of each engine, wired as the server wires
+    them (`fhir_server.app.build_repositories`), base URL `TEST_BASE_URL`; for tests of the
+    core without HTTP."""
+    store, drop = make_store(request.param, tmp_path)
+    await store.start()
+    try:
+        yield build_repositories(store, make_settings(tmp_path, base_url=TEST_BASE_URL))
+    finally:
+        if drop is not None:
+            await drop()
+        await store.close()
+
+
+def patient_policy(patient: str, scopes: str = "patient/*.cruds") -> ScopePolicy:
+    """The policy of a patient app's token for `Patient/{patient}`."""
+    return ScopePolicy(ScopeSet.parse(scopes), patient=patient, client_id="app")
 
 
 @pytest.fixture

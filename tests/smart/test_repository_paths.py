@@ -146,3 +146,12 @@ def test_find_with_patient_token_proposes_for_its_patient(
     for proposal in proposals:
         refs = [p["actor"]["reference"] for p in proposal["participant"]]
         assert f"Patient/{MUNOZ}" in refs
+
+
+def test_history_system_with_patient_wildcard_scope_is_403(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    wildcard = patient_bearer(smart_server.base_url, "launch/patient patient/*.rs")
+    _outcome(browser.get("/fhir/_history", headers=wildcard), 403, "forbidden")
+    own = browser.get(f"/fhir/Patient/{MUNOZ}/_history", headers=wildcard)
+    assert own.status_code == 200, own.text
