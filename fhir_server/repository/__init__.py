@@ -7,32 +7,27 @@ Each request gets `factory.for_request(policy, base_url)`, each background job
 include and write, resolves references against this server's bases, runs the write rules of
 the type on every path, and commits atomically. Nothing else holds the store.
 
-Modules: `base` (state, access enforcement), `reads`, `writes`, `includes` (`_include`),
-`lookup` (unchecked reads for the server's own rules; records), `services` (hook protocols).
+Modules: `base` (state, access enforcement), `reads`, `writes` (prepare), `commit` (apply),
+`rest`, `prepared` (write values), `includes` (`_include`), `lookup` (unchecked reads for the
+server's own rules; records), `services` (hook protocols).
 """
 
 from __future__ import annotations
 
 from fhir_server.access import AccessPolicy, SystemPolicy
 from fhir_server.config import Settings
+from fhir_server.repository.commit import MAX_RETRIES, time_taken
 from fhir_server.repository.includes import SearchResult
 from fhir_server.repository.lookup import Lookup, Records
+from fhir_server.repository.prepared import Outcome, Prepared, WriteResult, patched
 from fhir_server.repository.reads import check_type, criteria_key, load_json
+from fhir_server.repository.rest import RestWrites
 from fhir_server.repository.services import (
     PlannedWrite,
     RulesPlan,
     Services,
     VirtualReader,
     WriteRules,
-)
-from fhir_server.repository.writes import (
-    MAX_RETRIES,
-    Outcome,
-    Prepared,
-    WriteInteractions,
-    WriteResult,
-    patched,
-    time_taken,
 )
 from fhir_server.storage.base import ResourceStore
 
@@ -58,9 +53,10 @@ __all__ = [
 ]
 
 
-class Repository(WriteInteractions):
-    """FHIR interactions for one request or job (reads in `reads`, writes in `writes`, access
-    enforcement in `base`). Build it with `RepositoryFactory`."""
+class Repository(RestWrites):
+    """FHIR interactions for one request or job (reads in `reads`; writes prepared in
+    `writes`, committed in `commit`, REST in `rest`; access enforcement in `base`). Build it
+    with `RepositoryFactory`."""
 
 
 class RepositoryFactory:

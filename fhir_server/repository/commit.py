@@ -1,0 +1,152 @@
+"""Committing prepared writes: the caller's compartment checked, the write rules planned again
+with the resources written beside, one atomic store write, a lost seat chosen again, and a
+taken claim answered as a 409 that names what is taken (SCHEDULING.md "Never double-book",
+"Errors")."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+
+from fhir_server.repository.prepared import Prepared
+from fhir_server.repository.reads import criteria_key
+from fhir_server.repository.services import WriteRules
+from fhir_server.repository.writes import PrepareWrites
+from resources.errors import ClaimConflict, Conflict
+from resources.fhir_dates import format_instant
+
+__all__ = ["MAX_RETRIES", "CommitWrites", "time_taken"]
+
+MAX_RETRIES = 5
+"""How often a write is prepared again after losing a version race (or a seat)."""
+
+
+def time_taken(scope: str, quantum: int | None = None, capacity: int | None = None) -> Conflict:
+    """A client-facing 409 for a taken claim, without naming the other booking (SCHEDULING.md
+    "Errors"): detail `patient-conflict` for a patient's own time, else `slot-unavailable`.
+
+    Args:
+        scope: the claim scope (`Schedule/{id}`, `Slot/{id}`, `ScheduleDay/{id}/{date}`,
+            `Patient/{id}`).
+        quantum: the minute (µs // 60e6) of a minute claim, when known.
+        capacity: the seats of a Slot or day, when known.
+    """
+    when = f" at {format_instant(quantum * 60_000_000)}" if quantum is not None else ""
+    if scope.startswith("Patient/"):
+        return Conflict(
+            f"{scope} already has a booked or held appointment{when}",
+            details_code="patient-conflict",
+        )
+    if scope.startswith("Schedule/") and quantum is not None:
+        text = f"{scope} is already booked or held{when}"
+    elif scope.startswith("ScheduleDay/"):
+        _, schedule_id, day = scope.split("/", 2)
+        per_day = f" ({capacity} per day)" if capacity else ""
+        text = f"Schedule/{schedule_id} is fully booked on {day}{per_day}"
+    elif scope.startswith("Slot/"):
+        text = f"{scope} has no seat left"
+    else:
+        text = f"{scope} is taken" if scope else "it is taken"
+    return Conflict(f"The time is no longer free: {text}", details_code="slot-unavailable")
+
+
+def _taken(exc: ClaimConflict) -> Conflict:
+    scope, _, quantum = exc.key.rpartition("#")
+    minute = (
+        int(quantum)
+        if quantum.lstrip("-").isdigit() and scope.startswith(("Schedule/", "Patient/"))
+        else None
+    )
+    return time_taken(scope, minute)
+
+
+class CommitWrites(PrepareWrites):
+    """`apply` and the criteria locks (see the module docstring)."""
+
+    async def apply(self, prepared: Sequence[Prepared]) -> None:
+        """Commit prepared writes atomically (one REST write, a transaction, an operation).
+
+        Raises:
+            Forbidden: (403) a write reaches outside the caller's patient compartment.
+            Conflict: (409, detail `slot-unavailable` or `patient-conflict`) a time claim is
+                held by another booking or hold (SCHEDULING.md "Never double-book").
+            StoreConflict: a concurrent write changed a resource first (a version race).
+        Nothing is written on any error.
+        """
+        writes = [p for p in prepared if p.op is not None]
+        if not writes:
+            return
+        await self.check_writes([p.op for p in writes if p.op is not None and not p.internal])
+        if len(writes) > 1:
+            await self._plan_as_unit(writes)
+        for attempt in range(MAX_RETRIES):
+            ops = [op for p in writes for op in (p.op, *p.extra) if op is not None]
+            try:
+                await self._store.apply(ops)
+                return
+            except ClaimConflict as exc:
+                scope = exc.key.rpartition("#")[0]
+                lost = [p for p in writes if scope in p.seat_scopes]
+                if not lost or attempt == MAX_RETRIES - 1:
+                    raise await self._explained(exc, writes) from exc
+                for p in lost:  # a seat went to a concurrent booker: choose again
+                    await self._planned(p)
+
+    async def _plan_as_unit(self, writes: Sequence[Prepared]) -> None:
+        """Plan the ruled writes of one atomic write again, now that every resource of it is
+        known (`unit`): an Appointment booked in the same transaction that creates its
+        actor's Schedule or its Slot is guarded by them, whatever the entry order."""
+        written = {p.op.version.resource_type for p in writes if p.op is not None}
+        ruled = [
+            p
+            for p in writes
+            if p.content is not None and (rules := self._rules_of(p)) and rules.depends_on & written
+        ]
+        if not ruled:
+            return
+        self.unit = {
+            (p.op.version.resource_type, p.op.version.id): p.content
+            for p in writes
+            if p.op is not None and p.content is not None
+        }
+        try:
+            for p in ruled:
+                await self._planned(p)
+        finally:
+            self.unit = {}
+
+    def _rules_of(self, prepared: Prepared) -> WriteRules | None:
+        op = prepared.op
+        return None if op is None else self._services.rules.get(op.version.resource_type)
+
+    async def _explained(self, exc: ClaimConflict, writes: Sequence[Prepared]) -> Conflict:
+        """The 409 for a taken claim; when it is a patient's own time, a taken time of a
+        Schedule or Slot of the same write is named instead (the more useful answer to a
+        booking that clashes with both)."""
+        if not exc.key.startswith("Patient/"):
+            return _taken(exc)
+        for prepared in writes:
+            claims = prepared.op.claims if prepared.op is not None else None
+            if claims is None:
+                continue
+            by_scope: dict[str, set[int]] = {}
+            for key in claims.keys:
+                if not key.scope.startswith("Patient/"):
+                    by_scope.setdefault(key.scope, set()).add(key.quantum)
+            for scope, quanta in by_scope.items():
+                held = await self._store.claims_in(scope, min(quanta), max(quanta) + 1)
+                for claim in held:
+                    if claim.owner != claims.owner and claim.key.quantum in quanta:
+                        return _taken(ClaimConflict(str(claim.key), key=str(claim.key)))
+        return _taken(exc)
+
+    @contextlib.asynccontextmanager
+    async def criteria_locks(self, criteria: Iterable[tuple[str, str]]) -> AsyncIterator[None]:
+        """Hold the cross-process locks of conditional criteria `(type, criteria)` for the
+        block, in a fixed order (so two transactions cannot deadlock), so two conditional
+        writes with the same criteria never both create."""
+        keys = sorted({criteria_key(rtype, text) for rtype, text in criteria})
+        async with contextlib.AsyncExitStack() as stack:
+            for key in keys:
+                await stack.enter_async_context(self._store.lock(key))
+            yield
