@@ -26,11 +26,6 @@ import orjson
 
 from fhir_server.repository import Repository
 from fhir_server.search.query import (
-    Condition,
-    ReferenceCondition,
-    ReferenceValue,
-    StoreQuery,
-    TokenCondition,
     TokenValue,
 )
 from operations.scheduling.context import (
@@ -39,12 +34,13 @@ from operations.scheduling.context import (
     load_contexts,
     planning_horizon,
     stored_slots,
-    taken_time,
 )
 from operations.scheduling.extensions import SLOT_CAPACITY_URL
 from operations.scheduling.intervals import Interval
+from operations.scheduling.matching import ScheduleMatcher
 from operations.scheduling.rules import schedule_windows
 from operations.scheduling.slots import CandidateSlot, free_slots, parse_rule_slot_id
+from operations.scheduling.taken import taken_time
 from operations.scheduling.timezones import local_date, wall_to_utc_us, zone
 from resources.fhir_dates import format_instant
 
@@ -56,8 +52,6 @@ _DAY_US: Final = 86_400_000_000
 BLOCK_LOOKBACK_US: Final = 7 * _DAY_US
 """How far before a window a blocking Slot may start and still be seen (longer blocks belong in
 `notAvailable`)."""
-_ACTOR_KINDS: Final = {"PractitionerRole": "Practitioner"}
-_SCHEDULE_ELEMENT: Final = {"service-type": "serviceType", "specialty": "specialty"}
 _COPIED: Final = ("serviceCategory", "serviceType", "specialty")
 
 
@@ -68,26 +62,6 @@ class OfferedSlot(CandidateSlot):
 
     schedule: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     stored: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-
-
-def _by_id(resources: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {str(r.get("id")): r for r in resources}
-
-
-def _intersect(
-    found: dict[str, dict[str, Any]] | None, more: dict[str, dict[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    return more if found is None else {k: v for k, v in found.items() if k in more}
-
-
-def reference_parts(text: str, default_type: str | None = None) -> tuple[str, str] | None:
-    """`(type, id)` of a canonical `Type/id` (operation parameters are made canonical with
-    `resources.references` when they are read), or of a bare `id` when `default_type` is
-    given; None for anything else."""
-    rtype, _, rid = text.strip().partition("/")
-    if not rid:
-        return (default_type, rtype) if default_type and rtype else None
-    return (rtype, rid) if "/" not in rid else None
 
 
 class SchedulingService:
@@ -120,115 +94,15 @@ class SchedulingService:
         location_refs: Sequence[str] = (),
         organization_refs: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
-        """The active Schedules matching every given criterion (repeats of one criterion OR).
-
-        - `schedule_ids`: ids (`7`) or references (`Schedule/7`).
-        - `actors`: `Type/id` references; kinds combine with AND, repeats of a kind with OR
-          (SCHEDULING.md "Operations"); `Practitioner/y` also matches Schedules whose actor is
-          a PractitionerRole of that Practitioner (both count as one kind).
-        - `service_types` / `specialties`: tokens on the Schedule, or, for a Schedule without
-          that element, on its HealthcareService actors (`type`/`specialty`) or
-          PractitionerRole actors (`specialty`, or the `healthcareService` they offer).
-        - `location_refs`: a Location actor, or a PractitionerRole/HealthcareService actor at
-          that Location. `organization_refs`: an actor whose `organization`, `providedBy` or
-          `managingOrganization` is that Organization.
-
-        Every criterion is a store search (no scan); the result is sorted by id.
-        """
-        base: list[Condition] = [TokenCondition("active", (TokenValue("*", "false"),), negate=True)]
-        if schedule_ids:
-            ids = [ref[1] for ref in (reference_parts(s, "Schedule") for s in schedule_ids) if ref]
-            if not ids:
-                return []
-            base.append(TokenCondition("_id", tuple(TokenValue("*", i) for i in ids)))
-        base.extend(await self._actor_conditions(actors))
-        found: dict[str, dict[str, Any]] | None = None
-        for param, tokens in (("service-type", service_types), ("specialty", specialties)):
-            if tokens:
-                found = _intersect(found, await self._by_code(base, param, tokens))
-        if location_refs:
-            found = _intersect(found, await self._by_site(base, location_refs))
-        if organization_refs:
-            found = _intersect(found, await self._by_organization(base, organization_refs))
-        if found is None:
-            found = _by_id(await self.lookup.search_all(StoreQuery("Schedule", tuple(base))))
-        return [found[key] for key in sorted(found)]
-
-    async def _ids(self, rtype: str, *conditions: Condition) -> list[tuple[str, str]]:
-        return [
-            (rtype, str(r["id"]))
-            for r in await self.lookup.search_all(StoreQuery(rtype, conditions))
-        ]
-
-    async def _with_actors(
-        self, base: list[Condition], refs: Sequence[tuple[str, str]]
-    ) -> dict[str, dict[str, Any]]:
-        if not refs:
-            return {}
-        values = tuple(ReferenceValue(t, i) for t, i in dict.fromkeys(refs))
-        query = StoreQuery("Schedule", (*base, ReferenceCondition("actor", values)))
-        return _by_id(await self.lookup.search_all(query))
-
-    async def _actor_conditions(self, actors: Sequence[str]) -> list[Condition]:
-        kinds: dict[str, list[ReferenceValue]] = {}
-        practitioners: list[ReferenceValue] = []
-        for text in actors:
-            ref = reference_parts(text)
-            if ref is None:
-                continue
-            value = ReferenceValue(*ref)
-            kinds.setdefault(_ACTOR_KINDS.get(ref[0], ref[0]), []).append(value)
-            if ref[0] == "Practitioner":
-                practitioners.append(value)
-        if practitioners:
-            condition = ReferenceCondition("practitioner", tuple(practitioners))
-            roles = await self._ids("PractitionerRole", condition)
-            kinds["Practitioner"].extend(ReferenceValue(*role) for role in roles)
-        return [ReferenceCondition("actor", tuple(values)) for values in kinds.values()]
-
-    async def _by_code(
-        self, base: list[Condition], param: str, tokens: Sequence[TokenValue]
-    ) -> dict[str, dict[str, Any]]:
-        codes = TokenCondition(param, tuple(tokens))
-        direct = _by_id(await self.lookup.search_all(StoreQuery("Schedule", (*base, codes))))
-        services = await self._ids("HealthcareService", codes)
-        roles = []
-        if param == "specialty":
-            roles = await self._ids("PractitionerRole", codes)
-        if services:
-            offered = ReferenceCondition("service", tuple(ReferenceValue(*s) for s in services))
-            roles += await self._ids("PractitionerRole", offered)
-        element = _SCHEDULE_ELEMENT[param]
-        via = await self._with_actors(base, [*services, *roles])
-        direct.update({k: v for k, v in via.items() if not v.get(element)})
-        return direct
-
-    async def _by_site(
-        self, base: list[Condition], location_refs: Sequence[str]
-    ) -> dict[str, dict[str, Any]]:
-        sites = [
-            ref for ref in (reference_parts(text, "Location") for text in location_refs) if ref
-        ]
-        if not sites:
-            return {}
-        at = ReferenceCondition("location", tuple(ReferenceValue(*site) for site in sites))
-        roles = await self._ids("PractitionerRole", at)
-        services = await self._ids("HealthcareService", at)
-        return await self._with_actors(base, [*sites, *roles, *services])
-
-    async def _by_organization(
-        self, base: list[Condition], organization_refs: Sequence[str]
-    ) -> dict[str, dict[str, Any]]:
-        orgs = [
-            ref for ref in (reference_parts(t, "Organization") for t in organization_refs) if ref
-        ]
-        if not orgs:
-            return {}
-        of = ReferenceCondition("organization", tuple(ReferenceValue(*org) for org in orgs))
-        actors: list[tuple[str, str]] = []
-        for rtype in ("PractitionerRole", "HealthcareService", "Location"):
-            actors += await self._ids(rtype, of)
-        return await self._with_actors(base, actors)
+        """The active Schedules matching every given criterion (`matching.ScheduleMatcher`)."""
+        return await ScheduleMatcher(self.lookup).schedules(
+            schedule_ids=schedule_ids,
+            actors=actors,
+            service_types=service_types,
+            specialties=specialties,
+            location_refs=location_refs,
+            organization_refs=organization_refs,
+        )
 
     # -- free time --------------------------------------------------------------------------
 

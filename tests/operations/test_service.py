@@ -12,11 +12,12 @@ import pytest
 from fhir_server.app import build_repositories
 from fhir_server.repository import Repository
 from fhir_server.search.query import TokenValue
-from operations.scheduling.context import claimed_intervals
 from operations.scheduling.extensions import SLOT_CAPACITY_URL, extension_url
 from operations.scheduling.intervals import Interval
-from operations.scheduling.service import OfferedSlot, SchedulingService, reference_parts
+from operations.scheduling.matching import reference_parts
+from operations.scheduling.service import OfferedSlot, SchedulingService
 from operations.scheduling.slots import CandidateSlot, rule_slot_id
+from operations.scheduling.taken import claimed_intervals
 from resources.fhir_dates import parse_instant
 from tests.conftest import make_settings
 from tests.engines import ALL_ENGINES, make_store
