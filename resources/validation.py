@@ -15,84 +15,30 @@ error:
 
 Passes 1-2 raise `Invalid` (400), pass 3 `Unprocessable` (422). Issue expressions are FHIRPath
 locations (`Patient.name[0].given[1]`, `Observation.value.ofType(Quantity)`).
+
+Pass 1 lives in `resources.validation_json`, over the per-model shapes of
+`resources.validation_shapes`; this module runs the passes and maps pydantic errors to issues.
 """
 
 from __future__ import annotations
 
-import decimal
-import types
-import typing
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
-from fhir_core.constraints import FHIR_PRIMITIVES_MAPS
-from fhir_core.types import FhirBase
 from pydantic import ValidationError
 
-from resources.code_bindings import CodeBinding, required_binding
-from resources.errors import Invalid, Issue, IssueType, Unprocessable
-from resources.invariants import INVARIANTS, check_invariants
-from resources.types import FHIR_ID_RE, R4_ONLY_TYPES, RESOURCE_TYPES
+from resources.errors import Invalid, Issue, Unprocessable
+from resources.invariants import check_invariants
+from resources.types import RESOURCE_TYPES
+from resources.validation_json import _show, _unknown_type, _Walk, _walk_object
+from resources.validation_shapes import _COMPLEX, _RESOURCE, _Field, _Shape, _shape
 
 __all__ = ["validate_resource"]
 
-_BOOL, _INT, _DEC, _STR, _COMPLEX, _RESOURCE, _FORBIDDEN = range(7)
-_MAX_STRING_BYTES = 1024 * 1024  # R4 datatypes.html#string: strings SHALL NOT exceed 1 MB
-_UNBOUNDED_STRINGS = frozenset({"base64Binary", "xhtml"})
-_MAX_DEPTH = 64  # nested objects: far beyond real resources; the models recurse past ~120
-# fmt: off
-_PRIMITIVE_NAMES = frozenset({
-    "boolean", "integer", "string", "decimal", "uri", "url", "canonical", "base64Binary",
-    "instant", "date", "dateTime", "time", "code", "oid", "id", "markdown", "unsignedInt",
-    "positiveInt", "uuid", "xhtml",
-})
-# fmt: on
 _CONTAINER_ERRORS = frozenset(
     {"model_type", "model_attributes_type", "dict_type", "list_type", "model_validation_format"}
 )
 _MISSING_ERRORS = frozenset({"missing", "model_field_validation.missing"})
-
-
-@dataclass(frozen=True, slots=True)
-class _Field:
-    """What the JSON property of one model field must hold."""
-
-    kind: int
-    is_list: bool
-    segment: str  # FHIRPath step: `name`, `value.ofType(Quantity)`; `_x` maps to x's step
-    fhir_type: str  # `date`, `HumanName`, `Resource`
-    model: Any = None  # the pydantic model class of a complex field
-    primitive: bool = False  # a primitive or its `_x` sibling: array nulls may be placeholders
-    choice: str | None = None  # the `value[x]` prefix of a choice element
-    binding: CodeBinding | None = None  # the codes of a required binding (a `code` element)
-
-
-@dataclass(frozen=True, slots=True)
-class _Shape:
-    """The JSON properties of one model class, by JSON name."""
-
-    type_name: str
-    fields: dict[str, _Field]
-    python_names: dict[str, str]
-    required_choices: tuple[tuple[str, tuple[str, ...]], ...]
-    is_resource: bool
-
-
-@dataclass(slots=True)
-class _Walk:
-    """State of one validation: issues found, invariants to run, whether pydantic may run."""
-
-    issues: list[Issue] = field(default_factory=list)
-    deferred: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
-    blocked: bool = False  # pass 2 would crash (unknown nested resourceType, deep nesting)
-    depth: int = 0  # objects entered on the way to the current node
-
-    def add(self, code: IssueType, path: str, diagnostics: str) -> None:
-        self.issues.append(Issue(code=code, diagnostics=diagnostics, expression=(path,)))
-
-
-_SHAPES: dict[Any, _Shape] = {}
 
 
 def validate_resource(resource: object, *, expected_type: str | None = None) -> None:
@@ -148,224 +94,6 @@ def validate_resource(resource: object, *, expected_type: str | None = None) -> 
         issues.extend(check_invariants(type_name, node, path))
     if issues:
         raise Unprocessable(issues[0].diagnostics, issues=issues)
-
-
-def _unknown_type(value: object) -> str:
-    if isinstance(value, str) and value in R4_ONLY_TYPES:
-        return f"Resource type {value!r} is R4-only and not supported (no R4B model)"
-    return f"Unknown resource type {_show(value)}"
-
-
-def _show(value: object, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --- pass 1: the JSON walk -------------------------------------------------------------------
-
-
-def _walk_object(node: dict[str, Any], shape: _Shape, path: str, walk: _Walk) -> None:
-    if not node:
-        walk.add("structure", path, "Empty objects are not allowed in FHIR JSON")
-        return
-    if walk.depth > _MAX_DEPTH:
-        walk.blocked = True
-        walk.add("structure", path, f"Elements are nested more than {_MAX_DEPTH} levels deep")
-        return
-    if shape.type_name in INVARIANTS:
-        walk.deferred.append((shape.type_name, node, path))
-    fields = shape.fields
-    choices: set[str] = set()
-    for key, value in node.items():
-        spec = fields.get(key)
-        if spec is None:
-            continue  # `resourceType`, or an unknown element: pydantic reports those
-        child = f"{path}.{spec.segment}"
-        if spec.kind == _FORBIDDEN:
-            walk.add("structure", f"{path}.{key}", f"Unknown element {key!r} (not allowed in R4)")
-        elif value is None:
-            walk.add("structure", child, f"null is not allowed for {key!r}")
-        elif spec.choice is not None and spec.choice in choices:
-            walk.add("structure", f"{path}.{spec.choice}[x]", f"More than one {spec.choice}[x]")
-        else:
-            if spec.choice is not None:
-                choices.add(spec.choice)
-            if spec.is_list:
-                _walk_array(node, key, spec, child, walk)
-            else:
-                _check_value(value, spec, child, walk)
-    for prefix, members in shape.required_choices:
-        if not any(m in node or f"_{m}" in node for m in members):
-            walk.add("required", f"{path}.{prefix}[x]", f"Missing required element {prefix}[x]")
-    if shape.is_resource:
-        rid = node.get("id")
-        if isinstance(rid, str) and rid and FHIR_ID_RE.fullmatch(rid) is None:
-            walk.add("value", f"{path}.id", f"Invalid id {_show(rid)}: 1-64 of [A-Za-z0-9-.]")
-
-
-def _walk_array(node: dict[str, Any], key: str, spec: _Field, path: str, walk: _Walk) -> None:
-    value = node[key]
-    if not isinstance(value, list):
-        walk.add("structure", path, f"{key!r} must be a JSON array")
-        return
-    if not value:
-        walk.add("structure", path, "Empty arrays are not allowed in FHIR JSON")
-        return
-    partner: list[Any] | None = None
-    if spec.primitive:
-        other = node.get(key[1:] if key.startswith("_") else f"_{key}")
-        partner = other if isinstance(other, list) else None
-    is_extension = key.startswith("_")
-    if partner is not None and not is_extension and len(partner) != len(value):
-        walk.add("structure", path, f"{key!r} and '_{key}' must have the same length")
-    for i, item in enumerate(value):
-        if item is None:
-            # A placeholder needs a value at `i` in the other array; the primitive array
-            # reports a position that is null in both.
-            if partner is None or (not is_extension and (i >= len(partner) or partner[i] is None)):
-                walk.add("structure", f"{path}[{i}]", f"null is not allowed in {key!r}")
-            continue
-        _check_value(item, spec, f"{path}[{i}]", walk)
-
-
-def _check_value(value: object, spec: _Field, path: str, walk: _Walk) -> None:
-    kind = spec.kind
-    if kind == _STR:
-        if not isinstance(value, str):
-            _wrong_type(walk, path, f"a JSON string ({spec.fhir_type})", value)
-        elif not value:
-            walk.add("value", path, "Empty strings are not allowed in FHIR JSON")
-        elif spec.binding is not None and value not in spec.binding.codes:
-            walk.add("code-invalid", path, spec.binding.refusal(value))
-        elif (
-            len(value) > _MAX_STRING_BYTES // 4
-            and spec.fhir_type not in _UNBOUNDED_STRINGS
-            and len(value.encode()) > _MAX_STRING_BYTES
-        ):
-            walk.add("value", path, "Strings must not exceed 1 MB")
-    elif kind == _COMPLEX:
-        if isinstance(value, dict):
-            walk.depth += 1
-            _walk_object(value, _shape(spec.model), path, walk)
-            walk.depth -= 1
-        else:
-            _wrong_type(walk, path, f"a JSON object ({spec.fhir_type})", value, "structure")
-    elif kind == _RESOURCE:
-        if not isinstance(value, dict):
-            _wrong_type(walk, path, "a JSON object (a resource)", value, "structure")
-            return
-        rtype = value.get("resourceType")
-        if isinstance(rtype, str) and rtype in RESOURCE_TYPES:
-            walk.depth += 1
-            _walk_object(value, _shape(get_fhir_model_class(rtype)), path, walk)
-            walk.depth -= 1
-        else:
-            walk.blocked = True
-            walk.add("structure", f"{path}.resourceType", _unknown_type(rtype))
-    elif kind == _BOOL:
-        if not isinstance(value, bool):
-            _wrong_type(walk, path, "JSON true or false (boolean)", value)
-    elif kind == _INT:
-        if not isinstance(value, int) or isinstance(value, bool):
-            _wrong_type(walk, path, f"a JSON integer ({spec.fhir_type})", value)
-    elif not isinstance(value, (int, float)) or isinstance(value, bool):  # _DEC
-        _wrong_type(walk, path, "a JSON number (decimal)", value)
-
-
-def _wrong_type(
-    walk: _Walk, path: str, expected: str, value: object, code: IssueType = "value"
-) -> None:
-    walk.add(code, path, f"Expected {expected}, got {_show(value)}")
-
-
-# --- model shapes ----------------------------------------------------------------------------
-
-
-def _shape(model: Any) -> _Shape:
-    shape = _SHAPES.get(model)
-    if shape is None:
-        shape = _SHAPES[model] = _build_shape(model)
-    return shape
-
-
-def _build_shape(model: Any) -> _Shape:
-    fields: dict[str, _Field] = {}
-    python_names: dict[str, str] = {}
-    choice_members: dict[str, list[str]] = {}
-    required: set[str] = set()
-    extension_fields = []
-    for name, info in model.model_fields.items():
-        alias: str = info.alias or name
-        python_names[name] = alias
-        if name == "fhir_comments":
-            fields[alias] = _Field(_FORBIDDEN, False, alias, "")
-            continue
-        if alias.startswith("_"):
-            extension_fields.append((alias, info))
-            continue
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        choice = extra.get("one_of_many")
-        segment = alias
-        if isinstance(choice, str):
-            choice_members.setdefault(choice, []).append(alias)
-            if extra.get("one_of_many_required") is True:
-                required.add(choice)
-            suffix = alias[len(choice) :]
-            lowered = suffix[:1].lower() + suffix[1:]
-            segment = f"{choice}.ofType({lowered if lowered in _PRIMITIVE_NAMES else suffix})"
-        else:
-            choice = None
-        binding = required_binding(model.__name__, alias, extra)
-        fields[alias] = replace(_field(info.annotation, segment, choice), binding=binding)
-    for alias, info in extension_fields:
-        main = fields.get(alias[1:])
-        segment = main.segment if main is not None else alias[1:]
-        spec = _field(info.annotation, segment, None)
-        fields[alias] = _Field(spec.kind, spec.is_list, segment, spec.fhir_type, spec.model, True)
-    return _Shape(
-        type_name=model.__resource_type__,
-        fields=fields,
-        python_names=python_names,
-        required_choices=tuple((p, tuple(choice_members[p])) for p in sorted(required)),
-        is_resource=model.__resource_type__ in RESOURCE_TYPES,
-    )
-
-
-def _field(annotation: Any, segment: str, choice: str | None) -> _Field:
-    """Read a field annotation such as `Optional[List[Annotated[str, Id()]]]`."""
-    ann = _drop_none(annotation)
-    is_list = typing.get_origin(ann) is list
-    if is_list:
-        ann = _drop_none(typing.get_args(ann)[0])
-    metadata: tuple[Any, ...] = ()
-    if typing.get_origin(ann) is typing.Annotated:
-        ann, *rest = typing.get_args(ann)
-        metadata = tuple(rest)
-    if isinstance(ann, type) and issubclass(ann, FhirBase):
-        model = ann.get_model_klass()
-        type_name = model.__resource_type__
-        kind = _RESOURCE if type_name == "Resource" else _COMPLEX
-        return _Field(kind, is_list, segment, type_name, model, False, choice)
-    names = [FHIR_PRIMITIVES_MAPS[type(m)] for m in metadata if type(m) in FHIR_PRIMITIVES_MAPS]
-    fhir_type = names[0] if names else "string"
-    if ann is bool:
-        kind, fhir_type = _BOOL, "boolean"
-    elif ann is int:
-        kind = _INT
-    elif ann is decimal.Decimal:
-        kind, fhir_type = _DEC, "decimal"
-    else:
-        kind = _STR
-        fhir_type = "uuid" if getattr(ann, "__name__", "") == "UUID" else fhir_type
-    return _Field(kind, is_list, segment, fhir_type, None, True, choice)
-
-
-def _drop_none(annotation: Any) -> Any:
-    """`Optional[X]` -> `X`; other unions (only `fhir_comments`) -> `str`."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else str
-    return annotation
 
 
 # --- pass 2: pydantic errors as issues -------------------------------------------------------

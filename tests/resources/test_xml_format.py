@@ -17,7 +17,8 @@ from fhir.resources import R4B
 from lxml import etree
 
 from resources.errors import Invalid
-from resources.xml_format import _resource_info, from_xml, to_xml
+from resources.xml_format import from_xml, to_xml
+from resources.xml_tables import _resource_info
 
 EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hl7-r4" / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []
