@@ -14,7 +14,7 @@ FHIR R4, CC0):
   no R4 codes to complete it).
 
 The file is read once, lazily, on first use; nothing else here does I/O.
-`resources.validation` calls `required_binding` once per model field (shapes are cached per
+`resources.validation_shapes` calls `required_binding` once per model field (shapes are cached per
 model class) and refuses a code outside the binding with `code-invalid`.
 """
 

@@ -121,6 +121,35 @@ def test_readme_curl_example_succeeds(demo_server: LiveServer, token: str, line:
             assert parsed.get("entry"), f"{line} found nothing"
 
 
+def test_readme_refusals_answer_the_status_and_code_printed(
+    demo_server: LiveServer, token: str
+) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    lines = [x for x in readme_block("<!-- readme-refusals").splitlines() if x.startswith("curl ")]
+    assert len(lines) == 4
+    for line in lines:
+        command, _, expected = line.rpartition("#")
+        status, _, detail = expected.strip().partition(" ")
+        command = as_run_here(command.strip(), demo_server).replace(
+            "curl ", "curl -w '\\n%{http_code}' ", 1
+        )
+        done = subprocess.run(
+            ["bash", "-c", command],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "TOKEN": token},
+        )
+        body, _, got = done.stdout.rpartition("\n")
+        assert got == status, f"{line}\n-> {got} {body[:500]}"
+        if detail:
+            issue = json.loads(body)["issue"][0]
+            codes = [c["code"] for c in issue.get("details", {}).get("coding", [])]
+            assert codes == [detail], body[:500]
+
+
 def test_readme_backend_services_walkthrough_runs_as_printed(
     demo_server: LiveServer, tmp_path: Path
 ) -> None:
