@@ -70,12 +70,6 @@ def _access_denied(pending: Mapping[str, Any], description: str) -> RedirectResp
     )
 
 
-def _local(reference: str, base_url: str) -> str:
-    """`Type/id` for an absolute reference on this server (`{base_url}/Type/id`), else as is."""
-    prefix = f"{base_url}/"
-    return reference[len(prefix) :] if reference.startswith(prefix) else reference
-
-
 class Authorize:
     """The authorization endpoint over one AuthServer and a job repository of the server
     (the patient picker reads Patients through it)."""
@@ -205,7 +199,7 @@ class Authorize:
             "login", username=username, user=user.fhir_user, client_id=client.client_id
         )
         launch_user = pending["launch"].get("user")
-        if launch_user and _local(launch_user, self.server.settings.base_url) != user.fhir_user:
+        if launch_user and self.repository.reference(launch_user).key != user.fhir_user:
             await self.server.grants.end_transaction(txn)
             await self.server.record(
                 "launch-user-mismatch",
