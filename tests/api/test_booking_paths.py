@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.booking_helpers import assert_outcome, parameters, requestor_of
 from tests.api.test_booking_rules import BASE, MON, TUE, booked, details, visit
 from tests.api.test_booking_rules import clinic as clinic  # noqa: PLC0414 (the fixture)
 from tests.api.test_booking_rules import interleaved_clinic as interleaved_clinic  # noqa: PLC0414
-from tests.api.test_hold_book import assert_outcome, parameters, requestor_of
 
 BOOK = "/Appointment/$book"
 

@@ -19,7 +19,7 @@ import pytest
 
 from fhir_server.app import create_app
 from fhir_server.storage.mongo import MongoStore
-from tests.api.test_hold_book import assert_outcome, parameters
+from tests.api.booking_helpers import assert_outcome, parameters
 from tests.conftest import make_settings
 from tests.storage.interleaving import YieldingDatabase
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from resources.fhir_dates import now_us
-from tests.api.test_hold_book import (
+from tests.api.booking_helpers import (
     appointment,
     assert_outcome,
     at,

@@ -29,7 +29,7 @@ from fhir_server.demo import (
     demo_clinic,
 )
 from operations.scheduling.extensions import AVAILABILITY, extension_url
-from tests.api.test_hold_book import assert_taken, book, count, hold, ref, the_appointment
+from tests.api.booking_helpers import assert_taken, book, count, hold, ref, the_appointment
 
 BOSTON = ZoneInfo("America/New_York")
 SMITH = f"PractitionerRole/{DEMO_PRACTITIONER_ROLE_ID}"

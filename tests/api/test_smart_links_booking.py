@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from operations.scheduling.extensions import SLOT_CAPACITY_URL
-from tests.api.test_hold_book import assert_taken, book, count, the_appointment
+from tests.api.booking_helpers import assert_taken, book, count, the_appointment
 from tests.conftest import shared_data
 
 MAX_SEATS = 20

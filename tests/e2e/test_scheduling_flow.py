@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.test_hold_book import appointment, at, clinic_resources, parameters
+from tests.api.booking_helpers import appointment, at, clinic_resources, parameters
 from tests.conftest import LiveServer
 
 FIND = {"start": at("09:00"), "end": at("12:00")}

@@ -1,4 +1,6 @@
-"""Tests for resources.xml_format: FHIR JSON <-> XML (R4 `xml.html`)."""
+"""Tests for resources.xml_format: FHIR JSON <-> XML round trips (R4 `xml.html`): every HL7
+example, decimals as written, narratives in the XHTML namespace, contained resources, Bundle
+entries and every R4B resource type. Parsing: test_xml_reader.py; writing: test_xml_writer.py."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import importlib
 import json
 import pkgutil
 import re
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,12 @@ import pytest
 from fhir.resources import R4B
 from lxml import etree
 
-from resources.errors import Invalid
 from resources.xml_format import from_xml, to_xml
 from resources.xml_tables import _resource_info
+from tests.resources.xml_helpers import DECL
 
 EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hl7-r4" / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []
-DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
 XHTML = "http://www.w3.org/1999/xhtml"
 # Character and entity references other than the ones XML must escape: an XML processor does not
 # keep them (`&quot;` reads back as `"`), so such narratives compare after canonicalisation.
@@ -47,13 +47,6 @@ def _c14n(div: str) -> bytes:
     return bytes(etree.tostring(etree.fromstring(div.encode()), method="c14n"))
 
 
-def _outcome(diagnostics: str, expression: list[str] | None = None) -> dict[str, Any]:
-    issue: dict[str, Any] = {"severity": "error", "code": "structure", "diagnostics": diagnostics}
-    if expression is not None:
-        issue["expression"] = expression
-    return {"resourceType": "OperationOutcome", "issue": [issue]}
-
-
 @pytest.mark.shared_data
 @pytest.mark.parametrize("path", EXAMPLE_FILES or [None], ids=lambda p: p.name if p else "absent")
 def test_round_trip_hl7_example_equals_original(path: Path | None) -> None:
@@ -70,72 +63,6 @@ def test_round_trip_hl7_example_equals_original(path: Path | None) -> None:
     assert original == pristine
     assert _canonical(back, c14n_divs) == _canonical(original, c14n_divs)
     assert to_xml(back) == xml
-
-
-def test_to_xml_primitives_with_id_and_extensions_writes_attributes_and_children() -> None:
-    patient = {
-        "resourceType": "Patient",
-        "id": "p1",
-        "name": [
-            {
-                "id": "n1",
-                "given": ["Peter", None, "Jim"],
-                "_given": [
-                    None,
-                    {"id": "g2", "extension": [{"url": "urn:nick", "valueString": "PJ"}]},
-                ],
-            }
-        ],
-        "_gender": {"extension": [{"url": "urn:absent", "valueCode": "unknown"}]},
-        "birthDate": "1970-01-01",
-        "_birthDate": {"id": "bd"},
-    }
-
-    xml = to_xml(patient)
-
-    assert xml.decode() == (
-        DECL + '<Patient xmlns="http://hl7.org/fhir"><id value="p1"/>'
-        '<name id="n1"><given value="Peter"/>'
-        '<given id="g2"><extension url="urn:nick"><valueString value="PJ"/></extension></given>'
-        '<given value="Jim"/></name>'
-        '<gender><extension url="urn:absent"><valueCode value="unknown"/></extension></gender>'
-        '<birthDate id="bd" value="1970-01-01"/></Patient>'
-    )
-    assert from_xml(xml) == {
-        "resourceType": "Patient",
-        "id": "p1",
-        "name": [
-            {
-                "id": "n1",
-                "given": ["Peter", None, "Jim"],
-                "_given": [
-                    None,
-                    {"id": "g2", "extension": [{"url": "urn:nick", "valueString": "PJ"}]},
-                    None,
-                ],
-            }
-        ],
-        "_gender": {"extension": [{"url": "urn:absent", "valueCode": "unknown"}]},
-        "birthDate": "1970-01-01",
-        "_birthDate": {"id": "bd"},
-    }
-
-
-def test_to_xml_json_keys_out_of_order_follows_definition_order() -> None:
-    slot = {
-        "end": "2026-12-01T09:30:00Z",
-        "start": "2026-12-01T09:00:00Z",
-        "status": "free",
-        "schedule": {"reference": "Schedule/7"},
-        "id": "s1",
-        "resourceType": "Slot",
-    }
-
-    assert to_xml(slot).decode() == (
-        DECL + '<Slot xmlns="http://hl7.org/fhir"><id value="s1"/>'
-        '<schedule><reference value="Schedule/7"/></schedule><status value="free"/>'
-        '<start value="2026-12-01T09:00:00Z"/><end value="2026-12-01T09:30:00Z"/></Slot>'
-    )
 
 
 def test_round_trip_decimals_keeps_precision_as_written() -> None:
@@ -261,203 +188,3 @@ def test_round_trip_every_r4b_resource_type_minimal_resource_equal() -> None:
         resource = {"resourceType": name, "id": "x", "meta": {"versionId": "1"}}
         assert from_xml(to_xml(resource)) == resource
     assert len(names) == 141
-
-
-def test_from_xml_malformed_raises_invalid_structure_with_line() -> None:
-    body = b'<Patient xmlns="http://hl7.org/fhir">\n  <name>\n</Patient>'
-
-    with pytest.raises(Invalid) as caught:
-        from_xml(body)
-
-    assert caught.value.status == 400
-    assert caught.value.outcome() == _outcome(
-        "Malformed XML at line 3, column 11: "
-        "Opening and ending tag mismatch: name line 2 and Patient"
-    )
-
-
-def test_from_xml_empty_body_raises_invalid_structure() -> None:
-    with pytest.raises(Invalid) as caught:
-        from_xml(b"")
-
-    assert caught.value.outcome() == _outcome(
-        "Malformed XML at line 1, column 1: Document is empty"
-    )
-
-
-def test_from_xml_wrong_namespace_raises_invalid_structure() -> None:
-    with pytest.raises(Invalid) as caught:
-        from_xml(b'<Patient xmlns="http://hl7.org/fhir/x"><id value="1"/></Patient>')
-
-    assert caught.value.outcome() == _outcome(
-        "XML line 1: the root element is not in the http://hl7.org/fhir namespace "
-        "(http://hl7.org/fhir/x) at Patient",
-        ["Patient"],
-    )
-
-
-def test_from_xml_unknown_element_raises_invalid_with_line_and_expression() -> None:
-    body = (
-        b'<Patient xmlns="http://hl7.org/fhir">\n<name><given value="a"/>\n<nick value="b"/></name>'
-    )
-    body += b"</Patient>"
-
-    with pytest.raises(Invalid) as caught:
-        from_xml(body)
-
-    assert caught.value.outcome() == _outcome(
-        "XML line 3: unknown element 'nick' in HumanName at Patient.name.nick",
-        ["Patient.name.nick"],
-    )
-
-
-@pytest.mark.parametrize(
-    ("body", "diagnostics", "expression"),
-    [
-        (
-            b'<Patient xmlns="http://hl7.org/fhir"><active value="yes"/></Patient>',
-            "XML line 1: invalid boolean 'yes' at Patient.active",
-            "Patient.active",
-        ),
-        (
-            b'<Patient xmlns="http://hl7.org/fhir"><gender value="male"/><gender value="female"/>'
-            b"</Patient>",
-            "XML line 1: 'gender' may appear only once at Patient.gender[1]",
-            "Patient.gender[1]",
-        ),
-        (
-            b'<Patient xmlns="http://hl7.org/fhir"><name><given/></name></Patient>',
-            "XML line 1: element has neither a value nor children (ele-1) at Patient.name.given",
-            "Patient.name.given",
-        ),
-        (
-            b'<Patient xmlns="http://hl7.org/fhir"><gender>male</gender></Patient>',
-            "XML line 1: unexpected text content (primitives use the 'value' attribute) "
-            "at Patient.gender",
-            "Patient.gender",
-        ),
-        (
-            b'<Bundle xmlns="http://hl7.org/fhir"><type value="collection"/><entry><resource>'
-            b'<Patient/></resource></entry><entry><resource><Slot><overbooked value="1"/>'
-            b"</Slot></resource></entry></Bundle>",
-            "XML line 1: invalid boolean '1' at Bundle.entry[1].resource.overbooked",
-            "Bundle.entry[1].resource.overbooked",
-        ),
-        (
-            b'<Foo xmlns="http://hl7.org/fhir"/>',
-            "XML line 1: 'Foo' is not a known FHIR resource type at Foo",
-            "Foo",
-        ),
-    ],
-    ids=["boolean", "repeated", "empty", "text", "nested", "unknown-type"],
-)
-def test_from_xml_invalid_content_raises_invalid_structure(
-    body: bytes, diagnostics: str, expression: str
-) -> None:
-    with pytest.raises(Invalid) as caught:
-        from_xml(body)
-
-    assert caught.value.outcome() == _outcome(diagnostics, [expression])
-
-
-def test_from_xml_xxe_external_entity_refused(tmp_path: Path) -> None:
-    secret = tmp_path / "secret.txt"
-    secret.write_text("TOP-SECRET")
-    body = (
-        '<?xml version="1.0"?>\n'
-        f'<!DOCTYPE Patient [<!ENTITY xxe SYSTEM "file://{secret}">]>\n'
-        '<Patient xmlns="http://hl7.org/fhir"><gender value="&xxe;"/></Patient>'
-    ).encode()
-
-    with pytest.raises(Invalid) as caught:
-        from_xml(body)
-
-    assert caught.value.outcome() == _outcome("XML line 2: DTDs (<!DOCTYPE>) are not allowed")
-
-
-def test_from_xml_entity_expansion_bomb_refused() -> None:
-    body = (
-        b'<?xml version="1.0"?><!DOCTYPE Patient [<!ENTITY a "aaaaaaaaaa">'
-        b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">]>'
-        b'<Patient xmlns="http://hl7.org/fhir"><gender value="&c;"/></Patient>'
-    )
-
-    with pytest.raises(Invalid) as caught:
-        from_xml(body)
-
-    assert caught.value.outcome() == _outcome("XML line 1: DTDs (<!DOCTYPE>) are not allowed")
-
-
-def test_from_xml_utf16_doctype_refused() -> None:
-    body = (
-        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE Patient [<!ENTITY x "y">]>'
-        '<Patient xmlns="http://hl7.org/fhir"><gender value="&x;"/></Patient>'
-    ).encode("utf-16")
-
-    with pytest.raises(Invalid) as caught:
-        from_xml(body)
-
-    assert caught.value.outcome() == _outcome("DTDs (<!DOCTYPE>) are not allowed")
-
-
-def test_from_xml_comments_pis_and_whitespace_ignored() -> None:
-    body = b"""<?xml version="1.0" encoding="UTF-8"?>
-<!-- a comment -->
-<Slot xmlns="http://hl7.org/fhir">
-  <!-- another --><?some-pi data?>
-  <id value="s1"/>
-  <status value="busy"/>
-</Slot>
-"""
-
-    assert from_xml(body) == {"resourceType": "Slot", "id": "s1", "status": "busy"}
-
-
-def test_from_xml_concurrent_threads_same_results() -> None:
-    bodies = [to_xml({"resourceType": "Slot", "id": str(i), "status": "free"}) for i in range(200)]
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(from_xml, bodies))
-
-    assert results == [{"resourceType": "Slot", "id": str(i), "status": "free"} for i in range(200)]
-
-
-@pytest.mark.parametrize(
-    ("resource", "diagnostics", "expression"),
-    [
-        ({"resourceType": "Nope"}, "resource: 'Nope' is not a known resource type", None),
-        (
-            {"resourceType": "Patient", "nickname": "x"},
-            "Patient.nickname: unknown element in Patient",
-            ["Patient.nickname"],
-        ),
-        (
-            {"resourceType": "Patient", "name": {"family": "x"}},
-            "Patient.name: expected an array",
-            ["Patient.name"],
-        ),
-        (
-            {"resourceType": "Patient", "text": {"status": "generated", "div": "<div>"}},
-            "Patient.text.div: narrative is not well-formed XHTML: "
-            "Premature end of data in tag div line 1",
-            ["Patient.text.div"],
-        ),
-    ],
-    ids=["type", "element", "shape", "div"],
-)
-def test_to_xml_bad_json_raises_invalid_structure(
-    resource: dict[str, Any], diagnostics: str, expression: list[str] | None
-) -> None:
-    with pytest.raises(Invalid) as caught:
-        to_xml(resource)
-
-    assert caught.value.outcome() == _outcome(diagnostics, expression)
-
-
-def test_to_xml_pretty_indents_elements() -> None:
-    xml = to_xml({"resourceType": "Slot", "id": "a", "status": "free"}, pretty=True)
-
-    assert xml.decode() == (
-        DECL + '<Slot xmlns="http://hl7.org/fhir">\n  <id value="a"/>\n  <status value="free"/>\n'
-        "</Slot>\n"
-    )
