@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
@@ -73,13 +73,20 @@ class MongoStore:
         database: an async database object (`AsyncMongoClient()[name]`, or
             `mongomock_motor.AsyncMongoMockClient()[name]` in tests). The caller owns its client
             unless the store was built by `from_url`.
+        clock: the current time in µs UTC (default `resources.fhir_dates.now_us`); tests
+            pass a fixed or moving clock instead of sleeping.
     """
 
     def __init__(
-        self, database: AsyncDatabase[Doc], *, client: AsyncMongoClient[Doc] | None = None
+        self,
+        database: AsyncDatabase[Doc],
+        *,
+        client: AsyncMongoClient[Doc] | None = None,
+        clock: Callable[[], int] = now_us,
     ) -> None:
         self._db = database
         self._client = client
+        self._clock = clock
         self._resources: AsyncCollection[Doc] = database["resources"]
         self._history: AsyncCollection[Doc] = database["history"]
         self._counters: AsyncCollection[Doc] = database["counters"]
@@ -219,7 +226,7 @@ class MongoStore:
 
     async def claims_in(self, scope: str, low: int, high: int) -> list[Claim]:
         """The claims of `scope` with `low <= quantum < high` live now, ordered by quantum."""
-        return await mongo_claims.claims_in(self._claims, scope, low, high, now_us())
+        return await mongo_claims.claims_in(self._claims, scope, low, high, self._clock())
 
     async def claims_of(self, owner: str) -> list[Claim]:
         """Every claim of `owner` (expired ones included), ordered by scope, quantum."""
@@ -271,7 +278,7 @@ class MongoStore:
         found = await self._resources.find({"_id": {"$in": keys}}).to_list()
         run = _ApplyRun(self._resources, self._history, {d["_id"]: d for d in found})
         run.check(ops)
-        claims = mongo_claims.ClaimRun(self._claims, claim_sets, now_us())
+        claims = mongo_claims.ClaimRun(self._claims, claim_sets, self._clock())
         first = await self._allocate(len(ops))
         try:
             await claims.take()
@@ -321,7 +328,7 @@ class MongoStore:
             await self._locks.delete_one({"_id": key, "owner": owner})
 
     async def _try_lock(self, key: str, owner: str) -> bool:
-        now = now_us()
+        now = self._clock()
         try:
             await self._locks.insert_one({"_id": key, "expires": now + LOCK_TTL_US, "owner": owner})
         except DuplicateKeyError:
@@ -336,7 +343,7 @@ class MongoStore:
 
     async def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
         """The live record's document, or None."""
-        return await mongo_records.get_record(self._records, kind, key, now_us())
+        return await mongo_records.get_record(self._records, kind, key, self._clock())
 
     async def put_record(
         self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
@@ -352,19 +359,19 @@ class MongoStore:
         Raises:
             StoreConflict: a live record exists (`key` = `{kind}/{key}`); nothing is written.
         """
-        await mongo_records.insert_record(self._records, kind, key, doc, expires, now_us())
+        await mongo_records.insert_record(self._records, kind, key, doc, expires, self._clock())
 
     async def take_record(self, kind: str, key: str) -> dict[str, Any] | None:
         """Delete the live record and return its document atomically; None if none."""
-        return await mongo_records.take_record(self._records, kind, key, now_us())
+        return await mongo_records.take_record(self._records, kind, key, self._clock())
 
     async def delete_record(self, kind: str, key: str) -> bool:
         """Delete the record; True if a live one existed."""
-        return await mongo_records.delete_record(self._records, kind, key, now_us())
+        return await mongo_records.delete_record(self._records, kind, key, self._clock())
 
     async def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         """Every live record of `kind` as `(key, doc)`, ordered by key."""
-        return await mongo_records.list_records(self._records, kind, now_us())
+        return await mongo_records.list_records(self._records, kind, self._clock())
 
     async def purge_records(self, now: int) -> int:
         """Delete every record with `expires < now` (µs UTC); return how many."""
