@@ -15,11 +15,18 @@ from typing import Any, cast
 
 
 class _YieldingCursor:
-    """A mongomock-motor cursor whose `to_list` yields to the event loop first."""
+    """A mongomock-motor cursor whose `to_list` yields to the event loop, then awaits the
+    fault (`find`), first."""
 
-    def __init__(self, cursor: Any, pause: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        cursor: Any,
+        pause: Callable[[], Awaitable[None]],
+        fault: Callable[[], Awaitable[None]],
+    ) -> None:
         self._cursor = cursor
         self._pause = pause
+        self._fault = fault
 
     def sort(self, *args: Any, **kwargs: Any) -> _YieldingCursor:
         self._cursor = self._cursor.sort(*args, **kwargs)
@@ -35,6 +42,7 @@ class _YieldingCursor:
 
     async def to_list(self, *args: Any, **kwargs: Any) -> list[Any]:
         await self._pause()
+        await self._fault()
         return cast(list[Any], await self._cursor.to_list(*args, **kwargs))
 
 
@@ -59,7 +67,8 @@ class _YieldingCollection:
         self._fault = fault
 
     def find(self, *args: Any, **kwargs: Any) -> _YieldingCursor:
-        return _YieldingCursor(self._collection.find(*args, **kwargs), self._pause)
+        cursor = self._collection.find(*args, **kwargs)
+        return _YieldingCursor(cursor, self._pause, lambda: self._fault(self._name, "find"))
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._collection, name)

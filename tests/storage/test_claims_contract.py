@@ -329,6 +329,23 @@ async def test_apply_resource_failure_after_claims_undoes_claims(store: Resource
     assert await snapshot(store, "Appointment") == before
 
 
+async def test_apply_claim_conflict_leaves_nothing_to_recover(store: ResourceStore) -> None:
+    """A call refused for a taken key undoes what it took in the process: recovering later
+    finds nothing to do, and every claim is as before."""
+    await store.apply([book("a", range(3)), book("h", [7], expires=now_us() + HOUR)])
+    before = await snapshot(store, "Appointment")
+    with pytest.raises(ClaimConflict):
+        await store.apply([book("b", [5, 6]), book("a", [0, 9], v=2), book("c", [7])])
+    assert await store.recover(now_us() + HOUR) == 0
+    assert await nothing_of(store, "b")
+    assert await nothing_of(store, "c")
+    assert await store.claims_in(SCOPE, 0, 100) == [
+        *held("Appointment/a", range(3)),
+        *held("Appointment/h", [7], (await store.claims_of("Appointment/h"))[0].expires),
+    ]
+    assert await snapshot(store, "Appointment") == before
+
+
 async def test_apply_mongo_failure_while_releasing_restores_everything() -> None:
     """MongoDB only: a fault after some released claims were deleted (the last step of
     `apply`) restores them, removes the taken ones and undoes the resources."""

@@ -1,0 +1,302 @@
+"""Crash safety of `MongoStore.apply` (SCHEDULING.md "Never double-book"; ResourceStore.recover).
+
+A process that dies at any step of an apply must leave no claim live a minute later unless
+its Appointment versions were committed, and `recover` must then restore exactly the state
+before the call (a crash before the commit point) or complete it (a crash after).
+
+A crash is simulated with `YieldingDatabase`'s fault hook: from the k-th database call on,
+every call of the dying store raises `Crash`, reads included, so its in-process undo cannot
+reach the database, as after a real crash. Every k from 0 (nothing done) to the number of calls
+of a successful apply (nothing left undone) is tried in turn. Other MongoStores over the same
+mongomock database play the processes that recover or book afterwards. The clock is fixed at
+T; instants are µs UTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from mongomock_motor import AsyncMongoMockClient
+
+from fhir_server.storage.base import WriteOp, is_live
+from fhir_server.storage.mongo import MongoStore
+from resources.errors import ClaimConflict, StoreConflict
+from tests.storage.contract import index, version
+from tests.storage.interleaving import YieldingDatabase
+from tests.storage.test_claims_contract import book
+
+SECOND = 1_000_000
+T = 1_767_225_600_000_000  # the fixed "now" of the call (2026-01-01T00:00:00Z)
+LATER = T + 61 * SECOND  # a minute and a second after the call
+LEASE_US = 30 * SECOND  # how long a call's journal head is leased to its process
+HOLD = T + 300 * SECOND
+
+Doc = dict[str, Any]
+COLLECTIONS = ("resources", "history", "claims")
+
+PREPARE = [
+    book("a", [1, 2, 3]),
+    book("h", [10, 11], expires=HOLD),
+    book("x", [20, 21], expires=T - SECOND),
+    WriteOp(version("Patient", "p", 1, at=T), 0, index()),
+]
+"""The state before the call: Appointment/a booked on minutes 1-3, a live hold `h` on 10-11,
+an expired hold `x` on 20-21, and Patient/p."""
+
+CALL = [
+    book("a", [2, 3, 4], v=2),
+    book("b", [1, 5, 20]),
+    book("h", [10, 11], v=2),
+    WriteOp(version("Patient", "p", 2, at=T), 1, index()),
+    WriteOp(version("Patient", "q", 1, at=T), 0, index()),
+]
+"""The call that crashes: `a` gives up 1, keeps 2-3 and takes 4; `b` takes 1 from `a`, 5 free
+and 20 from the expired hold; the hold `h` is booked (its kept keys lose their expiry);
+Patient/p is updated and Patient/q created."""
+
+
+class Crash(ConnectionError):
+    """The dying process's database calls, from the crash on."""
+
+
+class Clock:
+    """A clock the test sets (µs UTC)."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@dataclass
+class Run:
+    """One apply of CALL by a process that dies before its database call number `crash_at`."""
+
+    db: Any
+    before: dict[str, list[Doc]]
+    calls: list[str] = field(default_factory=list)
+    error: Exception | None = None
+
+
+def fresh_database() -> Any:
+    return AsyncMongoMockClient()[f"fhir_crash_{uuid.uuid4().hex}"]
+
+
+def store_on(db: Any, now: int, seed: int | None = None) -> MongoStore:
+    """Another process: a MongoStore over `db` whose clock says `now`."""
+    database = db if seed is None else YieldingDatabase(db, seed)
+    return MongoStore(cast(Any, database), clock=Clock(now))
+
+
+async def dump(db: Any, *, tokens: bool = True) -> dict[str, list[Doc]]:
+    """Every document of resources, history and claims by `_id`; without the writers' call
+    tokens `w` when `tokens` is false (to compare with another run of the same writes)."""
+    out: dict[str, list[Doc]] = {}
+    for name in COLLECTIONS:
+        docs = await db[name].find({}).sort([("_id", 1)]).to_list()
+        out[name] = docs if tokens else [{k: v for k, v in d.items() if k != "w"} for d in docs]
+    return out
+
+
+def live_claims(state: dict[str, list[Doc]], at: int) -> set[tuple[str, str]]:
+    """(key, owner) of every claim in `state` live at `at`."""
+    return {(d["_id"], d["owner"]) for d in state["claims"] if is_live(d.get("expires"), at)}
+
+
+async def run_dying(crash_at: int | None, ops: list[WriteOp] = CALL) -> Run:
+    """Prepare a fresh database, then apply `ops` in a process whose database calls fail
+    from call number `crash_at` on (None: never)."""
+    db = fresh_database()
+    setup = store_on(db, T)
+    await setup.start()
+    await setup.apply(PREPARE)
+    run = Run(db, await dump(db))
+
+    async def fault(collection: str, method: str) -> None:
+        run.calls.append(f"{collection}.{method}")
+        if crash_at is not None and len(run.calls) > crash_at:
+            raise Crash(f"the process died before {collection}.{method}")
+
+    dying = MongoStore(cast(Any, YieldingDatabase(db, 0, fault)), clock=Clock(T))
+    try:
+        await dying.apply(ops)
+    except Exception as exc:
+        run.error = exc
+    return run
+
+
+@dataclass
+class Reference:
+    """A successful apply of CALL: its database calls, where its commit point is, and the
+    state it leaves (without call tokens)."""
+
+    calls: list[str]
+    commit_at: int
+    after: dict[str, list[Doc]]
+
+    def committed(self, crash_at: int) -> bool:
+        """Whether a crash before call `crash_at` comes after the commit point."""
+        return crash_at > self.commit_at
+
+    def where(self, crash_at: int) -> str:
+        if crash_at >= len(self.calls):
+            return "no crash"
+        return f"crash before call {crash_at} ({self.calls[crash_at]})"
+
+
+async def reference() -> Reference:
+    run = await run_dying(None)
+    assert run.error is None
+    commit = "journal.find_one_and_update"
+    commit_at = run.calls.index(commit) if commit in run.calls else len(run.calls) - 1
+    return Reference(run.calls, commit_at, await dump(run.db, tokens=False))
+
+
+async def test_apply_crash_at_any_step_no_claim_live_after_a_minute_unless_committed() -> None:
+    """(b): a minute and a second after the crash, the only live claims are those before the
+    call, plus the call's own if it was committed; a rival then takes the keys the call took
+    only if it was not committed."""
+    ref = await reference()
+    problems: list[str] = []
+    for k in range(len(ref.calls) + 1):
+        run = await run_dying(k)
+        committed = ref.committed(k)
+        allowed = live_claims(run.before, LATER)
+        if committed:
+            allowed |= live_claims(ref.after, LATER)
+        extra = live_claims(await dump(run.db), LATER) - allowed
+        if extra:
+            problems.append(f"{ref.where(k)}: live at +61 s: {sorted(extra)}")
+        rival = store_on(run.db, LATER)
+        try:
+            await rival.apply([book("r", [4, 5, 20])])
+            took = True
+        except ClaimConflict:
+            took = False
+        if took == committed:
+            outcome = "took" if took else "could not take"
+            problems.append(f"{ref.where(k)}: a rival at +61 s {outcome} minutes 4, 5, 20")
+    assert problems == []
+
+
+async def test_apply_crash_at_any_step_recover_restores_before_or_completes_after() -> None:
+    """(a) and (c): right after a crash before any resource write nothing of the call is
+    visible; after `recover` (not before the lease lapsed) the database holds exactly the
+    state before the call, or exactly the complete state after it, claims included."""
+    ref = await reference()
+    first_write = min(
+        (i for i, c in enumerate(ref.calls) if c.startswith(("resources.", "history."))),
+        default=len(ref.calls),
+    )
+    problems: list[str] = []
+    for k in range(len(ref.calls) + 1):
+        run = await run_dying(k)
+        if k <= first_write and (await dump(run.db))["resources"] != run.before["resources"]:
+            problems.append(f"{ref.where(k)}: resources changed before any resource write")
+        recoverer = store_on(run.db, T + LEASE_US + 1)
+        early = await recoverer.recover(T + LEASE_US)
+        recovered = await recoverer.recover(T + LEASE_US + 1)
+        if early:
+            problems.append(f"{ref.where(k)}: recovered {early} call(s) before the lease lapsed")
+        if ref.committed(k):
+            if await dump(run.db, tokens=False) != ref.after:
+                problems.append(f"{ref.where(k)}: not the complete after state ({recovered=})")
+        elif await dump(run.db) != run.before:
+            problems.append(f"{ref.where(k)}: not the before state ({recovered=})")
+        if await run.db["journal"].count_documents({}):
+            problems.append(f"{ref.where(k)}: journal documents left")
+    assert problems == []
+
+
+async def test_recover_twice_or_concurrently_recovers_each_call_once() -> None:
+    """(d): two processes recovering at once recover a crashed call once between them, a
+    second pass finds nothing, and the state is the same as after a single recovery."""
+    ref = await reference()
+    problems: list[str] = []
+    at = T + LEASE_US + 1
+    for k in range(len(ref.calls) + 1):
+        run = await run_dying(k)
+        heads = await run.db["journal"].count_documents({"kind": "head"})
+        counts = await asyncio.gather(
+            store_on(run.db, at, seed=1).recover(at), store_on(run.db, at, seed=2).recover(at)
+        )
+        again = await store_on(run.db, at).recover(at)
+        if sum(counts) != heads or again:
+            problems.append(f"{ref.where(k)}: {heads} head(s), recovered {counts} then {again}")
+        expected = ref.after if ref.committed(k) else run.before
+        if await dump(run.db, tokens=not ref.committed(k)) != expected:
+            problems.append(f"{ref.where(k)}: wrong state after concurrent recovery")
+    assert problems == []
+
+
+async def stall_then_rival(stall_before: str) -> tuple[Run, list[BaseException | None]]:
+    """Apply CALL in a process that stalls for a minute and a second before its first
+    `stall_before` call, during which a rival books minute 4 (which CALL takes for `a`)."""
+    db = fresh_database()
+    setup = store_on(db, T)
+    await setup.start()
+    await setup.apply(PREPARE)
+    run = Run(db, await dump(db))
+    clock = Clock(T)
+    rival: list[BaseException | None] = []
+
+    async def fault(collection: str, method: str) -> None:
+        run.calls.append(f"{collection}.{method}")
+        if f"{collection}.{method}" == stall_before and not rival:
+            clock.now = LATER
+            try:
+                await store_on(db, LATER).apply([book("r", [4])])
+                rival.append(None)
+            except StoreConflict as exc:
+                rival.append(exc)
+
+    stalled = MongoStore(cast(Any, YieldingDatabase(db, 0, fault)), clock=clock)
+    try:
+        await stalled.apply(CALL)
+    except StoreConflict as exc:
+        run.error = exc
+    return run, rival
+
+
+async def test_apply_stalled_past_provisional_expiry_loses_to_rival_and_undoes() -> None:
+    """A call that stalls past its claims' provisional expiry (before its first resource
+    write, or just before its commit point) while a rival takes one of its keys fails and
+    undoes itself: the rival holds the key, the call left nothing, never a double booking."""
+    for stall_before in ("resources.replace_one", "journal.find_one_and_update"):
+        run, rival = await stall_then_rival(stall_before)
+        assert rival == [None], stall_before
+        assert isinstance(run.error, ClaimConflict), stall_before
+        state = await dump(run.db)
+        mine = {"Appointment/r", "Appointment/r/1", "Schedule/s1#4"}
+        for name in COLLECTIONS:
+            assert [d for d in state[name] if d["_id"] not in mine] == run.before[name], name
+        four = [(d["owner"], d["expires"]) for d in state["claims"] if d["_id"] in mine]
+        assert four == [("Appointment/r", None)]
+        assert [d["_id"] for d in state["history"] if d["_id"] in mine] == ["Appointment/r/1"]
+        assert await run.db["journal"].count_documents({}) == 0
+
+
+async def test_apply_on_a_version_of_a_crashed_call_conflicts_until_recovered() -> None:
+    """A version written by a call that crashed before its commit point is no base for
+    another write (it is about to disappear): a write on top of it conflicts, and after
+    recovery the earlier version is current again."""
+    ref = await reference()
+    run = await run_dying(ref.commit_at)
+    other = store_on(run.db, T + SECOND)
+    current = await other.read("Patient", "p")
+    assert current is not None
+    assert current.version_id == 2
+    try:
+        await other.apply([WriteOp(version("Patient", "p", 3, at=T), 2, index())])
+        wrote = True
+    except StoreConflict:
+        wrote = False
+    assert not wrote
+    assert await other.recover(T + LEASE_US + 1) == 1
+    restored = await other.read("Patient", "p")
+    assert restored is not None
+    assert restored.version_id == 1
