@@ -16,34 +16,36 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import pytest
 from mongomock_motor import AsyncMongoMockClient
 
 from fhir_server.storage.base import WriteOp, is_live
 from fhir_server.storage.mongo import MongoStore
+from fhir_server.storage.mongo_journal import LEASE_US
 from resources.errors import ClaimConflict, StoreConflict
 from tests.storage.contract import index, version
 from tests.storage.interleaving import YieldingDatabase
-from tests.storage.test_claims_contract import book
+from tests.storage.test_claims_contract import SCOPE, book
 
 SECOND = 1_000_000
 T = 1_767_225_600_000_000  # the fixed "now" of the call (2026-01-01T00:00:00Z)
 LATER = T + 61 * SECOND  # a minute and a second after the call
-LEASE_US = 30 * SECOND  # how long a call's journal head is leased to its process
 HOLD = T + 300 * SECOND
 
 Doc = dict[str, Any]
 COLLECTIONS = ("resources", "history", "claims")
 
 PREPARE = [
-    book("a", [1, 2, 3]),
+    book("a", [0, 1, 2, 3]),
     book("h", [10, 11], expires=HOLD),
     book("x", [20, 21], expires=T - SECOND),
     WriteOp(version("Patient", "p", 1, at=T), 0, index()),
 ]
-"""The state before the call: Appointment/a booked on minutes 1-3, a live hold `h` on 10-11,
+"""The state before the call: Appointment/a booked on minutes 0-3, a live hold `h` on 10-11,
 an expired hold `x` on 20-21, and Patient/p."""
 
 CALL = [
@@ -53,8 +55,8 @@ CALL = [
     WriteOp(version("Patient", "p", 2, at=T), 1, index()),
     WriteOp(version("Patient", "q", 1, at=T), 0, index()),
 ]
-"""The call that crashes: `a` gives up 1, keeps 2-3 and takes 4; `b` takes 1 from `a`, 5 free
-and 20 from the expired hold; the hold `h` is booked (its kept keys lose their expiry);
+"""The call that crashes: `a` gives up 0 and 1, keeps 2-3 and takes 4; `b` takes 1 from `a`, 5
+free and 20 from the expired hold; the hold `h` is booked (its kept keys lose their expiry);
 Patient/p is updated and Patient/q created."""
 
 
@@ -158,8 +160,8 @@ async def reference() -> Reference:
 
 async def test_apply_crash_at_any_step_no_claim_live_after_a_minute_unless_committed() -> None:
     """(b): a minute and a second after the crash, the only live claims are those before the
-    call, plus the call's own if it was committed; a rival then takes the keys the call took
-    only if it was not committed."""
+    call, plus the call's own if it was committed; after the hold sweeper ran, a rival then
+    takes the keys the call took only if it was not committed."""
     ref = await reference()
     problems: list[str] = []
     for k in range(len(ref.calls) + 1):
@@ -172,6 +174,7 @@ async def test_apply_crash_at_any_step_no_claim_live_after_a_minute_unless_commi
         if extra:
             problems.append(f"{ref.where(k)}: live at +61 s: {sorted(extra)}")
         rival = store_on(run.db, LATER)
+        await rival.release_expired(LATER)
         try:
             await rival.apply([book("r", [4, 5, 20])])
             took = True
@@ -212,17 +215,42 @@ async def test_apply_crash_at_any_step_recover_restores_before_or_completes_afte
     assert problems == []
 
 
+def lined_up(n: int) -> Callable[[Any, int, int], MongoStore]:
+    """`n` stores (processes) over one database whose first attempts to take a journal head
+    wait for each other, so all of them have read the lapsed heads before any takes one."""
+    arrived = 0
+    everyone = asyncio.Event()
+
+    def store(db: Any, now: int, seed: int) -> MongoStore:
+        first = True
+
+        async def line_up(collection: str, method: str) -> None:
+            nonlocal arrived, first
+            if collection == "journal" and method == "find_one_and_update" and first:
+                first = False
+                arrived += 1
+                if arrived == n:
+                    everyone.set()
+                await everyone.wait()
+
+        return MongoStore(cast(Any, YieldingDatabase(db, seed, line_up)), clock=Clock(now))
+
+    return store
+
+
 async def test_recover_twice_or_concurrently_recovers_each_call_once() -> None:
-    """(d): two processes recovering at once recover a crashed call once between them, a
-    second pass finds nothing, and the state is the same as after a single recovery."""
+    """(d): two processes recovering at once (both having read the lapsed head) recover a
+    crashed call once between them, a second pass finds nothing, and the state is the same
+    as after a single recovery."""
     ref = await reference()
     problems: list[str] = []
     at = T + LEASE_US + 1
     for k in range(len(ref.calls) + 1):
         run = await run_dying(k)
         heads = await run.db["journal"].count_documents({"kind": "head"})
+        store = lined_up(2)
         counts = await asyncio.gather(
-            store_on(run.db, at, seed=1).recover(at), store_on(run.db, at, seed=2).recover(at)
+            store(run.db, at, 1).recover(at), store(run.db, at, 2).recover(at)
         )
         again = await store_on(run.db, at).recover(at)
         if sum(counts) != heads or again:
@@ -233,9 +261,12 @@ async def test_recover_twice_or_concurrently_recovers_each_call_once() -> None:
     assert problems == []
 
 
-async def stall_then_rival(stall_before: str) -> tuple[Run, list[BaseException | None]]:
+async def stall_then_rival(
+    stall_before: str, clock_moves: bool
+) -> tuple[Run, list[BaseException | None]]:
     """Apply CALL in a process that stalls for a minute and a second before its first
-    `stall_before` call, during which a rival books minute 4 (which CALL takes for `a`)."""
+    `stall_before` call, during which a rival books minute 4 (which CALL takes for `a`). The
+    stalled process's clock moves on too, or keeps saying T (a `now` read before the stall)."""
     db = fresh_database()
     setup = store_on(db, T)
     await setup.start()
@@ -247,7 +278,7 @@ async def stall_then_rival(stall_before: str) -> tuple[Run, list[BaseException |
     async def fault(collection: str, method: str) -> None:
         run.calls.append(f"{collection}.{method}")
         if f"{collection}.{method}" == stall_before and not rival:
-            clock.now = LATER
+            clock.now = LATER if clock_moves else T
             try:
                 await store_on(db, LATER).apply([book("r", [4])])
                 rival.append(None)
@@ -262,22 +293,61 @@ async def stall_then_rival(stall_before: str) -> tuple[Run, list[BaseException |
     return run, rival
 
 
-async def test_apply_stalled_past_provisional_expiry_loses_to_rival_and_undoes() -> None:
+@pytest.mark.parametrize("clock_moves", [True, False])
+@pytest.mark.parametrize("stall_before", ["resources.replace_one", "journal.find_one_and_update"])
+async def test_apply_stalled_past_provisional_expiry_loses_to_rival_and_undoes(
+    stall_before: str, clock_moves: bool
+) -> None:
     """A call that stalls past its claims' provisional expiry (before its first resource
     write, or just before its commit point) while a rival takes one of its keys fails and
-    undoes itself: the rival holds the key, the call left nothing, never a double booking."""
-    for stall_before in ("resources.replace_one", "journal.find_one_and_update"):
-        run, rival = await stall_then_rival(stall_before)
-        assert rival == [None], stall_before
-        assert isinstance(run.error, ClaimConflict), stall_before
-        state = await dump(run.db)
-        mine = {"Appointment/r", "Appointment/r/1", "Schedule/s1#4"}
-        for name in COLLECTIONS:
-            assert [d for d in state[name] if d["_id"] not in mine] == run.before[name], name
-        four = [(d["owner"], d["expires"]) for d in state["claims"] if d["_id"] in mine]
-        assert four == [("Appointment/r", None)]
-        assert [d["_id"] for d in state["history"] if d["_id"] in mine] == ["Appointment/r/1"]
-        assert await run.db["journal"].count_documents({}) == 0
+    undoes itself: the rival holds the key, the call left nothing, never a double booking.
+    With a clock that did not move, only the rival's abort of the call's head stops the
+    commit."""
+    run, rival = await stall_then_rival(stall_before, clock_moves)
+    assert rival == [None]
+    assert isinstance(run.error, ClaimConflict)
+    assert run.error.key == "Schedule/s1#4"
+    state = await dump(run.db)
+    mine = {"Appointment/r", "Appointment/r/1", "Schedule/s1#4"}
+    for name in COLLECTIONS:
+        assert [d for d in state[name] if d["_id"] not in mine] == run.before[name], name
+    four = [(d["owner"], d["expires"]) for d in state["claims"] if d["_id"] in mine]
+    assert four == [("Appointment/r", None)]
+    assert [d["_id"] for d in state["history"] if d["_id"] in mine] == ["Appointment/r/1"]
+    assert await run.db["journal"].count_documents({}) == 0
+
+
+async def test_apply_claim_taken_behind_its_back_fails_before_commit() -> None:
+    """A claim the call wrote that someone takes without going through its journal head (a
+    server of an older version during a rolling upgrade) makes the call fail at its check
+    before the commit point and undo itself, never a double booking."""
+    db = fresh_database()
+    setup = store_on(db, T)
+    await setup.start()
+    await setup.apply(PREPARE)
+    before = await dump(db)
+    taken = {"owner": "Appointment/old", "expires": None, "w": "older-server"}
+
+    async def take_behind(collection: str, method: str) -> None:
+        if f"{collection}.{method}" == "resources.replace_one":
+            unmark = {"p": "", "prev": "", "fin": ""}
+            flt = {"_id": "Schedule/s1#4"}
+            await db["claims"].update_one(flt, {"$set": taken, "$unset": unmark})
+
+    store = MongoStore(cast(Any, YieldingDatabase(db, 0, take_behind)), clock=Clock(T))
+    try:
+        await store.apply(CALL)
+        error = None
+    except ClaimConflict as exc:
+        error = exc
+    assert error is not None
+    assert error.key == "Schedule/s1#4"
+    state = await dump(db)
+    four = [d for d in state["claims"] if d["_id"] == "Schedule/s1#4"]
+    assert four == [{"_id": "Schedule/s1#4", "scope": SCOPE, "quantum": 4, **taken}]
+    for name in COLLECTIONS:
+        assert [d for d in state[name] if d["_id"] != "Schedule/s1#4"] == before[name], name
+    assert await db["journal"].count_documents({}) == 0
 
 
 async def test_apply_on_a_version_of_a_crashed_call_conflicts_until_recovered() -> None:
