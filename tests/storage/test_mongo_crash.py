@@ -8,25 +8,29 @@ A crash is simulated with `YieldingDatabase`'s fault hook: from the k-th databas
 every call of the dying store raises `Crash`, reads included, so its in-process undo cannot
 reach the database, as after a real crash. Every k from 0 (nothing done) to the number of calls
 of a successful apply (nothing left undone) is tried in turn. Other MongoStores over the same
-mongomock database play the processes that recover or book afterwards. The clock is fixed at
-T; instants are µs UTC.
+database play the processes that recover or book afterwards. Runs on mongomock, and on a real
+MongoDB when FHIR_SERVER_TEST_MONGODB_URL is set. The clock is fixed at T; instants are µs
+UTC.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
 from mongomock_motor import AsyncMongoMockClient
+from pymongo import AsyncMongoClient
 
 from fhir_server.storage.base import WriteOp, is_live
 from fhir_server.storage.mongo import MongoStore
 from fhir_server.storage.mongo_journal import LEASE_US
 from resources.errors import ClaimConflict, StoreConflict
+from tests.engines import MONGODB_URL_VAR
 from tests.storage.contract import index, version
 from tests.storage.interleaving import YieldingDatabase
 from tests.storage.test_claims_contract import SCOPE, book
@@ -84,8 +88,33 @@ class Run:
     error: Exception | None = None
 
 
-def fresh_database() -> Any:
-    return AsyncMongoMockClient()[f"fhir_crash_{uuid.uuid4().hex}"]
+NewDatabase = Callable[[], Any]
+"""Makes a fresh, empty database of the engine under test."""
+
+
+@pytest.fixture(params=["mongomock", "mongodb"])
+async def new_db(request: pytest.FixtureRequest) -> AsyncIterator[NewDatabase]:
+    """Fresh databases on mongomock, or on the real MongoDB at FHIR_SERVER_TEST_MONGODB_URL
+    (skipped when unset; the databases are dropped afterwards)."""
+    if request.param == "mongomock":
+        yield lambda: AsyncMongoMockClient()[f"fhir_crash_{uuid.uuid4().hex}"]
+        return
+    url = os.environ.get(MONGODB_URL_VAR)
+    if not url:
+        pytest.skip(f"{MONGODB_URL_VAR} is not set: no real MongoDB to test against")
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(url)
+    names: list[str] = []
+
+    def make() -> Any:
+        names.append(f"fhir_crash_{uuid.uuid4().hex}")
+        return client[names[-1]]
+
+    try:
+        yield make
+    finally:
+        for name in names:
+            await client.drop_database(name)
+        await client.close()
 
 
 def store_on(db: Any, now: int, seed: int | None = None) -> MongoStore:
@@ -109,10 +138,10 @@ def live_claims(state: dict[str, list[Doc]], at: int) -> set[tuple[str, str]]:
     return {(d["_id"], d["owner"]) for d in state["claims"] if is_live(d.get("expires"), at)}
 
 
-async def run_dying(crash_at: int | None, ops: list[WriteOp] = CALL) -> Run:
-    """Prepare a fresh database, then apply `ops` in a process whose database calls fail
-    from call number `crash_at` on (None: never)."""
-    db = fresh_database()
+async def run_dying(new_db: NewDatabase, crash_at: int | None) -> Run:
+    """Prepare a fresh database, then apply CALL in a process whose database calls fail from
+    call number `crash_at` on (None: never)."""
+    db = new_db()
     setup = store_on(db, T)
     await setup.start()
     await setup.apply(PREPARE)
@@ -125,7 +154,7 @@ async def run_dying(crash_at: int | None, ops: list[WriteOp] = CALL) -> Run:
 
     dying = MongoStore(cast(Any, YieldingDatabase(db, 0, fault)), clock=Clock(T))
     try:
-        await dying.apply(ops)
+        await dying.apply(CALL)
     except Exception as exc:
         run.error = exc
     return run
@@ -150,22 +179,24 @@ class Reference:
         return f"crash before call {crash_at} ({self.calls[crash_at]})"
 
 
-async def reference() -> Reference:
-    run = await run_dying(None)
+async def reference(new_db: NewDatabase) -> Reference:
+    run = await run_dying(new_db, None)
     assert run.error is None
     commit = "journal.find_one_and_update"
     commit_at = run.calls.index(commit) if commit in run.calls else len(run.calls) - 1
     return Reference(run.calls, commit_at, await dump(run.db, tokens=False))
 
 
-async def test_apply_crash_at_any_step_no_claim_live_after_a_minute_unless_committed() -> None:
+async def test_apply_crash_at_any_step_no_claim_live_after_a_minute_unless_committed(
+    new_db: NewDatabase,
+) -> None:
     """(b): a minute and a second after the crash, the only live claims are those before the
     call, plus the call's own if it was committed; after the hold sweeper ran, a rival then
     takes the keys the call took only if it was not committed."""
-    ref = await reference()
+    ref = await reference(new_db)
     problems: list[str] = []
     for k in range(len(ref.calls) + 1):
-        run = await run_dying(k)
+        run = await run_dying(new_db, k)
         committed = ref.committed(k)
         allowed = live_claims(run.before, LATER)
         if committed:
@@ -186,18 +217,20 @@ async def test_apply_crash_at_any_step_no_claim_live_after_a_minute_unless_commi
     assert problems == []
 
 
-async def test_apply_crash_at_any_step_recover_restores_before_or_completes_after() -> None:
+async def test_apply_crash_at_any_step_recover_restores_before_or_completes_after(
+    new_db: NewDatabase,
+) -> None:
     """(a) and (c): right after a crash before any resource write nothing of the call is
     visible; after `recover` (not before the lease lapsed) the database holds exactly the
     state before the call, or exactly the complete state after it, claims included."""
-    ref = await reference()
+    ref = await reference(new_db)
     first_write = min(
         (i for i, c in enumerate(ref.calls) if c.startswith(("resources.", "history."))),
         default=len(ref.calls),
     )
     problems: list[str] = []
     for k in range(len(ref.calls) + 1):
-        run = await run_dying(k)
+        run = await run_dying(new_db, k)
         if k <= first_write and (await dump(run.db))["resources"] != run.before["resources"]:
             problems.append(f"{ref.where(k)}: resources changed before any resource write")
         recoverer = store_on(run.db, T + LEASE_US + 1)
@@ -238,15 +271,15 @@ def lined_up(n: int) -> Callable[[Any, int, int], MongoStore]:
     return store
 
 
-async def test_recover_twice_or_concurrently_recovers_each_call_once() -> None:
+async def test_recover_twice_or_concurrently_recovers_each_call_once(new_db: NewDatabase) -> None:
     """(d): two processes recovering at once (both having read the lapsed head) recover a
     crashed call once between them, a second pass finds nothing, and the state is the same
     as after a single recovery."""
-    ref = await reference()
+    ref = await reference(new_db)
     problems: list[str] = []
     at = T + LEASE_US + 1
     for k in range(len(ref.calls) + 1):
-        run = await run_dying(k)
+        run = await run_dying(new_db, k)
         heads = await run.db["journal"].count_documents({"kind": "head"})
         store = lined_up(2)
         counts = await asyncio.gather(
@@ -262,12 +295,12 @@ async def test_recover_twice_or_concurrently_recovers_each_call_once() -> None:
 
 
 async def stall_then_rival(
-    stall_before: str, clock_moves: bool
+    new_db: NewDatabase, stall_before: str, clock_moves: bool
 ) -> tuple[Run, list[BaseException | None]]:
     """Apply CALL in a process that stalls for a minute and a second before its first
     `stall_before` call, during which a rival books minute 4 (which CALL takes for `a`). The
     stalled process's clock moves on too, or keeps saying T (a `now` read before the stall)."""
-    db = fresh_database()
+    db = new_db()
     setup = store_on(db, T)
     await setup.start()
     await setup.apply(PREPARE)
@@ -296,14 +329,14 @@ async def stall_then_rival(
 @pytest.mark.parametrize("clock_moves", [True, False])
 @pytest.mark.parametrize("stall_before", ["resources.replace_one", "journal.find_one_and_update"])
 async def test_apply_stalled_past_provisional_expiry_loses_to_rival_and_undoes(
-    stall_before: str, clock_moves: bool
+    new_db: NewDatabase, stall_before: str, clock_moves: bool
 ) -> None:
     """A call that stalls past its claims' provisional expiry (before its first resource
     write, or just before its commit point) while a rival takes one of its keys fails and
     undoes itself: the rival holds the key, the call left nothing, never a double booking.
     With a clock that did not move, only the rival's abort of the call's head stops the
     commit."""
-    run, rival = await stall_then_rival(stall_before, clock_moves)
+    run, rival = await stall_then_rival(new_db, stall_before, clock_moves)
     assert rival == [None]
     assert isinstance(run.error, ClaimConflict)
     assert run.error.key == "Schedule/s1#4"
@@ -317,11 +350,11 @@ async def test_apply_stalled_past_provisional_expiry_loses_to_rival_and_undoes(
     assert await run.db["journal"].count_documents({}) == 0
 
 
-async def test_apply_claim_taken_behind_its_back_fails_before_commit() -> None:
+async def test_apply_claim_taken_behind_its_back_fails_before_commit(new_db: NewDatabase) -> None:
     """A claim the call wrote that someone takes without going through its journal head (a
     server of an older version during a rolling upgrade) makes the call fail at its check
     before the commit point and undo itself, never a double booking."""
-    db = fresh_database()
+    db = new_db()
     setup = store_on(db, T)
     await setup.start()
     await setup.apply(PREPARE)
@@ -350,12 +383,14 @@ async def test_apply_claim_taken_behind_its_back_fails_before_commit() -> None:
     assert await db["journal"].count_documents({}) == 0
 
 
-async def test_apply_on_a_version_of_a_crashed_call_conflicts_until_recovered() -> None:
+async def test_apply_on_a_version_of_a_crashed_call_conflicts_until_recovered(
+    new_db: NewDatabase,
+) -> None:
     """A version written by a call that crashed before its commit point is no base for
     another write (it is about to disappear): a write on top of it conflicts, and after
     recovery the earlier version is current again."""
-    ref = await reference()
-    run = await run_dying(ref.commit_at)
+    ref = await reference(new_db)
+    run = await run_dying(new_db, ref.commit_at)
     other = store_on(run.db, T + SECOND)
     current = await other.read("Patient", "p")
     assert current is not None
