@@ -246,14 +246,20 @@ async def allocate(cols: Collections, n: int) -> int:
 
 
 async def supports_transactions(database: AsyncDatabase[Doc]) -> bool:
-    """Whether the deployment runs multi-document transactions: a replica set member (`hello`
-    reports `setName`) or a mongos (`msg` is `isdbgrid`). A standalone server, mongomock (no
-    `hello`) or any failure to ask: False."""
+    """Whether the deployment runs multi-document transactions, from its `hello` reply: a
+    replica set member (`setName`, MongoDB 4.0+: wire version 7) or a mongos (`msg` is
+    `isdbgrid`, 4.2+: wire version 8), with sessions (`logicalSessionTimeoutMinutes`). A
+    standalone server, mongomock (no `hello`) or any failure to ask: False."""
     try:
         hello: dict[str, Any] = await database.command("hello")
     except Exception:
         return False
-    return bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
+    if hello.get("logicalSessionTimeoutMinutes") is None:
+        return False
+    wire = int(hello.get("maxWireVersion") or 0)
+    if hello.get("msg") == "isdbgrid":
+        return wire >= 8
+    return bool(hello.get("setName")) and wire >= 7
 
 
 async def apply_in_transaction(
