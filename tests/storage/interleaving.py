@@ -11,10 +11,30 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, Self, cast
 
 
-class _YieldingCursor:
+class ChainedCursor:
+    """A wrapper of a mongomock-motor cursor: `sort`, `skip` and `limit` chain on the wrapped
+    cursor; subclasses decide what `to_list` does around it."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def sort(self, *args: Any, **kwargs: Any) -> Self:
+        self._cursor = self._cursor.sort(*args, **kwargs)
+        return self
+
+    def skip(self, n: int) -> Self:
+        self._cursor = self._cursor.skip(n)
+        return self
+
+    def limit(self, n: int) -> Self:
+        self._cursor = self._cursor.limit(n)
+        return self
+
+
+class _YieldingCursor(ChainedCursor):
     """A mongomock-motor cursor whose `to_list` yields to the event loop, then awaits the
     fault (`find`), first."""
 
@@ -24,21 +44,9 @@ class _YieldingCursor:
         pause: Callable[[], Awaitable[None]],
         fault: Callable[[], Awaitable[None]],
     ) -> None:
-        self._cursor = cursor
+        super().__init__(cursor)
         self._pause = pause
         self._fault = fault
-
-    def sort(self, *args: Any, **kwargs: Any) -> _YieldingCursor:
-        self._cursor = self._cursor.sort(*args, **kwargs)
-        return self
-
-    def skip(self, n: int) -> _YieldingCursor:
-        self._cursor = self._cursor.skip(n)
-        return self
-
-    def limit(self, n: int) -> _YieldingCursor:
-        self._cursor = self._cursor.limit(n)
-        return self
 
     async def to_list(self, *args: Any, **kwargs: Any) -> list[Any]:
         await self._pause()
