@@ -117,6 +117,18 @@ class RepositoryBase:
             raise denied("Only the server's own jobs release expired claims")
         return await self._store.release_expired(now)
 
+    async def recover_interrupted_writes(self, now: int) -> int:
+        """Settle the atomic writes a crashed process left unfinished whose lease lapsed before
+        `now` (µs UTC): each is undone or completed, so no claim outlives its Appointment and
+        no half-written transaction stays (`ResourceStore.recover`). Returns how many.
+
+        Raises:
+            Forbidden: (403) not a job of the server's own (`SystemPolicy`).
+        """
+        if not self.is_system:
+            raise denied("Only the server's own jobs recover interrupted writes")
+        return await self._store.recover(now)
+
     # -- references -------------------------------------------------------------------------
 
     def reference(self, text: str) -> Reference:

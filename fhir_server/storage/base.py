@@ -87,8 +87,10 @@ class ResourceStore(RecordStore, Protocol):
         Each op's `expected_version` is checked against the stored current version (0 = nothing
         stored for that identity; None = no check); one mismatch raises StoreConflict and writes
         nothing. The current version, its history row and its index entries change together.
-        On MongoDB (no multi-document transactions relied on) a failure part-way is undone
-        before the error propagates.
+        On MongoDB (no multi-document transaction relied on) a failure part-way is undone
+        before the error propagates, and a crash part-way (no undo runs) is undone or completed
+        by `recover`; until then the claims a crashed call took lapse within a minute unless it
+        was committed, and no write is based on what it wrote.
 
         Claims (SCHEDULING.md "Never double-book"): for every op with a `ClaimSet`, its owner
         holds exactly `keys` (with that `expires`) afterwards: keys no longer listed are
@@ -103,6 +105,25 @@ class ResourceStore(RecordStore, Protocol):
                 owner whose claim is live (`expires` None or >= now), or wanted by two owners
                 of this call (`key` = `{scope}#{quantum}`). Nothing of the call is written:
                 resources, history, index and claims stay as they were.
+        """
+
+    async def recover(self, now: int) -> int:
+        """Undo or complete the applies that crashed processes left unfinished (`apply` is all
+        or nothing; SCHEDULING.md "Never double-book": no claim outlives its Appointment).
+
+        A call whose lease lapsed before `now` (µs since the epoch, UTC; on MongoDB a call
+        holds its lease 30 s) is rolled back if it died before its commit point (every
+        document it wrote back as it was, its claims released) or completed if after (its
+        claims given their final expiry, released keys deleted). Safe to run in several
+        processes at once and repeatedly: one process recovers each call. On SQLite an
+        apply is one transaction, so nothing is ever left over: it returns 0.
+
+        Returns:
+            How many calls were recovered.
+
+        Raises:
+            Only engine faults (not StoreConflict); what was not finished is recovered by a
+            later call.
         """
 
     async def history(

@@ -1,37 +1,38 @@
 """MongoDB adapter of the ResourceStore, on PyMongo's async API (`AsyncMongoClient`).
 
 The document schema and indexes are in `mongo_schema.py`, query compilation in
-`mongo_query.py`, claims in `mongo_claims.py`, records (`base.RecordStore`) in
-`mongo_records.py`, the lock's lease in `locks.py`. The adapter keeps to the call surface
-PyMongo's async collection shares with mongomock-motor (`find().sort().skip().limit()
-.to_list()`, `find_one`, `insert_one`, `insert_many`, `replace_one`, `find_one_and_update`,
-`find_one_and_delete`, `delete_one`, `delete_many`, `count_documents`, `create_index`) and
-never relies on a multi-document transaction: unique `_id`s and single-document conditional
-writes are its guarantees; `apply` undoes a failed part-way write itself.
+`mongo_query.py`, `apply` in `mongo_apply.py` (its claims in `mongo_claim_run.py` and
+`mongo_claims.py`, its journal and `recover` in `mongo_journal.py`), records
+(`base.RecordStore`) in `mongo_records.py`, the lock's lease in `locks.py`. The adapter keeps to
+the call surface PyMongo's async collection shares with mongomock-motor
+(`find().sort().skip().limit().to_list()`, `find_one`, `insert_one`, `insert_many`,
+`update_one`, `replace_one`, `find_one_and_update`, `find_one_and_delete`, `delete_one`,
+`delete_many`, `count_documents`, `create_index`, each with `session=` None outside a
+transaction) and never relies on a multi-document transaction: unique `_id`s and
+single-document conditional writes are its guarantees, and a journal lets a crashed `apply` be
+undone or completed (`recover`). Where the deployment supports transactions (a replica set or
+mongos) `apply` also runs inside one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
-from fhir_server.storage import locks, mongo_claims, mongo_records
-from fhir_server.storage.base import (
-    Claim,
-    HistoryScope,
-    Page,
-    StoredResource,
-    WriteOp,
-    final_claim_sets,
+from fhir_server.storage import locks, mongo_claims, mongo_journal, mongo_records
+from fhir_server.storage.base import Claim, HistoryScope, Page, StoredResource, WriteOp
+from fhir_server.storage.mongo_apply import (
+    apply_in_transaction,
+    apply_ops,
+    supports_transactions,
 )
 from fhir_server.storage.mongo_query import (
     Filter,
@@ -43,16 +44,15 @@ from fhir_server.storage.mongo_query import (
 from fhir_server.storage.mongo_schema import (
     CLAIM_INDEXES,
     HISTORY_INDEXES,
+    JOURNAL_INDEXES,
     PAGE_PROJECTION,
     RESOURCE_INDEXES,
     RESOURCE_UNIQUE_INDEXES,
+    Collections,
     Doc,
-    history_doc,
-    resource_doc,
     resource_key,
     stored_from_doc,
 )
-from resources.errors import StoreConflict
 from resources.fhir_dates import now_us
 
 LOCK_POLL_S = 0.02
@@ -70,18 +70,32 @@ class MongoStore:
         database: an async database object (`AsyncMongoClient()[name]`, or
             `mongomock_motor.AsyncMongoMockClient()[name]` in tests). The caller owns its client
             unless the store was built by `from_url`.
+        clock: the current time in µs UTC (default `resources.fhir_dates.now_us`); tests
+            pass a fixed or moving clock instead of sleeping.
     """
 
     def __init__(
-        self, database: AsyncDatabase[Doc], *, client: AsyncMongoClient[Doc] | None = None
+        self,
+        database: AsyncDatabase[Doc],
+        *,
+        client: AsyncMongoClient[Doc] | None = None,
+        clock: Callable[[], int] = now_us,
     ) -> None:
         self._db = database
         self._client = client
-        self._resources: AsyncCollection[Doc] = database["resources"]
-        self._history: AsyncCollection[Doc] = database["history"]
-        self._counters: AsyncCollection[Doc] = database["counters"]
+        self._clock = clock
+        self._transactions = False
+        self._cols = Collections(
+            resources=database["resources"],
+            history=database["history"],
+            counters=database["counters"],
+            claims=database["claims"],
+            journal=database["journal"],
+        )
+        self._resources = self._cols.resources
+        self._history = self._cols.history
+        self._claims = self._cols.claims
         self._locks: AsyncCollection[Doc] = database["locks"]
-        self._claims: AsyncCollection[Doc] = database["claims"]
         self._records: AsyncCollection[Doc] = database["records"]
 
     @classmethod
@@ -93,7 +107,9 @@ class MongoStore:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the indexes if missing (idempotent; collections appear on first write)."""
+        """Create the indexes if missing (idempotent; collections appear on first write), find
+        out whether the deployment runs multi-document transactions (then `apply` uses them),
+        and `recover` what crashed processes left with their lease lapsed."""
         for keys in RESOURCE_INDEXES:
             await self._resources.create_index(keys)
         for keys in RESOURCE_UNIQUE_INDEXES:
@@ -102,8 +118,12 @@ class MongoStore:
             await self._history.create_index(keys)
         for keys in CLAIM_INDEXES:
             await self._claims.create_index(keys)
+        for keys in JOURNAL_INDEXES:
+            await self._cols.journal.create_index(keys)
         for keys in mongo_records.RECORD_INDEXES:
             await self._records.create_index(keys)
+        self._transactions = await supports_transactions(self._db)
+        await self.recover(self._clock())
 
     async def close(self) -> None:
         """Close the client if this store opened it (`from_url`)."""
@@ -216,7 +236,7 @@ class MongoStore:
 
     async def claims_in(self, scope: str, low: int, high: int) -> list[Claim]:
         """The claims of `scope` with `low <= quantum < high` live now, ordered by quantum."""
-        return await mongo_claims.claims_in(self._claims, scope, low, high, now_us())
+        return await mongo_claims.claims_in(self._claims, scope, low, high, self._clock())
 
     async def claims_of(self, owner: str) -> list[Claim]:
         """Every claim of `owner` (expired ones included), ordered by scope, quantum."""
@@ -244,52 +264,33 @@ class MongoStore:
     # -- writes --------------------------------------------------------------------------
 
     async def apply(self, ops: Sequence[WriteOp]) -> None:
-        """Write all versions and claim sets, or none: check every expected version, take the
-        claims, write the versions, release the claims given up, undoing everything written
-        if a step fails.
-
-        Each resource document is written with a single-document conditional write (an insert
-        guarded by the unique `_id`, or a replace filtered on the version read), then its
-        history document. Ops on one identity apply in order. Documents carry the call's token
-        `w`, so an undo restores or removes only what this call wrote. Claims follow
-        `ResourceStore.apply` (SCHEDULING.md "Never double-book"); they are taken before any
-        version is written, so a resource never shows without its claims (`mongo_claims`).
+        """Write all versions and claim sets, or none (`ResourceStore.apply`; the steps are in
+        `mongo_apply.py`): journal first, claims provisional, versions, commit point, claims
+        final. A failure before the commit point is undone here; a crash is undone or
+        completed by `recover`. Inside a transaction where the deployment has them.
 
         Raises:
-            StoreConflict: an `expected_version` does not match, or a claim key is wanted by
-                two owners of the call (nothing is written); a claim key is held live by
-                another owner, or a concurrent writer changed a resource or version meanwhile
-                (undone first).
+            StoreConflict: an `expected_version` does not match, a resource is being written by
+                another call, or a concurrent writer changed a resource or version meanwhile;
+                ClaimConflict: a claim key is wanted by two owners of the call or held live by
+                another owner (nothing of the call stays written).
         """
         if not ops:
             return
-        claim_sets = final_claim_sets(ops)
-        keys = list(dict.fromkeys(resource_key(o.version.resource_type, o.version.id) for o in ops))
-        found = await self._resources.find({"_id": {"$in": keys}}).to_list()
-        run = _ApplyRun(self._resources, self._history, {d["_id"]: d for d in found})
-        run.check(ops)
-        claims = mongo_claims.ClaimRun(self._claims, claim_sets, now_us())
-        first = await self._allocate(len(ops))
-        try:
-            await claims.take()
-            for i, op in enumerate(ops):
-                await run.write(op, first + i)
-            await claims.release()
-        except BaseException:
-            await run.undo()
-            await claims.undo()
-            raise
+        if self._transactions:
+            await apply_in_transaction(self._db.client, self._cols, ops, self._clock)
+        else:
+            await apply_ops(self._cols, ops, self._clock, None)
 
-    async def _allocate(self, n: int) -> int:
-        """Reserve `n` consecutive numbers of the store-wide sequence; return the first."""
-        doc = await self._counters.find_one_and_update(
-            {"_id": "seq"},
-            {"$inc": {"value": n}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        assert doc is not None
-        return int(doc["value"]) - n + 1
+    async def recover(self, now: int) -> int:
+        """Undo (crashed before the commit point) or complete (after it) every apply whose
+        process left it with its journal lease lapsed before `now` (µs UTC); one process
+        recovers each call. Returns how many (`mongo_journal.recover`).
+
+        Raises:
+            PyMongoError: a database fault; what was not finished is recovered next time.
+        """
+        return await mongo_journal.recover(self._cols, now)
 
     def lock(
         self, key: str, *, timeout: float = 10.0
@@ -320,7 +321,7 @@ class MongoStore:
 
     async def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
         """The live record's document, or None."""
-        return await mongo_records.get_record(self._records, kind, key, now_us())
+        return await mongo_records.get_record(self._records, kind, key, self._clock())
 
     async def put_record(
         self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
@@ -336,106 +337,20 @@ class MongoStore:
         Raises:
             StoreConflict: a live record exists (`key` = `{kind}/{key}`); nothing is written.
         """
-        await mongo_records.insert_record(self._records, kind, key, doc, expires, now_us())
+        await mongo_records.insert_record(self._records, kind, key, doc, expires, self._clock())
 
     async def take_record(self, kind: str, key: str) -> dict[str, Any] | None:
         """Delete the live record and return its document atomically; None if none."""
-        return await mongo_records.take_record(self._records, kind, key, now_us())
+        return await mongo_records.take_record(self._records, kind, key, self._clock())
 
     async def delete_record(self, kind: str, key: str) -> bool:
         """Delete the record; True if a live one existed."""
-        return await mongo_records.delete_record(self._records, kind, key, now_us())
+        return await mongo_records.delete_record(self._records, kind, key, self._clock())
 
     async def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         """Every live record of `kind` as `(key, doc)`, ordered by key."""
-        return await mongo_records.list_records(self._records, kind, now_us())
+        return await mongo_records.list_records(self._records, kind, self._clock())
 
     async def purge_records(self, now: int) -> int:
         """Delete every record with `expires < now` (µs UTC); return how many."""
         return await mongo_records.purge_records(self._records, now)
-
-
-class _ApplyRun:
-    """One `apply` call: its expected-version check, its writes and their undo log.
-
-    Args:
-        resources, history: the collections written.
-        before: the `resources` documents of the identities written, as read before any write.
-    """
-
-    def __init__(
-        self, resources: AsyncCollection[Doc], history: AsyncCollection[Doc], before: dict[str, Doc]
-    ) -> None:
-        self._resources = resources
-        self._history = history
-        self._before = before
-        self._state: dict[str, Doc] = dict(before)
-        self._token = uuid.uuid4().hex
-        self._touched: list[str] = []
-        self._history_ids: list[str] = []
-
-    def check(self, ops: Sequence[WriteOp]) -> None:
-        """Check every op's expected version against the versions read (ops in order).
-
-        Raises:
-            StoreConflict: the first mismatch; nothing has been written.
-        """
-        current = {k: d["version_id"] for k, d in self._before.items()}
-        for op in ops:
-            k = resource_key(op.version.resource_type, op.version.id)
-            have = current.get(k, 0)
-            if op.expected_version is not None and op.expected_version != have:
-                raise StoreConflict(
-                    f"{k} is at version {have}, not the expected {op.expected_version}", key=k
-                )
-            current[k] = op.version.version_id
-
-    async def write(self, op: WriteOp, number: int) -> None:
-        """Write one version: its resource document, then its history document.
-
-        Args:
-            op: the write.
-            number: a fresh store-wide number: the history `hseq`, and the `seq` of a new
-                resource.
-
-        Raises:
-            StoreConflict: a concurrent writer created or changed the resource, or stored
-                this version already.
-        """
-        v = op.version
-        k = resource_key(v.resource_type, v.id)
-        prev = self._state.get(k)
-        doc = resource_doc(op, prev["seq"] if prev else number, self._token)
-        if k not in self._touched:
-            self._touched.append(k)
-        try:
-            if prev is None:
-                await self._resources.insert_one(doc)
-            else:
-                flt = {"_id": k, "version_id": prev["version_id"], "w": prev.get("w")}
-                if (await self._resources.replace_one(flt, doc)).matched_count != 1:
-                    raise StoreConflict(f"{k} was changed by a concurrent write", key=k)
-        except DuplicateKeyError as exc:
-            raise StoreConflict(f"{k} was created by a concurrent write", key=k) from exc
-        self._state[k] = doc
-        self._history_ids.append(f"{k}/{v.version_id}")
-        try:
-            await self._history.insert_one(history_doc(v, number, self._token))
-        except DuplicateKeyError as exc:
-            raise StoreConflict(f"Version {v.version_id} of {k} exists already", key=k) from exc
-
-    async def undo(self) -> None:
-        """Put back what this run wrote; only documents carrying its token change."""
-        for k in self._touched:
-            try:
-                if k in self._before:
-                    await self._resources.replace_one({"_id": k, "w": self._token}, self._before[k])
-                else:
-                    await self._resources.delete_one({"_id": k, "w": self._token})
-            except Exception:
-                log.exception("Could not undo the write of %s", k)
-        for hid in self._history_ids:
-            try:
-                await self._history.delete_one({"_id": hid, "w": self._token})
-            except Exception:
-                log.exception("Could not undo the history document %s", hid)

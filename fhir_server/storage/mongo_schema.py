@@ -36,20 +36,47 @@
 
     {_id: "{scope}#{quantum}", scope: str, quantum: int, owner: str,
      expires: µs | null (null = a booking, held until released), w: str (the apply() that
-     last wrote it)}
+     last wrote it),
+     while an apply() has not finished with it (provisional):
+     p: true, prev: <the claims document as it stood before that apply> | null (free),
+     fin: {owner, expires} (its state once that apply is committed) | null (released)}
 
     `scope` is e.g. `Schedule/7` (quantum = minute index, µs // 60_000_000) or `Slot/9`
     (quantum = seat number); `owner` e.g. `Appointment/1`. The unique `_id` is the guarantee:
-    two owners can never both insert one key, in any number of processes. Indexes:
-    (scope, quantum) for `claims_in`, (owner, scope, quantum) for an owner's set, (expires)
-    for the hold sweeper.
+    two owners can never both insert one key, in any number of processes. A provisional
+    document counts as `fin` if the journal head `w` is committed, as held while that head is
+    pending and leased, and as `prev` otherwise. Indexes: (scope, quantum) for `claims_in`,
+    (owner, scope, quantum) for an owner's set, (prev.owner) for the keys an unfinished
+    apply took from an owner, (expires) for the hold sweeper.
+
+`journal`: what each unfinished apply() is doing, so a crashed one can be undone or completed
+(`mongo_journal.py`). One head per call, written first::
+
+    {_id: token (= `w` of what the call writes), kind: "head",
+     state: "pending" | "committed" | "aborted", lease: µs}
+
+    then one entry per identity the call writes and one per claim owner (never one big
+    document, so a large transaction Bundle stays within MongoDB's 16 MB document limit)::
+
+    {_id: "{token}/{Type/id}", kind: "resource", call: token, key: "Type/id",
+     before: <the resources document before the call> | null, versions: [int]}
+    {_id: "{token}#{owner}", kind: "claims", call: token, owner, ids: [claim _id]}
+
+    `pending` -> `committed` is the commit point (one conditional update while the lease
+    runs); `pending` -> `aborted` is taken by whoever finds the lease lapsed (recovery, or a
+    call that meets the dead call's provisional claims). The call deletes its entries, then
+    its head, when it is done. Indexes: (call) for a call's entries, (kind, lease) for
+    recovery.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 
 from fhir_server.storage.base import Claim, ClaimKey, StoredResource, WriteOp
 from resources.index_values import (
@@ -65,6 +92,12 @@ from resources.index_values import (
 
 Doc = dict[str, Any]
 IndexKeys = list[tuple[str, int]]
+Session = AsyncClientSession | None
+"""The transaction an apply runs in, or None (no multi-document transaction: mongomock, a
+standalone server)."""
+
+PENDING, COMMITTED, ABORTED = "pending", "committed", "aborted"
+"""The states of an apply's journal head."""
 
 IDX_KINDS = ("string", "token", "date", "reference", "number", "quantity", "uri")
 
@@ -100,9 +133,28 @@ HISTORY_INDEXES: list[IndexKeys] = [
 CLAIM_INDEXES: list[IndexKeys] = [
     _asc("scope", "quantum"),
     _asc("owner", "scope", "quantum"),
+    _asc("prev.owner"),
     _asc("expires"),
 ]
 """Indexes of `claims` (its uniqueness is the `_id`)."""
+
+JOURNAL_INDEXES: list[IndexKeys] = [_asc("call"), _asc("kind", "lease")]
+"""Indexes of `journal`."""
+
+PROVISIONAL_FIELDS = ("p", "prev", "fin")
+"""The fields that make a `claims` document provisional."""
+
+
+@dataclass(frozen=True, slots=True)
+class Collections:
+    """The collections an apply and its recovery write."""
+
+    resources: AsyncCollection[Doc]
+    history: AsyncCollection[Doc]
+    counters: AsyncCollection[Doc]
+    claims: AsyncCollection[Doc]
+    journal: AsyncCollection[Doc]
+
 
 PAGE_PROJECTION: Doc = {"idx": 0, "comp": 0}
 """What reads and searches fetch of a `resources` document (everything but the index)."""
@@ -168,6 +220,32 @@ def claim_doc(key: ClaimKey, owner: str, expires: int | None, token: str) -> Doc
         "expires": expires,
         "w": token,
     }
+
+
+def provisional_claim(
+    doc: Doc, token: str, prev: Doc | None, fin: tuple[str, int | None] | None
+) -> Doc:
+    """`doc` (a claims document: its `_id`, scope, quantum, owner and stored expiry) made
+    provisional for the apply `token`: `prev` is the claim before the call (None: free),
+    `fin` the owner and expiry (µs UTC or None) once the call is committed (None: released)."""
+    return {
+        **{f: doc[f] for f in ("_id", "scope", "quantum", "owner")},
+        "expires": doc.get("expires"),
+        "w": token,
+        "p": True,
+        "prev": prev,
+        "fin": None if fin is None else {"owner": fin[0], "expires": fin[1]},
+    }
+
+
+def committed_claim(doc: Doc) -> Doc | None:
+    """The claims document a provisional `doc` becomes once its apply is committed (its
+    `fin`, still carrying the apply's token), or None if that apply releases the key."""
+    fin = doc.get("fin")
+    if fin is None:
+        return None
+    kept = {f: v for f, v in doc.items() if f not in PROVISIONAL_FIELDS}
+    return {**kept, "owner": fin["owner"], "expires": fin["expires"]}
 
 
 def claim_from_doc(doc: Doc) -> Claim:

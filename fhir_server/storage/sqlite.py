@@ -1,7 +1,8 @@
 """SQLite adapter of the ResourceStore: the embedded default (one file, WAL, zero setup).
 
 Schema: `sqlite_schema.py`; SQL compilation: `sqlite_query.py`; claims: `sqlite_claims.py`;
-records (`base.RecordStore`): `sqlite_records.py`; the lock: `locks.py`.
+writes and the WAL checkpointer: `sqlite_writes.py`; records (`base.RecordStore`):
+`sqlite_records.py`; the lock: `locks.py`.
 
 Every statement runs on the calling (event-loop) thread's own connection. SQLite answers our
 indexed queries in microseconds to a few milliseconds, and handing work to threads costs more
@@ -10,6 +11,8 @@ several milliseconds per hop (measured with bench/rest.py: create p99 830 ms wit
 thread). A write is one `BEGIN IMMEDIATE` transaction with no await inside it, so within a
 process writes never interleave; across processes (`--workers`) SQLite's file lock serialises
 them (busy timeout 30 s). WAL readers never wait for writers and see every committed write.
+A process killed inside a write leaves nothing of it (SQLite rolls the open transaction back
+when the file is next opened), so `recover` has nothing to do.
 """
 
 from __future__ import annotations
@@ -36,11 +39,10 @@ from fhir_server.storage.base import (
 )
 from fhir_server.storage.sqlite_query import compile_search, compile_where
 from fhir_server.storage.sqlite_schema import PRAGMAS, create_schema
-from fhir_server.storage.sqlite_writes import apply_ops, release_lock, take_lock
+from fhir_server.storage.sqlite_writes import apply_ops, checkpoint_loop, release_lock, take_lock
 from resources.fhir_dates import now_us
 
 T = TypeVar("T")
-CHECKPOINT_SECONDS = 1.0
 
 
 class SQLiteStore:
@@ -99,29 +101,7 @@ class SQLiteStore:
             self._keeper = sqlite3.connect(self._target, uri=True, check_same_thread=False)
         await self._write(create_schema)
         if not self._uri:
-            self._checkpointer = asyncio.create_task(self._checkpoint_loop())
-
-    async def _checkpoint_loop(self) -> None:
-        """Copy the WAL back into the database file from a worker thread every
-        CHECKPOINT_SECONDS. Connections run with `wal_autocheckpoint=0`, so the fsync of a
-        checkpoint never stalls the event loop (it took up to ~1 s here under write load)."""
-        conn = sqlite3.connect(self._target, check_same_thread=False, timeout=30.0)
-        try:
-            while True:
-                await asyncio.sleep(CHECKPOINT_SECONDS)
-                job = asyncio.ensure_future(
-                    asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
-                )
-                try:
-                    await asyncio.shield(job)
-                except asyncio.CancelledError:
-                    # cancelling does not stop the worker thread: let its checkpoint finish
-                    # before the connection closes (closing it under a running statement
-                    # crashes the process)
-                    await job
-                    raise
-        finally:
-            conn.close()
+            self._checkpointer = asyncio.create_task(checkpoint_loop(self._target))
 
     async def close(self) -> None:
         """Stop the checkpointer, checkpoint the WAL once more, close every connection."""
@@ -307,6 +287,11 @@ class SQLiteStore:
             return
         claim_sets = final_claim_sets(ops)
         await self._write(lambda conn: apply_ops(conn, ops, claim_sets))
+
+    async def recover(self, now: int) -> int:
+        """Nothing to recover: an apply is one transaction, which a crash rolls back (µs UTC
+        `now` unused). Returns 0."""
+        return 0
 
     def lock(
         self, key: str, *, timeout: float = 10.0

@@ -11,7 +11,9 @@ sweep then
    (those owning expired claims, and any other pending one whose hold has passed, e.g. one whose
    claims another booking already took over), auditing each as an AuditEvent (ITI-116), and
 3. purges lapsed records: `$find` proposals past their `proposal-expires` (records that never
-   held time) and the authorization server's expired codes and grants.
+   held time) and the authorization server's expired codes and grants, and
+4. settles the atomic writes a crashed process left unfinished (`RECOVER_SECONDS`; on MongoDB
+   without transactions: undone or completed from the journal, `ResourceStore.recover`).
 
 A cancel that loses a race (the hold was booked meanwhile) is skipped: its version changed. The
 sweep is safe to run in several processes at once. It runs with a job repository
@@ -44,6 +46,9 @@ SWEEPER = "hold-expiry sweeper"
 """Who the AuditEvent of an expired hold names as requestor (the sweeper's job name)."""
 PURGE_SECONDS = 60
 """How often lapsed records are deleted (s)."""
+RECOVER_SECONDS = 10
+"""How often interrupted writes are settled (s): a third of the store's 30 s write lease, so
+a crashed write is settled within about 40 s."""
 
 
 def sweep_interval(hold_seconds: int) -> float:
@@ -121,17 +126,22 @@ async def _cancel(repository: Repository, id: str, now: int, config: SchedulingC
 
 
 async def run_sweeper(repository: Repository, interval: float) -> None:
-    """Sweep expired holds every `interval` seconds and lapsed records (proposals,
-    authorization codes and grants: they count as absent once expired, their deletion is
-    housekeeping) every `PURGE_SECONDS`, until cancelled (the app's lifespan task, with a job
-    repository). A failing sweep is logged and retried at the next tick; it never stops."""
-    purged = now_us()
+    """Sweep expired holds every `interval` seconds, settle interrupted writes every
+    `RECOVER_SECONDS`, and lapsed records (proposals, authorization codes and grants: they
+    count as absent once expired, their deletion is housekeeping) every `PURGE_SECONDS`, until
+    cancelled (the app's lifespan task, with a job repository). A failing round is logged and
+    retried at the next tick; it never stops."""
+    purged = recovered = now_us()
     while True:
         await asyncio.sleep(interval)
         try:
+            now = now_us()
+            if now - recovered >= RECOVER_SECONDS * 1_000_000:
+                recovered = now
+                await repository.recover_interrupted_writes(now)
             await sweep_expired_holds(repository)
-            if now_us() - purged >= PURGE_SECONDS * 1_000_000:
-                purged = now_us()
-                await repository.records.purge_records(purged)
+            if now - purged >= PURGE_SECONDS * 1_000_000:
+                purged = now
+                await repository.records.purge_records(now)
         except Exception:
             log.exception("The hold and record sweep failed; retrying in %.2f s", interval)

@@ -116,3 +116,6 @@ async def test_system_housekeeping_refused_to_a_token(factory: RepositoryFactory
     with pytest.raises(Forbidden):
         await repo.release_expired_claims(0)
     assert await factory.for_job("sweeper").release_expired_claims(0) == []
+    with pytest.raises(Forbidden):
+        await repo.recover_interrupted_writes(0)
+    assert await factory.for_job("sweeper").recover_interrupted_writes(0) == 0

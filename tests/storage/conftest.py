@@ -1,9 +1,11 @@
 """The `store` fixture: every ResourceStore adapter, fresh and started, for the contract suite.
 
 Engines: `sqlite` (a file in tmp_path), `mongomock` (mongomock-motor's in-memory emulator, a
-fresh database each time) and `mongodb` (a real server at `FHIR_SERVER_TEST_MONGODB_URL`, a
-fresh database dropped afterwards; skipped when the variable is unset). The race tests also
-use `interleaved_store`: mongomock whose calls interleave (`tests/storage/interleaving.py`).
+fresh database each time), `mongomock-transactions` (mongomock playing a replica set, so
+MongoStore takes its transactional path: `tests/storage/transactions.py`) and `mongodb` (a
+real server at `FHIR_SERVER_TEST_MONGODB_URL`, a fresh database dropped afterwards; skipped
+when the variable is unset). The race tests also use `interleaved_store`: mongomock whose
+calls interleave (`tests/storage/interleaving.py`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,19 @@ from fhir_server.storage.base import ResourceStore
 from fhir_server.storage.mongo import MongoStore
 from tests.engines import ALL_ENGINES, make_store
 from tests.storage.interleaving import YieldingDatabase
+from tests.storage.transactions import PlayedReplicaSet
 
 
-@pytest.fixture(params=ALL_ENGINES)
+@pytest.fixture(params=[*ALL_ENGINES, "mongomock-transactions"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ResourceStore]:
     """A started, empty store of each engine; closed (and dropped on MongoDB) afterwards."""
-    s, drop = make_store(request.param, tmp_path)
+    if request.param == "mongomock-transactions":
+        from mongomock_motor import AsyncMongoMockClient
+
+        played = PlayedReplicaSet(AsyncMongoMockClient()[f"fhir_test_{uuid.uuid4().hex}"])
+        s, drop = MongoStore(cast(Any, played)), None
+    else:
+        s, drop = make_store(request.param, tmp_path)
     await s.start()
     try:
         yield s

@@ -44,6 +44,7 @@ from fhir_server.search.query import (
 from fhir_server.storage import locks
 from fhir_server.storage.base import Page, ResourceStore, StoredResource, WriteOp
 from resources.errors import StoreConflict
+from resources.fhir_dates import now_us
 from resources.index_values import (
     DateEntry,
     IndexEntry,
@@ -373,6 +374,38 @@ async def test_recreate_after_delete_keeps_seq(store: ResourceStore) -> None:
     await store.apply([WriteOp(a3, gone.version_id, index())])
     assert await store.read("Patient", "a") == a3
     assert await ordered(store, "Patient") == ["a", "b"]
+
+
+# -- recover: what a crashed apply left behind (SQLite: nothing, ever) ------------------------
+
+
+async def test_recover_with_nothing_left_over_returns_zero_and_changes_nothing(
+    store: ResourceStore,
+) -> None:
+    a1 = await create(store, "Patient", "a", tok("active", None, "true"))
+    await update(store, a1, tok("active", None, "false"))
+    await delete(store, await create(store, "Patient", "b"))
+    before = await snapshot(store, "Patient")
+    assert await store.recover(now_us() + DAY) == 0
+    assert await store.recover(now_us() + DAY) == 0
+    assert await snapshot(store, "Patient") == before
+
+
+async def test_apply_failed_part_way_leaves_nothing_to_recover(store: ResourceStore) -> None:
+    """An apply that fails while writing (version 1 of `a` exists already) undoes itself in
+    the process: a later recovery finds nothing to do and changes nothing."""
+    await create(store, "Patient", "a", tok("active", None, "true"))
+    before = await snapshot(store, "Patient")
+    ops = [
+        WriteOp(version("Patient", "b"), 0, index(tok("active", None, "true"))),
+        WriteOp(version("Patient", "c"), 0, index()),
+        WriteOp(version("Patient", "a", 1), None, index(tok("active", None, "false"))),
+    ]
+    with pytest.raises(StoreConflict):
+        await store.apply(ops)
+    assert await store.recover(now_us() + DAY) == 0
+    assert await snapshot(store, "Patient") == before
+    assert await store.read("Patient", "b") is None
 
 
 # -- history --------------------------------------------------------------------------------

@@ -11,30 +11,46 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, Self, cast
 
 
-class _YieldingCursor:
-    """A mongomock-motor cursor whose `to_list` yields to the event loop first."""
+class ChainedCursor:
+    """A wrapper of a mongomock-motor cursor: `sort`, `skip` and `limit` chain on the wrapped
+    cursor; subclasses decide what `to_list` does around it."""
 
-    def __init__(self, cursor: Any, pause: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, cursor: Any) -> None:
         self._cursor = cursor
-        self._pause = pause
 
-    def sort(self, *args: Any, **kwargs: Any) -> _YieldingCursor:
+    def sort(self, *args: Any, **kwargs: Any) -> Self:
         self._cursor = self._cursor.sort(*args, **kwargs)
         return self
 
-    def skip(self, n: int) -> _YieldingCursor:
+    def skip(self, n: int) -> Self:
         self._cursor = self._cursor.skip(n)
         return self
 
-    def limit(self, n: int) -> _YieldingCursor:
+    def limit(self, n: int) -> Self:
         self._cursor = self._cursor.limit(n)
         return self
 
+
+class _YieldingCursor(ChainedCursor):
+    """A mongomock-motor cursor whose `to_list` yields to the event loop, then awaits the
+    fault (`find`), first."""
+
+    def __init__(
+        self,
+        cursor: Any,
+        pause: Callable[[], Awaitable[None]],
+        fault: Callable[[], Awaitable[None]],
+    ) -> None:
+        super().__init__(cursor)
+        self._pause = pause
+        self._fault = fault
+
     async def to_list(self, *args: Any, **kwargs: Any) -> list[Any]:
         await self._pause()
+        await self._fault()
         return cast(list[Any], await self._cursor.to_list(*args, **kwargs))
 
 
@@ -59,7 +75,8 @@ class _YieldingCollection:
         self._fault = fault
 
     def find(self, *args: Any, **kwargs: Any) -> _YieldingCursor:
-        return _YieldingCursor(self._collection.find(*args, **kwargs), self._pause)
+        cursor = self._collection.find(*args, **kwargs)
+        return _YieldingCursor(cursor, self._pause, lambda: self._fault(self._name, "find"))
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._collection, name)

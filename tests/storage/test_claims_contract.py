@@ -329,10 +329,30 @@ async def test_apply_resource_failure_after_claims_undoes_claims(store: Resource
     assert await snapshot(store, "Appointment") == before
 
 
-async def test_apply_mongo_failure_while_releasing_restores_everything() -> None:
-    """MongoDB only: a fault after some released claims were deleted (the last step of
-    `apply`) restores them, removes the taken ones and undoes the resources."""
+async def test_apply_claim_conflict_leaves_nothing_to_recover(store: ResourceStore) -> None:
+    """A call refused for a taken key undoes what it took in the process: recovering later
+    finds nothing to do, and every claim is as before."""
+    await store.apply([book("a", range(3)), book("h", [7], expires=now_us() + HOUR)])
+    before = await snapshot(store, "Appointment")
+    with pytest.raises(ClaimConflict):
+        await store.apply([book("b", [5, 6]), book("a", [0, 9], v=2), book("c", [7])])
+    assert await store.recover(now_us() + HOUR) == 0
+    assert await nothing_of(store, "b")
+    assert await nothing_of(store, "c")
+    assert await store.claims_in(SCOPE, 0, 100) == [
+        *held("Appointment/a", range(3)),
+        *held("Appointment/h", [7], (await store.claims_of("Appointment/h"))[0].expires),
+    ]
+    assert await snapshot(store, "Appointment") == before
+
+
+async def test_apply_mongo_failure_after_commit_point_is_completed_by_recover() -> None:
+    """MongoDB only: a fault while the given-up claims are released (after the commit point)
+    leaves the call committed: apply returns and its versions show; the released keys stay
+    held (never freed early) until `recover`, after the call's lease, completes the call."""
     from mongomock_motor import AsyncMongoMockClient
+
+    from fhir_server.storage.mongo_journal import LEASE_US
 
     deletes = 0
 
@@ -340,22 +360,25 @@ async def test_apply_mongo_failure_while_releasing_restores_everything() -> None
         nonlocal deletes
         if collection == "claims" and method == "delete_many":
             deletes += 1
-            if deletes == 2:
+            if deletes == 1:
                 raise ConnectionError("lost the connection")
 
     database: Any = AsyncMongoMockClient()[f"fhir_test_{uuid.uuid4().hex}"]
     store = MongoStore(cast(Any, YieldingDatabase(database, 0, fault)))
     await store.start()
     await store.apply([book("a", [1, 2]), book("b", [3, 4])])
-    before = await snapshot(store, "Appointment")
-    with pytest.raises(ConnectionError):
-        await store.apply([book("a", [2], v=2), book("b", [4], v=2), book("c", [5])])
-    assert await nothing_of(store, "c")
+    ops = [book("a", [2], v=2), book("b", [4], v=2), book("c", [5])]
+    await store.apply(ops)
+    assert deletes == 1
+    assert [await store.read("Appointment", id) for id in "abc"] == [o.version for o in ops]
+    assert [c.key.quantum for c in await store.claims_in(SCOPE, 0, 100)] == [1, 2, 3, 4, 5]
+    assert await store.recover(now_us()) == 0
+    assert await store.recover(now_us() + LEASE_US + 1_000_000) == 1
     assert await store.claims_in(SCOPE, 0, 100) == [
-        *held("Appointment/a", [1, 2]),
-        *held("Appointment/b", [3, 4]),
+        *held("Appointment/a", [2]),
+        *held("Appointment/b", [4]),
+        *held("Appointment/c", [5]),
     ]
-    assert await snapshot(store, "Appointment") == before
     await store.close()
 
 
