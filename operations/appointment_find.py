@@ -118,7 +118,7 @@ async def _groups(service: SchedulingService, request: FindRequest) -> list[list
     kinds = dict(request.kinds)
     site_filter: list[str] = []
     locations = kinds.get("Location", [])
-    if locations and (len(kinds) == 1 or not await service.schedules(actors=locations)):
+    if locations and (len(kinds) == 1 or not await service.matcher.schedules(actors=locations)):
         site_filter = kinds.pop("Location")
     narrowing: dict[str, Any] = {
         "service_types": request.service_types,
@@ -128,14 +128,16 @@ async def _groups(service: SchedulingService, request: FindRequest) -> list[list
     }
     groups: list[list[dict[str, Any]]] = []
     if request.schedule_ids:
-        groups.append(await service.schedules(schedule_ids=request.schedule_ids, **narrowing))
+        groups.append(
+            await service.matcher.schedules(schedule_ids=request.schedule_ids, **narrowing)
+        )
         narrowing = {}
     for refs in kinds.values():
-        found = await service.schedules(actors=refs, **narrowing)
+        found = await service.matcher.schedules(actors=refs, **narrowing)
         groups.append(sorted(found, key=lambda schedule: _rank(schedule, refs)))
         narrowing = {}
     if not groups:
-        groups.append(await service.schedules(**narrowing))
+        groups.append(await service.matcher.schedules(**narrowing))
     return groups if all(groups) else []
 
 

@@ -244,7 +244,7 @@ async def _schedules(
         if not args.narrowed:
             return [schedule] if schedule.get("active") is not False else []
         ids = (call.id,)
-    found = await service.schedules(
+    found = await service.matcher.schedules(
         schedule_ids=ids,
         actors=args.actors,
         service_types=args.service_types,

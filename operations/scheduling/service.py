@@ -25,9 +25,6 @@ from typing import Any, Final
 import orjson
 
 from fhir_server.repository import Repository
-from fhir_server.search.query import (
-    TokenValue,
-)
 from operations.scheduling.context import (
     ScheduleContext,
     StoredSlots,
@@ -81,28 +78,8 @@ class SchedulingService:
         self.proposal_seconds = settings.proposal_seconds
         self.extension_base = settings.extension_base
         self.default_tz = settings.default_timezone
-
-    # -- which Schedules ------------------------------------------------------------------
-
-    async def schedules(
-        self,
-        *,
-        schedule_ids: Sequence[str] = (),
-        actors: Sequence[str] = (),
-        service_types: Sequence[TokenValue] = (),
-        specialties: Sequence[TokenValue] = (),
-        location_refs: Sequence[str] = (),
-        organization_refs: Sequence[str] = (),
-    ) -> list[dict[str, Any]]:
-        """The active Schedules matching every given criterion (`matching.ScheduleMatcher`)."""
-        return await ScheduleMatcher(self.lookup).schedules(
-            schedule_ids=schedule_ids,
-            actors=actors,
-            service_types=service_types,
-            specialties=specialties,
-            location_refs=location_refs,
-            organization_refs=organization_refs,
-        )
+        self.matcher = ScheduleMatcher(self.lookup)
+        """Which Schedules match a search (`matching.ScheduleMatcher.schedules`)."""
 
     # -- free time --------------------------------------------------------------------------
 

@@ -100,7 +100,7 @@ def service(repository: Repository) -> SchedulingService:
 
 
 async def ids(service: SchedulingService, **criteria: Any) -> list[str]:
-    return [s["id"] for s in await service.schedules(**criteria)]
+    return [s["id"] for s in await service.matcher.schedules(**criteria)]
 
 
 async def test_schedules_no_criteria_every_active_schedule(service: SchedulingService) -> None:
@@ -145,7 +145,7 @@ async def test_schedules_location_and_organization_through_actors(
 
 
 async def test_free_slots_rule_slots_by_start_then_schedule(service: SchedulingService) -> None:
-    schedules = await service.schedules(actors=["PractitionerRole/dr"])
+    schedules = await service.matcher.schedules(actors=["PractitionerRole/dr"])
     start, end = parse_instant(f"{MONDAY}T00:00:00Z"), parse_instant(f"{MONDAY}T23:59:00Z")
     found = await service.free_slots(schedules, start, end)
     assert [(c.start, c.schedule_id) for c in found][:2] == [
@@ -182,7 +182,7 @@ async def test_free_slots_shared_slot_booked_with_actor_counts_one_seat(
         ],
     }
     await repository.create(appointment)
-    (schedule,) = await service.schedules(schedule_ids=["s-dr"])
+    (schedule,) = await service.matcher.schedules(schedule_ids=["s-dr"])
     start, end = parse_instant(f"{MONDAY}T00:00:00Z"), parse_instant(f"{MONDAY}T23:00:00Z")
     (offered,) = [
         c for c in await service.free_slots([schedule], start, end) if c.slot_id == "class"
@@ -218,7 +218,7 @@ async def test_claimed_intervals_each_owner_merged_apart(
 
 
 async def test_resolve_slot_stored_rule_and_unknown(service: SchedulingService) -> None:
-    (schedule,) = await service.schedules(schedule_ids=["s-dr"])
+    (schedule,) = await service.matcher.schedules(schedule_ids=["s-dr"])
     start = parse_instant(f"{MONDAY}T00:00:00Z")
     first = (await service.free_slots([schedule], start, start + 86_400_000_000))[0]
     resolved = await service.resolve_slot(first.slot_id)
