@@ -17,8 +17,9 @@ Our own operation (SCHEDULING.md "Operations"; its OperationDefinition is `slot-
 Returns a `searchset` Bundle: the free Slots by start, then Schedule id (`search.mode` match;
 stored ones with their ids and the seats left, rule-derived ones with deterministic ids that
 `GET Slot/{id}` and `$book` resolve while free), then the Schedules of the Slots returned
-(`search.mode` include). Every failure is a 400 OperationOutcome whose `expression` names the
-parameter (SCHEDULING.md "Errors"); an unknown Schedule in `Schedule/{id}/$find-slots` is 404.
+(`search.mode` include) when the caller may read Schedules. Every failure is a 400
+OperationOutcome whose `expression` names the parameter (SCHEDULING.md "Errors"); an unknown
+Schedule in `Schedule/{id}/$find-slots` is 404.
 """
 
 from __future__ import annotations
@@ -288,7 +289,7 @@ async def find_slots(call: OperationCall) -> FhirResult:
         }
         for slot in shown
     ]
-    by_id = {str(s.get("id")): s for s in schedules}
+    by_id = {str(s.get("id")): s for s in schedules if call.repository.sees("Schedule")}
     entries += [
         {"fullUrl": f"{base}/Schedule/{sid}", "resource": by_id[sid], "search": {"mode": "include"}}
         for sid in dict.fromkeys(slot.schedule_id for slot in shown)

@@ -182,6 +182,11 @@ class RepositoryBase:
         out.extend(self._filter_conditions(resource_type, reach))
         return tuple(out)
 
+    def sees(self, resource_type: str) -> bool:
+        """Whether the caller may see any resource of the type (read or search permission);
+        what an operation adds to its answer from `lookup` asks this or `admit` first."""
+        return self._sight(resource_type) is not None
+
     def _sight(self, resource_type: str) -> Reach | None:
         """How far the caller sees a type: through its read scopes, else its search scopes."""
         return self.policy.reach(resource_type, "r") or self.policy.reach(resource_type, "s")

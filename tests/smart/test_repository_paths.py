@@ -155,3 +155,17 @@ def test_history_system_with_patient_wildcard_scope_is_403(
     _outcome(browser.get("/fhir/_history", headers=wildcard), 403, "forbidden")
     own = browser.get(f"/fhir/Patient/{MUNOZ}/_history", headers=wildcard)
     assert own.status_code == 200, own.text
+
+
+def test_find_slots_with_slot_scope_only_includes_no_schedules(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    slots_only = patient_bearer(smart_server.base_url, "launch/patient patient/Slot.rs")
+    day = appointment(MUNOZ, 1, 9)["start"][:10]
+    response = browser.get(
+        f"/fhir/Slot/$find-slots?start={day}T00:00:00Z&end={day}T23:59:00Z&_count=3",
+        headers=slots_only,
+    )
+    assert response.status_code == 200, response.text
+    kinds = {(e["resource"]["resourceType"], e["search"]["mode"]) for e in response.json()["entry"]}
+    assert kinds == {("Slot", "match")}
