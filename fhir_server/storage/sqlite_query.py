@@ -7,7 +7,6 @@ is given; the semantics are those of `fhir_server.search.query` (its module docs
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any
 
 from fhir_server.search.query import (
@@ -46,17 +45,28 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-_DRIVING: ContextVar[bool] = ContextVar("_DRIVING", default=True)
+class Row(str):
+    """The alias of the `resources` row a condition is compiled over (`r`, `t`, `s`), carrying
+    which form its index conditions take: the driving `seq IN (...)` list, or an EXISTS probe
+    (`_in_index`). A `str`, so it formats into SQL as the alias itself."""
+
+    driving: bool
+
+    def __new__(cls, alias: str, driving: bool = True) -> Row:
+        """`alias` with its form."""
+        row = super().__new__(cls, alias)
+        row.driving = driving
+        return row
 
 
-def _in_index(alias: str, table: str, rtype: str, param: str, where: str, args: list[Any]) -> Sql:
+def _in_index(alias: Row, table: str, rtype: str, param: str, where: str, args: list[Any]) -> Sql:
     """Membership of the resource in an index selection.
 
     The driving (most selective) condition is a `seq IN (...)` list read through the `_q`
     index; every other condition is an EXISTS probe of the current row through the covering
     `_probe` index, so large unselective lists (`start=ge...`) are never materialised.
     """
-    if _DRIVING.get():
+    if alias.driving:
         sql = (
             f"{alias}.seq IN (SELECT seq FROM {table} "
             f"WHERE res_type = ? AND param = ? AND ({where}))"
@@ -73,7 +83,7 @@ def _prefix_range(column: str, value: str) -> Sql:
     return f"({column} >= ? AND {column} < ?)", [value, value + "\U0010ffff"]
 
 
-def _string(alias: str, rtype: str, cond: StringCondition) -> Sql:
+def _string(alias: Row, rtype: str, cond: StringCondition) -> Sql:
     parts: list[str] = []
     args: list[Any] = []
     for value in cond.values:
@@ -90,7 +100,7 @@ def _string(alias: str, rtype: str, cond: StringCondition) -> Sql:
     return _in_index(alias, "idx_string", rtype, cond.param, " OR ".join(parts), args)
 
 
-def _token(alias: str, rtype: str, cond: TokenCondition) -> Sql:
+def _token(alias: Row, rtype: str, cond: TokenCondition) -> Sql:
     parts: list[str] = []
     args: list[Any] = []
     for value in cond.values:
@@ -159,17 +169,17 @@ def _or_of(clauses: list[Sql]) -> Sql:
     return sql, [a for _, args in clauses for a in args]
 
 
-def _date(alias: str, rtype: str, cond: DateCondition) -> Sql:
+def _date(alias: Row, rtype: str, cond: DateCondition) -> Sql:
     where, args = _or_of([_range_clause("low", "high", rv) for rv in cond.values])
     return _in_index(alias, "idx_date", rtype, cond.param, where, args)
 
 
-def _number(alias: str, rtype: str, cond: NumberCondition) -> Sql:
+def _number(alias: Row, rtype: str, cond: NumberCondition) -> Sql:
     where, args = _or_of([_point_clause("value", rv) for rv in cond.values])
     return _in_index(alias, "idx_number", rtype, cond.param, where, args)
 
 
-def _quantity(alias: str, rtype: str, cond: QuantityCondition) -> Sql:
+def _quantity(alias: Row, rtype: str, cond: QuantityCondition) -> Sql:
     clauses: list[Sql] = []
     for qv in cond.values:
         sql, args = _point_clause("value", qv.range)
@@ -184,7 +194,7 @@ def _quantity(alias: str, rtype: str, cond: QuantityCondition) -> Sql:
     return _in_index(alias, "idx_quantity", rtype, cond.param, where, args)
 
 
-def _reference(alias: str, rtype: str, cond: ReferenceCondition) -> Sql:
+def _reference(alias: Row, rtype: str, cond: ReferenceCondition) -> Sql:
     clauses: list[Sql] = []
     for rv in cond.values:
         if cond.identifier:
@@ -206,7 +216,7 @@ def _reference(alias: str, rtype: str, cond: ReferenceCondition) -> Sql:
     return _in_index(alias, "idx_reference", rtype, cond.param, where, args)
 
 
-def _uri(alias: str, rtype: str, cond: UriCondition) -> Sql:
+def _uri(alias: Row, rtype: str, cond: UriCondition) -> Sql:
     clauses: list[Sql] = []
     for value in cond.values:
         if cond.modifier == "below":
@@ -219,14 +229,14 @@ def _uri(alias: str, rtype: str, cond: UriCondition) -> Sql:
     return _in_index(alias, "idx_uri", rtype, cond.param, where, args)
 
 
-def _missing(alias: str, rtype: str, cond: MissingCondition) -> Sql:
+def _missing(alias: Row, rtype: str, cond: MissingCondition) -> Sql:
     table = _TABLE_OF_TYPE[cond.param_type]
     op = "NOT IN" if cond.missing else "IN"
     sql = f"{alias}.seq {op} (SELECT seq FROM {table} WHERE res_type = ? AND param = ?)"
     return sql, [rtype, cond.param]
 
 
-def _chain(alias: str, rtype: str, cond: ChainCondition) -> Sql:
+def _chain(alias: Row, rtype: str, cond: ChainCondition) -> Sql:
     inner_sql, inner_args = compile_condition("t", cond.target_type, cond.inner)
     sql = (
         f"{alias}.seq IN (SELECT seq FROM idx_reference WHERE res_type = ? AND param = ? "
@@ -236,7 +246,7 @@ def _chain(alias: str, rtype: str, cond: ChainCondition) -> Sql:
     return sql, [rtype, cond.param, cond.target_type, cond.target_type, *inner_args]
 
 
-def _has(alias: str, rtype: str, cond: HasCondition) -> Sql:
+def _has(alias: Row, rtype: str, cond: HasCondition) -> Sql:
     inner_sql, inner_args = compile_condition("s", cond.source_type, cond.inner)
     sql = (
         f"{alias}.res_id IN (SELECT x.ref_id FROM idx_reference x JOIN resources s "
@@ -246,11 +256,11 @@ def _has(alias: str, rtype: str, cond: HasCondition) -> Sql:
     return sql, [cond.source_type, cond.source_param, rtype, *inner_args]
 
 
-def _compartment(alias: str, _rtype: str, cond: CompartmentCondition) -> Sql:
+def _compartment(alias: Row, _rtype: str, cond: CompartmentCondition) -> Sql:
     return f"{alias}.seq IN (SELECT seq FROM compartments WHERE comp = ?)", [cond.compartment]
 
 
-_COMPILERS: dict[type, Callable[[str, str, Any], Sql]] = {
+_COMPILERS: dict[type, Callable[[Row, str, Any], Sql]] = {
     StringCondition: _string,
     TokenCondition: _token,
     DateCondition: _date,
@@ -270,11 +280,7 @@ def compile_condition(
 ) -> Sql:
     """Compile one condition to a boolean SQL expression over the `resources` row `alias`;
     `driving` selects the `IN (...)` form (see `_in_index`), else the EXISTS probe form."""
-    token = _DRIVING.set(driving)
-    try:
-        return _COMPILERS[type(cond)](alias, resource_type, cond)
-    finally:
-        _DRIVING.reset(token)
+    return _COMPILERS[type(cond)](Row(alias, driving), resource_type, cond)
 
 
 def selectivity_rank(cond: Condition) -> int:
