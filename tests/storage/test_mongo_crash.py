@@ -11,6 +11,9 @@ of a successful apply (nothing left undone) is tried in turn. Other MongoStores 
 database play the processes that recover or book afterwards. Runs on mongomock, and on a real
 MongoDB when FHIR_SERVER_TEST_MONGODB_URL is set. The clock is fixed at T; instants are µs
 UTC.
+
+The calls that lose a key to a rival before their commit point, on the same harness:
+`test_mongo_taken_claims.py`.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from resources.errors import ClaimConflict, StoreConflict
 from tests.engines import MONGODB_URL_VAR
 from tests.storage.contract import index, version
 from tests.storage.interleaving import YieldingDatabase
-from tests.storage.test_claims_contract import SCOPE, book
+from tests.storage.test_claims_contract import book
 
 SECOND = 1_000_000
 T = 1_767_225_600_000_000  # the fixed "now" of the call (2026-01-01T00:00:00Z)
@@ -292,95 +295,6 @@ async def test_recover_twice_or_concurrently_recovers_each_call_once(new_db: New
         if await dump(run.db, tokens=not ref.committed(k)) != expected:
             problems.append(f"{ref.where(k)}: wrong state after concurrent recovery")
     assert problems == []
-
-
-async def stall_then_rival(
-    new_db: NewDatabase, stall_before: str, clock_moves: bool
-) -> tuple[Run, list[BaseException | None]]:
-    """Apply CALL in a process that stalls for a minute and a second before its first
-    `stall_before` call, during which a rival books minute 4 (which CALL takes for `a`). The
-    stalled process's clock moves on too, or keeps saying T (a `now` read before the stall)."""
-    db = new_db()
-    setup = store_on(db, T)
-    await setup.start()
-    await setup.apply(PREPARE)
-    run = Run(db, await dump(db))
-    clock = Clock(T)
-    rival: list[BaseException | None] = []
-
-    async def fault(collection: str, method: str) -> None:
-        run.calls.append(f"{collection}.{method}")
-        if f"{collection}.{method}" == stall_before and not rival:
-            clock.now = LATER if clock_moves else T
-            try:
-                await store_on(db, LATER).apply([book("r", [4])])
-                rival.append(None)
-            except StoreConflict as exc:
-                rival.append(exc)
-
-    stalled = MongoStore(cast(Any, YieldingDatabase(db, 0, fault)), clock=clock)
-    try:
-        await stalled.apply(CALL)
-    except StoreConflict as exc:
-        run.error = exc
-    return run, rival
-
-
-@pytest.mark.parametrize("clock_moves", [True, False])
-@pytest.mark.parametrize("stall_before", ["resources.replace_one", "journal.find_one_and_update"])
-async def test_apply_stalled_past_provisional_expiry_loses_to_rival_and_undoes(
-    new_db: NewDatabase, stall_before: str, clock_moves: bool
-) -> None:
-    """A call that stalls past its claims' provisional expiry (before its first resource
-    write, or just before its commit point) while a rival takes one of its keys fails and
-    undoes itself: the rival holds the key, the call left nothing, never a double booking.
-    With a clock that did not move, only the rival's abort of the call's head stops the
-    commit."""
-    run, rival = await stall_then_rival(new_db, stall_before, clock_moves)
-    assert rival == [None]
-    assert isinstance(run.error, ClaimConflict)
-    assert run.error.key == "Schedule/s1#4"
-    state = await dump(run.db)
-    mine = {"Appointment/r", "Appointment/r/1", "Schedule/s1#4"}
-    for name in COLLECTIONS:
-        assert [d for d in state[name] if d["_id"] not in mine] == run.before[name], name
-    four = [(d["owner"], d["expires"]) for d in state["claims"] if d["_id"] in mine]
-    assert four == [("Appointment/r", None)]
-    assert [d["_id"] for d in state["history"] if d["_id"] in mine] == ["Appointment/r/1"]
-    assert await run.db["journal"].count_documents({}) == 0
-
-
-async def test_apply_claim_taken_behind_its_back_fails_before_commit(new_db: NewDatabase) -> None:
-    """A claim the call wrote that someone takes without going through its journal head (a
-    server of an older version during a rolling upgrade) makes the call fail at its check
-    before the commit point and undo itself, never a double booking."""
-    db = new_db()
-    setup = store_on(db, T)
-    await setup.start()
-    await setup.apply(PREPARE)
-    before = await dump(db)
-    taken = {"owner": "Appointment/old", "expires": None, "w": "older-server"}
-
-    async def take_behind(collection: str, method: str) -> None:
-        if f"{collection}.{method}" == "resources.replace_one":
-            unmark = {"p": "", "prev": "", "fin": ""}
-            flt = {"_id": "Schedule/s1#4"}
-            await db["claims"].update_one(flt, {"$set": taken, "$unset": unmark})
-
-    store = MongoStore(cast(Any, YieldingDatabase(db, 0, take_behind)), clock=Clock(T))
-    try:
-        await store.apply(CALL)
-        error = None
-    except ClaimConflict as exc:
-        error = exc
-    assert error is not None
-    assert error.key == "Schedule/s1#4"
-    state = await dump(db)
-    four = [d for d in state["claims"] if d["_id"] == "Schedule/s1#4"]
-    assert four == [{"_id": "Schedule/s1#4", "scope": SCOPE, "quantum": 4, **taken}]
-    for name in COLLECTIONS:
-        assert [d for d in state[name] if d["_id"] != "Schedule/s1#4"] == before[name], name
-    assert await db["journal"].count_documents({}) == 0
 
 
 async def test_apply_on_a_version_of_a_crashed_call_conflicts_until_recovered(
