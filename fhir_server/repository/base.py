@@ -5,7 +5,8 @@ A repository is built per request (or per background job) from the shared `Servi
 caller's `AccessPolicy` and the request's base URL. Every read, search, include and write of
 `Repository` asks the methods here, so a feature cannot skip a check: a permission per
 interaction (`require`), a patient's compartment and granular scope filters on what is shown
-(`admit`, `check_read`, `search_conditions`) and on what is written (`check_writes`).
+(`admit`, `check_read`, `search_conditions`) and on what is written (`patient_confined`;
+`commit.CommitWrites.check_writes`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Self
 import orjson
 
 from fhir_server.access import AccessPolicy, Permission, Reach, SystemPolicy, denied
-from fhir_server.model import StoredResource, WriteOp
+from fhir_server.model import StoredResource
 from fhir_server.repository.lookup import Lookup, Records
 from fhir_server.repository.services import Services
 from fhir_server.search.parse import SearchContext, parse_condition
@@ -25,7 +26,6 @@ from fhir_server.search.query import TokenValue as Token
 from resources.errors import Invalid
 from resources.indexing import compartments_of
 from resources.references import Reference, parse_reference
-from resources.search_parameters import in_patient_compartment
 
 if TYPE_CHECKING:
     from fhir_server.config import Settings
@@ -160,9 +160,24 @@ class RepositoryBase:
             )
 
     def patient_confined(self, resource_type: str, permission: Permission) -> str | None:
-        """The patient id a permission is confined to, or None (reaches the whole type)."""
+        """The patient id a permission is confined to, or None (reaches the whole type, or is
+        not granted at all: `require` answers that)."""
         reach = self.policy.reach(resource_type, permission)
         return None if reach is None else reach.patient
+
+    def write_confinement(self, resource_type: str, deleting: bool) -> str | None:
+        """The patient a write of `resource_type` must stay with: the patient of any of the
+        write permissions (`d` for a deletion, else `c` and `u`: an update may create) that is
+        confined, or None when the caller writes the type anywhere.
+
+        Raises:
+            Forbidden: (403) no write permission on the type at all.
+        """
+        permissions: tuple[Permission, ...] = ("d",) if deleting else ("c", "u")
+        reaches = [r for r in (self.policy.reach(resource_type, p) for p in permissions) if r]
+        if not reaches:
+            self.require(resource_type, permissions[0], "write")
+        return next((r.patient for r in reaches if r.patient is not None), None)
 
     # -- what may be shown ------------------------------------------------------------------
 
@@ -241,47 +256,6 @@ class RepositoryBase:
             return False
         content = orjson.loads(resource.content)
         return f"Patient/{patient}" in compartments_of(content, self.context.default_tz, self.bases)
-
-    # -- what may be written ----------------------------------------------------------------
-
-    async def check_writes(self, ops: Sequence[WriteOp]) -> None:
-        """Raise Forbidden unless every write stays inside what the caller is confined to:
-        for a patient-confined permission, the new version and the version it replaces must
-        both be in that patient's compartment (a patient cannot book, hold, move or cancel
-        for another patient). Nothing is written on refusal."""
-        if self.is_system:
-            return
-        confined: list[tuple[WriteOp, str]] = []
-        for op in ops:
-            version = op.version
-            if not in_patient_compartment(version.resource_type):
-                continue
-            permission: Permission = (
-                "d" if version.deleted else "c" if op.expected_version == 0 else "u"
-            )
-            patient = self.patient_confined(version.resource_type, permission)
-            if patient is not None:
-                confined.append((op, patient))
-        if not confined:
-            return
-        befores = {
-            (s.resource_type, s.id): s
-            for s in await self._store.read_many(
-                [(op.version.resource_type, op.version.id) for op, _ in confined]
-            )
-        }
-        for op, patient in confined:
-            key = (op.version.resource_type, op.version.id)
-            versions = [befores[key]] if key in befores else []
-            if not op.version.deleted:
-                versions.append(op.version)
-            for version in versions:
-                if not self.in_compartment(version, patient):
-                    raise denied(
-                        f"The access token is confined to Patient/{patient}: writing "
-                        f"{version.resource_type}/{version.id} would reach outside that "
-                        "patient's compartment; nothing was written"
-                    )
 
     def _filter_conditions(self, resource_type: str, reach: Reach) -> list[Condition]:
         """Granular scope parameters as search conditions. One filter: its parameters ANDed.

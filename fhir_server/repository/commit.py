@@ -8,12 +8,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 
+from fhir_server.access import denied
 from fhir_server.repository.prepared import Prepared
 from fhir_server.repository.reads import criteria_key
 from fhir_server.repository.services import WriteRules
 from fhir_server.repository.writes import PrepareWrites
 from resources.errors import ClaimConflict, Conflict
 from resources.fhir_dates import format_instant
+from resources.search_parameters import in_patient_compartment
 
 __all__ = ["MAX_RETRIES", "CommitWrites", "time_taken"]
 
@@ -76,7 +78,7 @@ class CommitWrites(PrepareWrites):
         writes = [p for p in prepared if p.op is not None]
         if not writes:
             return
-        await self.check_writes([p.op for p in writes if p.op is not None and not p.internal])
+        self.check_writes([p for p in writes if not p.internal])
         if len(writes) > 1:
             await self._plan_as_unit(writes)
         for attempt in range(MAX_RETRIES):
@@ -91,6 +93,33 @@ class CommitWrites(PrepareWrites):
                     raise await self._explained(exc, writes) from exc
                 for p in lost:  # a seat went to a concurrent booker: choose again
                     await self._planned(p)
+
+    def check_writes(self, writes: Sequence[Prepared]) -> None:
+        """Raise Forbidden unless every write stays inside what the caller is confined to:
+        for a patient-confined write permission (`write_confinement`), the new version and the
+        version it replaces (as prepared: `Prepared.current`) must both be in that patient's
+        compartment (a patient cannot book, hold, move or cancel for another patient).
+        Nothing is written on refusal."""
+        if self.is_system:
+            return
+        for prepared in writes:
+            op = prepared.op
+            if op is None or not in_patient_compartment(op.version.resource_type):
+                continue
+            patient = self.write_confinement(op.version.resource_type, op.version.deleted)
+            if patient is None:
+                continue
+            current = prepared.current
+            versions = [current] if current is not None and not current.deleted else []
+            if not op.version.deleted:
+                versions.append(op.version)
+            for version in versions:
+                if not self.in_compartment(version, patient):
+                    raise denied(
+                        f"The access token is confined to Patient/{patient}: writing "
+                        f"{version.resource_type}/{version.id} would reach outside that "
+                        "patient's compartment; nothing was written"
+                    )
 
     async def _plan_as_unit(self, writes: Sequence[Prepared]) -> None:
         """Plan the ruled writes of one atomic write again, now that every resource of it is

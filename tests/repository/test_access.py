@@ -119,3 +119,16 @@ async def test_system_housekeeping_refused_to_a_token(factory: RepositoryFactory
     with pytest.raises(Forbidden):
         await repo.recover_interrupted_writes(0)
     assert await factory.for_job("sweeper").recover_interrupted_writes(0) == 0
+
+
+async def test_update_as_create_for_another_patient_without_create_scope_forbidden(
+    factory: RepositoryFactory,
+) -> None:
+    await seed(factory)
+    repo = factory.for_request(patient_policy("a", "patient/Appointment.ru"), BASE)
+    theirs = {**appointment("Patient/b"), "id": "new-one"}  # PUT creates: no c scope at all
+    with pytest.raises(Forbidden):
+        await repo.update("Appointment", "new-one", theirs)
+    assert await factory.for_job("check", BASE).lookup.read("Appointment", "new-one") is None
+    mine = {**appointment("Patient/a"), "id": "mine-too"}
+    assert (await repo.update("Appointment", "mine-too", mine)).outcome == "created"

@@ -169,3 +169,16 @@ def test_find_slots_with_slot_scope_only_includes_no_schedules(
     assert response.status_code == 200, response.text
     kinds = {(e["resource"]["resourceType"], e["search"]["mode"]) for e in response.json()["entry"]}
     assert kinds == {("Slot", "match")}
+
+
+def test_update_as_create_for_another_patient_with_read_update_token_is_403(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    no_create = patient_bearer(smart_server.base_url, "launch/patient patient/Appointment.ru")
+    theirs = {**_booked(appointment(MULLER, 4, 15)), "id": "put-created-for-muller"}
+    response = browser.put(
+        "/fhir/Appointment/put-created-for-muller",
+        json=theirs,
+        headers={**no_create, **FHIR_JSON},
+    )
+    _outcome(response, 403, "forbidden")
