@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from fhir_server.access import AccessPolicy, SystemPolicy
 from fhir_server.config import Settings
-from fhir_server.repository.commit import MAX_RETRIES, time_taken
+from fhir_server.repository.commit import MAX_RETRIES
 from fhir_server.repository.includes import SearchResult
 from fhir_server.repository.lookup import Lookup, Records
 from fhir_server.repository.prepared import Outcome, Prepared, WriteResult, patched
@@ -49,7 +49,6 @@ __all__ = [
     "criteria_key",
     "load_json",
     "patched",
-    "time_taken",
 ]
 
 

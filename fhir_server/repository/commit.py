@@ -1,6 +1,6 @@
 """Committing prepared writes: the caller's compartment checked, the write rules planned again
 with the resources written beside, one atomic store write, a lost seat chosen again, and a
-taken claim answered as a 409 that names what is taken (SCHEDULING.md "Never double-book",
+taken claim answered as the type's write rules explain it (SCHEDULING.md "Never double-book",
 "Errors")."""
 
 from __future__ import annotations
@@ -14,52 +14,12 @@ from fhir_server.repository.reads import criteria_key
 from fhir_server.repository.services import WriteRules
 from fhir_server.repository.writes import PrepareWrites
 from resources.errors import ClaimConflict, Conflict
-from resources.fhir_dates import format_instant
 from resources.search_parameters import in_patient_compartment
 
-__all__ = ["MAX_RETRIES", "CommitWrites", "time_taken"]
+__all__ = ["MAX_RETRIES", "CommitWrites"]
 
 MAX_RETRIES = 5
 """How often a write is prepared again after losing a version race (or a seat)."""
-
-
-def time_taken(scope: str, quantum: int | None = None, capacity: int | None = None) -> Conflict:
-    """A client-facing 409 for a taken claim, without naming the other booking (SCHEDULING.md
-    "Errors"): detail `patient-conflict` for a patient's own time, else `slot-unavailable`.
-
-    Args:
-        scope: the claim scope (`Schedule/{id}`, `Slot/{id}`, `ScheduleDay/{id}/{date}`,
-            `Patient/{id}`).
-        quantum: the minute (µs // 60e6) of a minute claim, when known.
-        capacity: the seats of a Slot or day, when known.
-    """
-    when = f" at {format_instant(quantum * 60_000_000)}" if quantum is not None else ""
-    if scope.startswith("Patient/"):
-        return Conflict(
-            f"{scope} already has a booked or held appointment{when}",
-            details_code="patient-conflict",
-        )
-    if scope.startswith("Schedule/") and quantum is not None:
-        text = f"{scope} is already booked or held{when}"
-    elif scope.startswith("ScheduleDay/"):
-        _, schedule_id, day = scope.split("/", 2)
-        per_day = f" ({capacity} per day)" if capacity else ""
-        text = f"Schedule/{schedule_id} is fully booked on {day}{per_day}"
-    elif scope.startswith("Slot/"):
-        text = f"{scope} has no seat left"
-    else:
-        text = f"{scope} is taken" if scope else "it is taken"
-    return Conflict(f"The time is no longer free: {text}", details_code="slot-unavailable")
-
-
-def _taken(exc: ClaimConflict) -> Conflict:
-    scope, _, quantum = exc.key.rpartition("#")
-    minute = (
-        int(quantum)
-        if quantum.lstrip("-").isdigit() and scope.startswith(("Schedule/", "Patient/"))
-        else None
-    )
-    return time_taken(scope, minute)
 
 
 class CommitWrites(PrepareWrites):
@@ -149,25 +109,17 @@ class CommitWrites(PrepareWrites):
         return None if op is None else self._services.rules.get(op.version.resource_type)
 
     async def _explained(self, exc: ClaimConflict, writes: Sequence[Prepared]) -> Conflict:
-        """The 409 for a taken claim; when it is a patient's own time, a taken time of a
-        Schedule or Slot of the same write is named instead (the more useful answer to a
-        booking that clashes with both)."""
-        if not exc.key.startswith("Patient/"):
-            return _taken(exc)
+        """The 409 for a claim key another owner holds, as the write rules of the write that
+        wanted it explain it (`WriteRules.explain`); a plain 409 naming the key otherwise."""
         for prepared in writes:
-            claims = prepared.op.claims if prepared.op is not None else None
-            if claims is None:
+            op = prepared.op
+            claims = op.claims if op is not None else None
+            if claims is None or all(str(key) != exc.key for key in claims.keys):
                 continue
-            by_scope: dict[str, set[int]] = {}
-            for key in claims.keys:
-                if not key.scope.startswith("Patient/"):
-                    by_scope.setdefault(key.scope, set()).add(key.quantum)
-            for scope, quanta in by_scope.items():
-                held = await self._store.claims_in(scope, min(quanta), max(quanta) + 1)
-                for claim in held:
-                    if claim.owner != claims.owner and claim.key.quantum in quanta:
-                        return _taken(ClaimConflict(str(claim.key), key=str(claim.key)))
-        return _taken(exc)
+            rules = self._rules_of(prepared)
+            if rules is not None:
+                return await rules.explain(self, exc.key, claims)  # type: ignore[arg-type]
+        return Conflict(f"{exc.key} is held by another owner")
 
     @contextlib.asynccontextmanager
     async def criteria_locks(self, criteria: Iterable[tuple[str, str]]) -> AsyncIterator[None]:

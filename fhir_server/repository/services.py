@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fhir_server.config import Settings
 from fhir_server.model import ClaimSet, StoredResource
 from fhir_server.storage.base import ResourceStore
+from resources.errors import Conflict
 
 if TYPE_CHECKING:
     from fhir_server.repository import Repository
@@ -75,6 +76,11 @@ class WriteRules(Protocol):
             FhirError: the write breaks a rule (e.g. Conflict 409 `outside-availability`);
                 nothing is written.
         """
+
+    async def explain(self, repository: Repository, key: str, claims: ClaimSet) -> Conflict:
+        """The 409 to answer when another owner holds `key` (`{scope}#{quantum}`), one of the
+        write's `claims`: what is taken, in the words of the rules, never naming the other
+        owner."""
 
 
 VirtualReader = Callable[["Repository", str], Awaitable[dict[str, Any] | None]]

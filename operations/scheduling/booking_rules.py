@@ -40,7 +40,6 @@ from fhir_server.repository import (
     Repository,
     RulesPlan,
     load_json,
-    time_taken,
 )
 from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQuery
 from operations.scheduling.audit import override_event
@@ -51,7 +50,9 @@ from operations.scheduling.claims import (
     MINUTE_US,
     SCHEDULED_ACTOR_TYPES,
     hold_expiry,
+    key_taken,
     minute_keys,
+    time_taken,
 )
 from operations.scheduling.extensions import (
     HOLD_EXPIRES,
@@ -153,6 +154,23 @@ class BookingRules:
         audits = await self._availability(repository, service, write, people, before, time)
         claims = ClaimSet(owner, tuple(sorted(planner.keys)), expires)
         return RulesPlan(claims, audits, frozenset(planner.seat_scopes))
+
+    async def explain(self, repository: Repository, key: str, claims: ClaimSet) -> Conflict:
+        """The 409 for a claim of `claims` another booking holds (SCHEDULING.md "Errors"):
+        `slot-unavailable` for a Schedule's time, a Slot's or a day's seat; `patient-conflict`
+        for the patient's own time, unless a Schedule or Slot time of the same booking is taken
+        too (then that, the more useful answer, is named)."""
+        if not key.startswith("Patient/"):
+            return key_taken(key)
+        by_scope: dict[str, set[int]] = {}
+        for claim_key in claims.keys:
+            if not claim_key.scope.startswith("Patient/"):
+                by_scope.setdefault(claim_key.scope, set()).add(claim_key.quantum)
+        for scope, quanta in by_scope.items():
+            for held in await repository.lookup.claims_in(scope, min(quanta), max(quanta) + 1):
+                if held.owner != claims.owner and held.key.quantum in quanta:
+                    return key_taken(str(held.key))
+        return key_taken(key)
 
     def _expiry(self, content: dict[str, Any], service: SchedulingService) -> int | None:
         if content.get("status") != "pending":

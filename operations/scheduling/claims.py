@@ -24,7 +24,8 @@ from typing import Any
 
 from fhir_server.model import ClaimKey
 from operations.scheduling.extensions import DEFAULT_BASE, HOLD_EXPIRES, extension_url
-from resources.fhir_dates import parse_instant
+from resources.errors import Conflict
+from resources.fhir_dates import format_instant, parse_instant
 
 MINUTE_US = 60_000_000
 """One claim quantum of time: a minute, in µs."""
@@ -62,3 +63,39 @@ def hold_expiry(appointment: dict[str, Any], url: str = HOLD_EXPIRES_URL) -> int
             if isinstance(value, str):
                 return parse_instant(value)
     return None
+
+
+def time_taken(scope: str, quantum: int | None = None, capacity: int | None = None) -> Conflict:
+    """A client-facing 409 for a taken claim, without naming the other booking (SCHEDULING.md
+    "Errors"): detail `patient-conflict` for a patient's own time, else `slot-unavailable`.
+
+    Args:
+        scope: the claim scope (`Schedule/{id}`, `Slot/{id}`, `ScheduleDay/{id}/{date}`,
+            `Patient/{id}`).
+        quantum: the minute (µs // 60e6) of a minute claim, when known.
+        capacity: the seats of a Slot or day, when known.
+    """
+    when = f" at {format_instant(quantum * MINUTE_US)}" if quantum is not None else ""
+    if scope.startswith("Patient/"):
+        return Conflict(
+            f"{scope} already has a booked or held appointment{when}",
+            details_code="patient-conflict",
+        )
+    if scope.startswith("Schedule/") and quantum is not None:
+        text = f"{scope} is already booked or held{when}"
+    elif scope.startswith("ScheduleDay/"):
+        _, schedule_id, day = scope.split("/", 2)
+        per_day = f" ({capacity} per day)" if capacity else ""
+        text = f"Schedule/{schedule_id} is fully booked on {day}{per_day}"
+    elif scope.startswith("Slot/"):
+        text = f"{scope} has no seat left"
+    else:
+        text = f"{scope} is taken" if scope else "it is taken"
+    return Conflict(f"The time is no longer free: {text}", details_code="slot-unavailable")
+
+
+def key_taken(key: str) -> Conflict:
+    """`time_taken` for a claim key as a store reports it (`{scope}#{quantum}`)."""
+    scope, _, quantum = key.rpartition("#")
+    minute = quantum.lstrip("-").isdigit() and scope.startswith(("Schedule/", "Patient/"))
+    return time_taken(scope, int(quantum) if minute else None)

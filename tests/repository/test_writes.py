@@ -4,6 +4,7 @@ again after a lost race, and rules planned with the resources written beside."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -86,6 +87,9 @@ class SeatRules:
         claims = ClaimSet(f"Basic/{write.id}", (ClaimKey("Slot/s", seat),))
         return RulesPlan(claims, seat_scopes=frozenset({"Slot/s"}))
 
+    async def explain(self, repository: Repository, key: str, claims: ClaimSet) -> Conflict:
+        return Conflict(f"seat {key} of {claims.owner} is taken", details_code="seat-taken")
+
 
 def basic(bid: str) -> dict[str, Any]:
     return {"resourceType": "Basic", "id": bid, "code": {"text": "seat"}}
@@ -102,6 +106,14 @@ async def test_lost_seat_is_chosen_again_on_apply(factory: RepositoryFactory) ->
     assert rules.plans == 3
     owners = {c.owner: c.key.quantum for c in await repo.lookup.claims_in("Slot/s", 0, 3)}
     assert owners == {"Basic/one": 0, "Basic/two": 1}
+    rival = await repo.prepare_update("Basic", "three", basic("three"))
+    assert rival.op is not None and rival.op.claims is not None
+    held = ClaimSet("Basic/three", (ClaimKey("Slot/s", 0),))  # insists on a taken seat
+    rival.op = replace(rival.op, claims=held)
+    rival.seat_scopes = frozenset()
+    with pytest.raises(Conflict) as raised:
+        await repo.apply([rival])
+    assert [i.details_code for i in raised.value.issues] == ["seat-taken"]  # the rules explain
 
 
 async def test_rules_planned_again_with_resources_written_beside(
