@@ -81,8 +81,8 @@ class RepositoryBase:
         )
         self.strict_availability = strict_availability
         self.unit: dict[tuple[str, str], dict[str, Any]] = {}
-        self.lookup = Lookup(self._store)
-        self.records = Records(self._store)
+        self.lookup: Lookup = services.lookup
+        self.records: Records = services.records
 
     # -- siblings ---------------------------------------------------------------------------
 

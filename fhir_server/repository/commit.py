@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
 
 from fhir_server.access import denied
 from fhir_server.repository.prepared import Prepared
@@ -39,20 +40,23 @@ class CommitWrites(PrepareWrites):
         if not writes:
             return
         self.check_writes([p for p in writes if not p.internal])
-        if len(writes) > 1:
-            await self._plan_as_unit(writes)
-        for attempt in range(MAX_RETRIES):
-            ops = [op for p in writes for op in (p.op, *p.extra) if op is not None]
-            try:
-                await self._store.apply(ops)
-                return
-            except ClaimConflict as exc:
-                scope = exc.key.rpartition("#")[0]
-                lost = [p for p in writes if scope in p.seat_scopes]
-                if not lost or attempt == MAX_RETRIES - 1:
-                    raise await self._explained(exc, writes) from exc
-                for p in lost:  # a seat went to a concurrent booker: choose again
-                    await self._planned(p)
+        self.unit = self._unit_of(writes)
+        try:
+            await self._plan_again(writes)
+            for attempt in range(MAX_RETRIES):
+                ops = [op for p in writes for op in (p.op, *p.extra) if op is not None]
+                try:
+                    await self._store.apply(ops)
+                    return
+                except ClaimConflict as exc:
+                    scope = exc.key.rpartition("#")[0]
+                    lost = [p for p in writes if scope in p.seat_scopes]
+                    if not lost or attempt == MAX_RETRIES - 1:
+                        raise await self._explained(exc, writes) from exc
+                    for p in lost:  # a seat went to a concurrent booker: choose again
+                        await self._planned(p)
+        finally:
+            self.unit = {}
 
     def check_writes(self, writes: Sequence[Prepared]) -> None:
         """Raise Forbidden unless every write stays inside what the caller is confined to:
@@ -81,28 +85,27 @@ class CommitWrites(PrepareWrites):
                         "patient's compartment; nothing was written"
                     )
 
-    async def _plan_as_unit(self, writes: Sequence[Prepared]) -> None:
-        """Plan the ruled writes of one atomic write again, now that every resource of it is
-        known (`unit`): an Appointment booked in the same transaction that creates its
-        actor's Schedule or its Slot is guarded by them, whatever the entry order."""
-        written = {p.op.version.resource_type for p in writes if p.op is not None}
-        ruled = [
-            p
-            for p in writes
-            if p.content is not None and (rules := self._rules_of(p)) and rules.depends_on & written
-        ]
-        if not ruled:
-            return
-        self.unit = {
+    def _unit_of(self, writes: Sequence[Prepared]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The resources of one atomic write by `(type, id)` (new content), when it writes
+        more than one (`Repository.unit`)."""
+        if len(writes) < 2:
+            return {}
+        return {
             (p.op.version.resource_type, p.op.version.id): p.content
             for p in writes
             if p.op is not None and p.content is not None
         }
-        try:
-            for p in ruled:
+
+    async def _plan_again(self, writes: Sequence[Prepared]) -> None:
+        """Plan the ruled writes again, now that every resource of the atomic write is known
+        (`unit`): an Appointment booked in the same transaction that creates its actor's
+        Schedule or its Slot is guarded by them, whatever the entry order. Only the writes
+        whose rules depend on a type written beside (`WriteRules.depends_on`)."""
+        written = {rtype for rtype, _ in self.unit}
+        for p in writes:
+            rules = self._rules_of(p)
+            if p.content is not None and rules is not None and rules.depends_on & written:
                 await self._planned(p)
-        finally:
-            self.unit = {}
 
     def _rules_of(self, prepared: Prepared) -> WriteRules | None:
         op = prepared.op

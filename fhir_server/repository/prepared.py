@@ -20,6 +20,7 @@ __all__ = [
     "check_if_match",
     "patched",
     "strip_volatile",
+    "unchanged",
 ]
 
 Outcome = Literal["created", "updated", "unchanged", "deleted", "found"]
@@ -74,6 +75,16 @@ def strip_volatile(resource: dict[str, Any]) -> dict[str, Any]:
     else:
         out.pop("meta", None)
     return out
+
+
+def unchanged(current: StoredResource | None, resource: dict[str, Any]) -> StoredResource | None:
+    """`current` when `resource` equals its content but for `meta.versionId`/`lastUpdated`
+    (R4 http.html#update: no change, no new version), else None."""
+    if current is None or current.deleted:
+        return None
+    return (
+        current if strip_volatile(load_json(current.content)) == strip_volatile(resource) else None
+    )
 
 
 def check_if_match(

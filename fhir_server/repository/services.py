@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fhir_server.config import Settings
 from fhir_server.model import ClaimSet, StoredResource
+from fhir_server.repository.lookup import Lookup, Records
 from fhir_server.storage.base import ResourceStore
 from resources.errors import Conflict
 
@@ -99,6 +100,8 @@ class Services:
         rules: write rules by resource type.
         virtual: computed-resource readers by resource type.
         new_id: the generator of server-assigned ids (uuid4).
+        lookup, records: the unchecked reads and the records over `store` (stateless, shared
+            by every repository).
     """
 
     store: ResourceStore
@@ -106,3 +109,9 @@ class Services:
     rules: dict[str, WriteRules] = field(default_factory=dict)
     virtual: dict[str, VirtualReader] = field(default_factory=dict)
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    lookup: Lookup = field(init=False)
+    records: Records = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lookup = Lookup(self.store)
+        self.records = Records(self.store)

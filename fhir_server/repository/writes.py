@@ -23,9 +23,9 @@ from fhir_server.repository.prepared import (
     WriteResult,
     check_if_match,
     patched,
-    strip_volatile,
+    unchanged,
 )
-from fhir_server.repository.reads import ReadInteractions, check_type, load_json
+from fhir_server.repository.reads import ReadInteractions, check_type
 from fhir_server.repository.services import PlannedWrite
 from resources.errors import Invalid
 from resources.fhir_dates import format_instant, now_us
@@ -172,12 +172,10 @@ class PrepareWrites(ReadInteractions):
         method: str,
     ) -> Prepared:
         """The next version of `resource` over `current` (the version it was based on)."""
-        unchanged = current is not None and not current.deleted
-        if unchanged and current is not None:
-            before = strip_volatile(load_json(current.content))
-            if before == strip_volatile(resource):
-                await self.check_read(current)
-                return Prepared(WriteResult(current, "unchanged"), current=current)
+        same = unchanged(current, resource)
+        if same is not None:
+            await self.check_read(same)
+            return Prepared(WriteResult(same, "unchanged"), current=same)
         version = (current.version_id + 1) if current else 1
         op = self.build_version(
             resource, version_id=version, method=method, expected_version=expected
