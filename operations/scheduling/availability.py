@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQuery
 from operations.scheduling.context import planning_horizon, stored_slots
 from operations.scheduling.intervals import Interval, normalize, subtract
 from operations.scheduling.rules import schedule_windows
@@ -46,7 +45,11 @@ class Unavailable:
 
 
 async def unavailable_actors(
-    service: SchedulingService, actors: Sequence[tuple[str, str]], start: int, end: int
+    service: SchedulingService,
+    actors: Sequence[tuple[str, str]],
+    start: int,
+    end: int,
+    schedules: Sequence[dict[str, Any]],
 ) -> list[Unavailable]:
     """The actors among `actors` that have a Schedule and do not offer `[start, end)`.
 
@@ -54,6 +57,8 @@ async def unavailable_actors(
         service: the request's scheduling service (reads through `Repository.lookup`).
         actors: `(type, id)` of the Appointment's scheduled actors.
         start, end: the Appointment's time, µs UTC.
+        schedules: the Schedules naming any of them, active or not (as the booking rules
+            found them for the claims: stored ones and those written beside).
 
     Returns:
         One `Unavailable` per actor that does not offer the time, in the order given.
@@ -61,9 +66,6 @@ async def unavailable_actors(
     wanted = dict.fromkeys(actors)
     if not wanted or end <= start:
         return []
-    values = tuple(ReferenceValue(t, i) for t, i in wanted)
-    query = StoreQuery("Schedule", (ReferenceCondition("actor", values),))
-    schedules = await service.lookup.search_all(query)
     by_actor: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for schedule in schedules:
         for actor in schedule.get("actor") or ():

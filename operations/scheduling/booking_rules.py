@@ -151,7 +151,9 @@ class BookingRules:
         await planner.add_day_seats()
         for patient in people.patients:
             planner.keys.update(minute_keys(f"Patient/{patient}", start, end))
-        audits = await self._availability(repository, service, write, people, before, time)
+        audits = await self._availability(
+            repository, service, write, people, before, time, planner.actor_schedules
+        )
         claims = ClaimSet(owner, tuple(sorted(planner.keys)), expires)
         return RulesPlan(claims, audits, frozenset(planner.seat_scopes))
 
@@ -190,6 +192,7 @@ class BookingRules:
         people: Participants,
         before: dict[str, Any],
         time: tuple[int, int],
+        schedules: list[dict[str, Any]],
     ) -> tuple[dict[str, Any], ...]:
         """Check the actors that take new time; raise or audit (module docstring, rule 2)."""
         actors = people.actors
@@ -197,7 +200,7 @@ class BookingRules:
         if held == time:
             old = set(Participants(before, repository).actors)
             actors = [a for a in actors if a not in old]
-        unavailable = await unavailable_actors(service, actors, *time)
+        unavailable = await unavailable_actors(service, actors, *time, schedules)
         if not unavailable:
             return ()
         message = describe(unavailable, *time)
@@ -229,6 +232,7 @@ class _ClaimPlanner:
         self.schedules: dict[str, dict[str, Any] | None] = {}  # reference -> content, once read
         self.seated: set[str] = set()  # Schedules whose time is shared through a Slot's seat
         self.unit = service.repository.unit  # resources written beside, by (type, id)
+        self.actor_schedules: list[dict[str, Any]] = []  # every Schedule of the actors
 
     async def add_slots(self, appointment: dict[str, Any]) -> None:
         """Seats of shared stored Slots; the Schedules of the others (a Slot written in the
@@ -264,6 +268,7 @@ class _ClaimPlanner:
                     self.service.pair(a) in actors for a in content.get("actor") or ()
                 ):
                     found[rid] = content
+            self.actor_schedules = [found[sid] for sid in sorted(found)]
             for sid, schedule in sorted(found.items()):
                 ref = f"Schedule/{sid}"
                 if schedule.get("active", True) is not False and ref not in self.seated:

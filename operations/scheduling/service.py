@@ -79,6 +79,7 @@ class SchedulingService:
         self.extension_base = settings.extension_base
         self.default_tz = settings.default_timezone
         self.matcher = ScheduleMatcher(self.lookup)
+        self._contexts: dict[tuple[str, str], ScheduleContext] = {}
         """Which Schedules match a search (`matching.ScheduleMatcher.schedules`)."""
 
     # -- free time --------------------------------------------------------------------------
@@ -90,10 +91,15 @@ class SchedulingService:
         return self.repository.reference(text).pair if isinstance(text, str) else None
 
     async def contexts(self, schedules: Sequence[dict[str, Any]]) -> list[ScheduleContext]:
-        """The contexts of several Schedules (`context.load_contexts`), in order."""
-        return await load_contexts(
-            self.lookup, schedules, self.extension_base, self.default_tz, self.bases
-        )
+        """The contexts of several Schedules (`context.load_contexts`), in order; each
+        Schedule's actors and sites are read once per service (by id and version)."""
+        missing = [s for s in schedules if _context_key(s) not in self._contexts]
+        if missing:
+            for context in await load_contexts(
+                self.lookup, missing, self.extension_base, self.default_tz, self.bases
+            ):
+                self._contexts[_context_key(context.schedule)] = context
+        return [self._contexts[_context_key(s)] for s in schedules]
 
     async def schedule_context(self, schedule: dict[str, Any]) -> ScheduleContext:
         """The Schedule's actors, sites, zone, weekly rules and booking parameters, read once
@@ -261,6 +267,11 @@ class SchedulingService:
             if candidate.slot_id == slot_id:
                 return self.slot_resource(candidate)
         return None
+
+
+def _context_key(schedule: dict[str, Any]) -> tuple[str, str]:
+    """A Schedule's id and version (a Schedule written beside, not yet stored, has none)."""
+    return str(schedule.get("id")), str((schedule.get("meta") or {}).get("versionId"))
 
 
 def _instant(us: int) -> str:
