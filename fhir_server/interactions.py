@@ -245,9 +245,10 @@ class Interactions:
             )
         for rt, permission in op.requires:
             repo.require(rt or rtype or "*", permission, f"${name}")
-        if rtype is not None and id is not None:
-            await repo.read(rtype, id)  # the target must exist and be visible to the caller
-        return await op.handler(OperationCall(name, rtype, id, req, repo))
+        target = None
+        if rtype is not None and id is not None:  # it must exist and be visible to the caller
+            target = await repo.read(rtype, id)
+        return await op.handler(OperationCall(name, rtype, id, req, repo, target))
 
 
 def written(req: FhirRequest, result: WriteResult, status: int) -> FhirResult:

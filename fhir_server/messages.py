@@ -92,6 +92,9 @@ class OperationCall:
     request: FhirRequest
     repository: Repository
     """The request's repository: every read and write of the operation goes through it."""
+    target: StoredResource | None = None
+    """For an instance-level call, the resource it is invoked on, as read (checked) by the
+    dispatcher: the operation need not read it again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ async def everything(call: OperationCall) -> FhirResult:
     """Collect the patient's compartment, type by type, newest definitions from R4."""
     assert call.id is not None
     repo = call.repository
-    patient = await repo.read("Patient", call.id)
+    patient = call.target or await repo.read("Patient", call.id)
     params = dict(call.request.query)
     types = tuple(t for t in sorted(RESOURCE_TYPES) if compartment_params("Patient", t))
     if "_type" in params:

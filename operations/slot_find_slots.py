@@ -239,7 +239,8 @@ async def _schedules(
     """The Schedules the call covers (the one of the URL, narrowed by the parameters)."""
     ids: tuple[str, ...] = args.schedules
     if call.id is not None:
-        schedule = load_json((await call.repository.read("Schedule", call.id)).content)
+        target = call.target or await call.repository.read("Schedule", call.id)
+        schedule = load_json(target.content)
         if args.schedules and f"Schedule/{call.id}" not in args.schedules:
             return []
         if not args.narrowed:

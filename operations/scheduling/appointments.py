@@ -38,7 +38,7 @@ from operations.scheduling.extensions import (
 from operations.scheduling.parameters import literal_id
 from operations.scheduling.service import SchedulingService
 from operations.scheduling.slots import parse_rule_slot_id
-from resources.errors import Conflict, Gone, Invalid, NotFound, StoreConflict, Unprocessable
+from resources.errors import Conflict, Invalid, NotFound, StoreConflict, Unprocessable
 from resources.fhir_dates import format_instant, now_us
 
 PROPOSAL_KIND = "appointment-proposal"
@@ -187,15 +187,15 @@ async def load_appointment(
         NotFound: (404) unknown or deleted, or an expired proposal or hold (SCHEDULING.md).
         Forbidden: (403) a stored Appointment the caller may not read.
     """
-    if await repository.lookup.read("Appointment", id) is None:
+    stored = await repository.lookup.read("Appointment", id)
+    if stored is None:
         proposal = await read_proposal(repository, id)
         if proposal is None:
             raise NotFound(f"Appointment/{id} is not known (or its proposal expired)")
         return None, proposal
-    try:
-        stored = await repository.read("Appointment", id)
-    except (NotFound, Gone):
-        raise NotFound(f"Appointment/{id} is not known") from None
+    if stored.deleted:
+        raise NotFound(f"Appointment/{id} is not known")
+    await repository.check_read(stored)  # what read would check, on the version in hand
     appointment = load_json(stored.content)
     if appointment.get("status") == "pending":
         expires = _extension_instant(appointment, config.hold_url)
