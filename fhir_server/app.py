@@ -55,7 +55,7 @@ from operations.scheduling.booking_rules import BookingRules
 from operations.scheduling.extensions import structure_definitions
 from operations.scheduling.holds import SWEEPER, run_sweeper, sweep_interval
 from operations.scheduling.service import SchedulingService
-from resources.errors import FhirError, StoreConflict
+from resources.errors import FhirError
 from resources.indexing import extract_index
 from resources.validation import validate_resource
 from smart_auth.audit import AuthAudit, denial_recorder
@@ -114,13 +114,13 @@ def build_repositories(store: ResourceStore, settings: Settings) -> RepositoryFa
 async def publish_conformance(repository: Repository, settings: Settings) -> None:
     """Store our OperationDefinitions and extension StructureDefinitions (identical content
     makes no new version), so they are read, searched (`OperationDefinition?url=`) and
-    versioned like any resource (R4 conformance-module; SCHEDULING.md "Our own extensions")."""
+    versioned like any resource (R4 conformance-module; SCHEDULING.md "Our own extensions").
+    Workers starting together race harmlessly: `update` prepares again after a lost version
+    race and then finds the content unchanged. Measured: ~7 ms on a restart (nothing changes),
+    ~235 ms on a first start (validation's first use of the models)."""
     base = settings.extension_base
     for resource in [*operation_definitions.all(base), *structure_definitions(base)]:
-        try:
-            await repository.update(resource["resourceType"], resource["id"], resource)
-        except StoreConflict:  # another worker published it at the same moment
-            continue
+        await repository.update(resource["resourceType"], resource["id"], resource)
 
 
 def _warm_up() -> None:
