@@ -93,24 +93,11 @@ def http_date(us: int) -> str:
     return formatdate(us / 1_000_000, usegmt=True)
 
 
-def is_proposal(appointment: dict[str, Any], config: SchedulingConfig) -> bool:
-    """Whether an Appointment is a `$find` proposal (proposed, with `proposal-expires`)."""
-    return appointment.get("status") == "proposed" and any(
-        isinstance(e, dict) and e.get("url") == config.proposal_url
-        for e in appointment.get("extension") or ()
-    )
-
-
 def _extension_instant(appointment: dict[str, Any], url: str) -> int | None:
     try:
         return hold_expiry(appointment, url)
     except ValueError:
         return None
-
-
-def proposal_expiry(appointment: dict[str, Any], config: SchedulingConfig) -> int | None:
-    """When a proposal stops resolving (µs UTC), or None."""
-    return _extension_instant(appointment, config.proposal_url)
 
 
 def as_proposal(
