@@ -11,7 +11,7 @@ import pytest
 
 from fhir_server.demo_data import MRN
 from tests.conftest import LiveServer
-from tests.smart.flows import appointment, patient_bearer
+from tests.smart.flows import appointment, bearer, patient_bearer, patient_token
 
 MUNOZ = "demo-patient-munoz"
 MULLER = "demo-patient-muller"
@@ -182,3 +182,42 @@ def test_update_as_create_for_another_patient_with_read_update_token_is_403(
         headers={**no_create, **FHIR_JSON},
     )
     _outcome(response, 403, "forbidden")
+
+
+def test_practitioner_user_token_books_outside_hours_only_by_rest_or_override_audited(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    token = patient_token(
+        browser,
+        smart_server.base_url,
+        "user/Appointment.cruds user/AuditEvent.rs",
+        username="smith",
+        password="demo-smith",
+    )
+    headers = {**bearer(token), **FHIR_JSON}
+    late = appointment(MULLER, 4, 20)  # Friday 20:00 Boston: Dr. Smith has gone home
+    book = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "appointment-resource", "resource": late}],
+    }
+    response = browser.post("/fhir/Appointment/$book", json=book, headers=headers)
+    assert response.status_code == 409, response.text
+    assert response.json()["issue"][0]["details"]["coding"][0]["code"] == "outside-availability"
+    rest = browser.post("/fhir/Appointment", json=_booked(late), headers=headers)
+    assert rest.status_code == 201, rest.text
+    events = browser.get(
+        f"/fhir/AuditEvent?entity=Appointment/{rest.json()['id']}", headers=headers
+    ).json()
+    (event,) = [e["resource"] for e in events["entry"]]
+    assert event["subtype"][-1]["code"] == "availability-override"
+    assert event["agent"][0]["who"] == {"display": "Practitioner/demo-pract-smith"}
+    later = appointment(MULLER, 4, 21)
+    override = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "appointment-resource", "resource": later},
+            {"name": "override-availability", "valueBoolean": True},
+        ],
+    }
+    response = browser.post("/fhir/Appointment/$book", json=override, headers=headers)
+    assert response.status_code == 200, response.text
