@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import time
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from resources.fhir_dates import check_zone, date_range, format_instant, now_us, parse_instant
-
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def us(
-    year: int,
-    month: int,
-    day: int,
-    hour: int = 0,
-    minute: int = 0,
-    second: int = 0,
-    micro: int = 0,
-    tz: str = "UTC",
-) -> int:
-    """µs since the epoch of a wall-clock time in `tz`, computed with the stdlib alone."""
-    moment = dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=ZoneInfo(tz))
-    return (moment - EPOCH) // dt.timedelta(microseconds=1)
+from tests.resources.indexing_helpers import us
 
 
 def test_date_range_year_whole_year() -> None:
