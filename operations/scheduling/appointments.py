@@ -27,7 +27,7 @@ from typing import Any
 from fhir_server.bundle_builder import embed
 from fhir_server.model import StoredResource
 from fhir_server.repository import Prepared, Repository, load_json
-from operations.scheduling.claims import MINUTE_US, hold_expiry
+from operations.scheduling.claims import MINUTE_US, SCHEDULED_ACTOR_TYPES, hold_expiry
 from operations.scheduling.extensions import (
     DEFAULT_BASE,
     HOLD_EXPIRES,
@@ -255,16 +255,29 @@ async def fill_from_slots(
     return out
 
 
+class Participants:
+    """The Appointment's participants that take part (not `declined`), canonical."""
+
+    def __init__(self, appointment: dict[str, Any], repository: Repository) -> None:
+        self.actors: list[tuple[str, str]] = []
+        self.patients: list[str] = []
+        for participant in appointment.get("participant") or []:
+            if not isinstance(participant, dict) or participant.get("status") == "declined":
+                continue
+            text = (participant.get("actor") or {}).get("reference")
+            pair = repository.reference(text).pair if isinstance(text, str) else None
+            if pair is None:
+                continue
+            if pair[0] == "Patient" and pair[1] not in self.patients:
+                self.patients.append(pair[1])
+            elif pair[0] in SCHEDULED_ACTOR_TYPES and pair not in self.actors:
+                self.actors.append(pair)
+
+
 def patient_ids(appointment: dict[str, Any], repository: Repository) -> list[str]:
-    """The ids of the Appointment's Patient participants on this server, in order."""
-    out: list[str] = []
-    for participant in appointment.get("participant") or []:
-        actor = participant.get("actor") if isinstance(participant, dict) else None
-        text = actor.get("reference") if isinstance(actor, dict) else None
-        found = repository.reference(text).pair if isinstance(text, str) else None
-        if found is not None and found[0] == "Patient" and found[1] not in out:
-            out.append(found[1])
-    return out
+    """The ids of the Appointment's Patient participants on this server that take part (not
+    `declined`), in order (`Participants`)."""
+    return Participants(appointment, repository).patients
 
 
 _UNAVAILABLE = frozenset({"slot-unavailable", "outside-availability"})

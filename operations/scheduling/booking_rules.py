@@ -42,13 +42,13 @@ from fhir_server.repository import (
     load_json,
 )
 from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQuery
+from operations.scheduling.appointments import Participants
 from operations.scheduling.audit import override_event
 from operations.scheduling.availability import describe, unavailable_actors
 from operations.scheduling.claims import (
     HOLDING_STATUSES,
     MAX_MINUTES,
     MINUTE_US,
-    SCHEDULED_ACTOR_TYPES,
     hold_expiry,
     key_taken,
     minute_keys,
@@ -66,26 +66,7 @@ from operations.scheduling.timezones import local_date, zone
 from resources.errors import Conflict, Invalid
 from resources.fhir_dates import parse_instant
 
-__all__ = ["BookingRules", "Participants"]
-
-
-class Participants:
-    """The Appointment's participants that take part (not `declined`), canonical."""
-
-    def __init__(self, appointment: dict[str, Any], repository: Repository) -> None:
-        self.actors: list[tuple[str, str]] = []
-        self.patients: list[str] = []
-        for participant in appointment.get("participant") or []:
-            if not isinstance(participant, dict) or participant.get("status") == "declined":
-                continue
-            text = (participant.get("actor") or {}).get("reference")
-            pair = repository.reference(text).pair if isinstance(text, str) else None
-            if pair is None:
-                continue
-            if pair[0] == "Patient" and pair[1] not in self.patients:
-                self.patients.append(pair[1])
-            elif pair[0] in SCHEDULED_ACTOR_TYPES and pair not in self.actors:
-                self.actors.append(pair)
+__all__ = ["BookingRules"]
 
 
 def _time(appointment: dict[str, Any]) -> tuple[int, int] | None:
