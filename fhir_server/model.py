@@ -18,6 +18,7 @@ __all__ = [
     "Claim",
     "ClaimKey",
     "ClaimSet",
+    "Event",
     "HistoryScope",
     "Page",
     "RecordStore",
@@ -138,6 +139,20 @@ class Page:
 
 
 HistoryScope = Literal["instance", "type", "system"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One committed version as the event log (the outbox) hands it to the dispatcher.
+
+    Attributes:
+        number: its place in the store-wide event order (1, 2, ...; gaps allowed): a reader
+            that has seen `number` never later finds a new event with a smaller one.
+        version: the version written (a deletion marker for a delete).
+    """
+
+    number: int
+    version: StoredResource
 
 
 class RecordStore(Protocol):

@@ -19,6 +19,15 @@ impossible, whatever the number of processes: `apply` takes and releases claims 
 the resource writes of the same call, all or nothing. The scheduling engine decides which keys
 an Appointment needs; the store only guarantees that no two live owners share one.
 
+Events (the outbox, ARCHITECTURE.md "Events and background work"): every version `apply`
+commits is an event of the store-wide event log, written by the same atomic write (the
+history row / document is the outbox entry), so a committed change always has its event and a
+change that did not commit has none. `seal_events` numbers what committed (a no-op on SQLite,
+whose history order is commit order), `events_after` reads the log in order.
+
+Leases (`lease`): a renewable, owner-checked hold on a key for background work that must run
+in one process at a time (dispatchers, sweepers), taken over once its holder stops renewing.
+
 Records (`RecordStore`): small JSON documents keyed by `(kind, key)` with an optional expiry,
 for the SMART authorization server's state; `insert_record` and `take_record` rest on the same
 database guarantees (a unique key, a single-statement / single-document delete).
@@ -34,6 +43,7 @@ from fhir_server.model import (
     Claim,
     ClaimKey,
     ClaimSet,
+    Event,
     HistoryScope,
     Page,
     RecordStore,
@@ -47,6 +57,7 @@ __all__ = [
     "Claim",
     "ClaimKey",
     "ClaimSet",
+    "Event",
     "HistoryScope",
     "Page",
     "RecordStore",
@@ -172,6 +183,32 @@ class ResourceStore(RecordStore, Protocol):
 
     def iter_all(self, resource_type: str | None = None) -> AsyncIterator[StoredResource]:
         """Iterate every current, non-deleted resource (export, re-indexing, tests)."""
+
+    async def seal_events(self, limit: int = 1000) -> int:
+        """Number up to `limit` committed versions not numbered yet, oldest write first, so
+        `events_after` hands them out. Versions of an apply still in flight (MongoDB) wait
+        for its commit; an apply rolled back leaves no event. Run by one process at a time
+        (the dispatcher's `lease`); safe, though possibly out of order, otherwise. SQLite
+        numbers by commit already: returns 0.
+
+        Returns:
+            How many versions were numbered.
+        """
+
+    async def events_after(self, after: int, limit: int = 500) -> list[Event]:
+        """The numbered events with `number > after`, in increasing order, at most `limit`."""
+
+    async def latest_event(self) -> int:
+        """The highest event number handed out so far (0 for none): where a new reader of
+        the log starts when it wants only later changes."""
+
+    async def lease(self, key: str, owner: str, ttl_us: int) -> bool:
+        """Take or renew the lease `key` for `owner` until now + `ttl_us` (µs): True if
+        `owner` holds it now (it was free, lapsed, or already `owner`'s), False while another
+        owner's lease runs. Shares the `locks` keyspace of `lock` (use distinct keys)."""
+
+    async def end_lease(self, key: str, owner: str) -> None:
+        """Give the lease `key` up if `owner` holds it (another owner's is left alone)."""
 
 
 def final_claim_sets(ops: Sequence[WriteOp]) -> list[ClaimSet]:

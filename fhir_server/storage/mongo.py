@@ -3,7 +3,8 @@
 The document schema and indexes are in `mongo_schema.py`, query compilation in
 `mongo_query.py`, `apply` in `mongo_apply.py` (its claims in `mongo_claim_run.py` and
 `mongo_claims.py`, its journal and `recover` in `mongo_journal.py`), records
-(`base.RecordStore`) in `mongo_records.py`, the lock's lease in `locks.py`. The adapter keeps to
+(`base.RecordStore`) in `mongo_records.py`, the lock's lease in `locks.py`, the event log
+and leases in `mongo_events.py`. The adapter keeps to
 the call surface PyMongo's async collection shares with mongomock-motor
 (`find().sort().skip().limit().to_list()`, `find_one`, `insert_one`, `insert_many`,
 `update_one`, `replace_one`, `find_one_and_update`, `find_one_and_delete`, `delete_one`,
@@ -27,8 +28,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
-from fhir_server.storage import locks, mongo_claims, mongo_journal, mongo_records
-from fhir_server.storage.base import Claim, HistoryScope, Page, StoredResource, WriteOp
+from fhir_server.storage import locks, mongo_claims, mongo_events, mongo_journal, mongo_records
+from fhir_server.storage.base import Claim, Event, HistoryScope, Page, StoredResource, WriteOp
 from fhir_server.storage.mongo_apply import (
     apply_in_transaction,
     apply_ops,
@@ -316,6 +317,34 @@ class MongoStore:
 
     async def _release_lock(self, key: str, owner: str) -> None:
         await self._locks.delete_one({"_id": key, "owner": owner})
+
+    # -- events and leases (mongo_events.py) -----------------------------------------------
+
+    async def seal_events(self, limit: int = 1000) -> int:
+        """Number up to `limit` committed history documents not numbered yet, under the
+        store lock `mongo_events.SEAL_LOCK` (one process at a time); return how many."""
+        if not await mongo_events.pending(self._cols):
+            return 0
+        async with self.lock(mongo_events.SEAL_LOCK):
+            return await mongo_events.seal(self._cols, self._clock(), limit)
+
+    async def events_after(self, after: int, limit: int = 500) -> list[Event]:
+        """The numbered events with `number > after`, in order, at most `limit`."""
+        return await mongo_events.events_after(self._cols, after, limit)
+
+    async def latest_event(self) -> int:
+        """The highest event number handed out so far (0 for none)."""
+        return await mongo_events.latest_event(self._cols)
+
+    async def lease(self, key: str, owner: str, ttl_us: int) -> bool:
+        """Take or renew the lease `key` for `owner` for `ttl_us` µs; False while another
+        owner's lease runs (`base.ResourceStore.lease`)."""
+        now = self._clock()
+        return await mongo_events.take_lease(self._locks, key, owner, now, now + ttl_us)
+
+    async def end_lease(self, key: str, owner: str) -> None:
+        """Give the lease `key` up if `owner` holds it."""
+        await self._release_lock(key, owner)
 
     # -- records (base.RecordStore; mongo_records.py) ------------------------------------
 

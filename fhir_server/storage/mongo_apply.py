@@ -235,11 +235,15 @@ async def apply_ops(
         log.exception("Apply %s is committed but unfinished; recovery finishes it", run.token)
 
 
-async def allocate(cols: Collections, n: int) -> int:
-    """Reserve `n` consecutive numbers of the store-wide sequence; return the first. Never
-    inside a transaction (every apply would conflict on the counter); gaps are harmless."""
+async def allocate(cols: Collections, n: int, counter: str = "seq") -> int:
+    """Reserve `n` consecutive numbers of the store-wide sequence `counter` (`seq`, or
+    `event` for event numbers); return the first. Never inside a transaction (every apply
+    would conflict on the counter); gaps are harmless."""
     doc = await cols.counters.find_one_and_update(
-        {"_id": "seq"}, {"$inc": {"value": n}}, upsert=True, return_document=ReturnDocument.AFTER
+        {"_id": counter},
+        {"$inc": {"value": n}},
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
     )
     assert doc is not None
     return int(doc["value"]) - n + 1

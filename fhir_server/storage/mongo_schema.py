@@ -25,9 +25,11 @@
 `history`: one document per version::
 
     {_id: "Type/id/version", type, id, version_id, last_updated: µs, deleted, method,
-     content, hseq: int (write order, breaks ties of last_updated), w}
+     content, hseq: int (write order, breaks ties of last_updated), w,
+     o: true (an event not numbered yet) | e: int (its event number), `mongo_events.py`}
 
-`counters`: `{_id: "seq", value: int}`, advanced with `$inc` for both `seq` and `hseq`.
+`counters`: `{_id: "seq", value: int}`, advanced with `$inc` for both `seq` and `hseq`;
+`{_id: "event", value: int}` for event numbers.
 
 `locks`: `{_id: key, expires: µs, owner: str}`, one per held `lock()`.
 
@@ -128,6 +130,8 @@ HISTORY_INDEXES: list[IndexKeys] = [
     [("type", ASCENDING), ("id", ASCENDING), ("version_id", DESCENDING)],
     [("last_updated", DESCENDING), ("hseq", DESCENDING)],
     [("type", ASCENDING), ("last_updated", DESCENDING), ("hseq", DESCENDING)],
+    _asc("o", "hseq"),
+    _asc("e"),
 ]
 
 CLAIM_INDEXES: list[IndexKeys] = [
@@ -271,6 +275,7 @@ def history_doc(v: StoredResource, hseq: int, token: str) -> Doc:
         "content": None if v.deleted else v.content,
         "hseq": hseq,
         "w": token,
+        "o": True,
     }
 
 

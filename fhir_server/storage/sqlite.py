@@ -1,7 +1,8 @@
 """SQLite adapter of the ResourceStore: the embedded default (one file, WAL, zero setup).
 
 Schema: `sqlite_schema.py`; SQL compilation: `sqlite_query.py`; claims: `sqlite_claims.py`;
-writes and the WAL checkpointer: `sqlite_writes.py`; records (`base.RecordStore`):
+writes and the WAL checkpointer: `sqlite_writes.py`; the event log and leases:
+`sqlite_events.py`; records (`base.RecordStore`):
 `sqlite_records.py`; the lock: `locks.py`.
 
 Every statement runs on the calling (event-loop) thread's own connection. SQLite answers our
@@ -28,9 +29,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
-from fhir_server.storage import locks, sqlite_claims, sqlite_records
+from fhir_server.storage import locks, sqlite_claims, sqlite_events, sqlite_records
 from fhir_server.storage.base import (
     Claim,
+    Event,
     HistoryScope,
     Page,
     StoredResource,
@@ -308,6 +310,32 @@ class SQLiteStore:
 
     async def _release_lock(self, key: str, owner: str) -> None:
         await self._write(lambda conn: release_lock(conn, key, owner))
+
+    # -- events and leases (sqlite_events.py) ----------------------------------------------
+
+    async def seal_events(self, limit: int = 1000) -> int:
+        """Nothing to seal: `history.hseq` is the event number, in commit order. Returns 0."""
+        return 0
+
+    async def events_after(self, after: int, limit: int = 500) -> list[Event]:
+        """The history rows with `hseq > after`, in order, at most `limit`, as events."""
+        return await self._read(lambda conn: sqlite_events.events_after(conn, after, limit))
+
+    async def latest_event(self) -> int:
+        """The highest history `hseq` (0 for none)."""
+        return await self._read(sqlite_events.latest_event)
+
+    async def lease(self, key: str, owner: str, ttl_us: int) -> bool:
+        """Take or renew the lease `key` for `owner` for `ttl_us` µs; False while another
+        owner's lease runs (`base.ResourceStore.lease`)."""
+        now = now_us()
+        return await self._write(
+            lambda conn: sqlite_events.take_lease(conn, key, owner, now, now + ttl_us)
+        )
+
+    async def end_lease(self, key: str, owner: str) -> None:
+        """Give the lease `key` up if `owner` holds it."""
+        await self._release_lock(key, owner)
 
     # -- records (base.RecordStore; sqlite_records.py) -------------------------------------
 

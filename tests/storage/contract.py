@@ -5,7 +5,8 @@ The contract is the engine-agnostic tests every adapter must pass unchanged, by 
 versions; update, delete; history), `contract_search.py` (string, token, date, number and
 quantity conditions; several conditions together), `contract_references.py` (reference, uri,
 missing and compartment conditions; chain and _has), `contract_paging.py` (sort, keyset
-paging, totals) and `contract_recover_locks.py` (recover, lock).
+paging, totals), `contract_recover_locks.py` (recover, lock) and `contract_events.py` (the
+event log, leases).
 
 Each test takes the `store` fixture (`conftest.py` parametrizes it over the engines) and builds
 its StoredResources, WriteOps and ResourceIndexes by hand with the builders below, independent

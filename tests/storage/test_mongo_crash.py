@@ -148,6 +148,7 @@ async def run_dying(new_db: NewDatabase, crash_at: int | None) -> Run:
     setup = store_on(db, T)
     await setup.start()
     await setup.apply(PREPARE)
+    await setup.seal_events()
     run = Run(db, await dump(db))
 
     async def fault(collection: str, method: str) -> None:
