@@ -13,7 +13,7 @@ Interactions map to SMART v2 permissions (SMART App Launch 2.2 `scopes-and-launc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from resources.errors import Forbidden
 
@@ -55,6 +55,11 @@ class AccessPolicy(Protocol):
     def reach(self, resource_type: str, permission: Permission) -> Reach | None:
         """How far `permission` on `resource_type` reaches, or None if nothing grants it."""
 
+    def credentials(self) -> dict[str, Any]:
+        """What a later job needs to act for this caller again (a Subscription's deliveries
+        are read with its creator's grant): a JSON object the composition root's restorer
+        turns back into a policy, or into none once the grant is revoked."""
+
     def require(self, resource_type: str, permission: Permission, interaction: str) -> None:
         """Demand `permission` on `resource_type` (`*`: every type, e.g. system history);
         `interaction` names what is attempted, for the message (`read`, `search-type`, ...).
@@ -79,6 +84,10 @@ class SystemPolicy:
     def requestor(self) -> str:
         """The job's name."""
         return self.name
+
+    def credentials(self) -> dict[str, Any]:
+        """`{"system": name}`: the server itself (or anyone, with authorization off)."""
+        return {"system": self.name}
 
     def reach(self, resource_type: str, permission: Permission) -> Reach | None:
         """Every type, unconfined."""

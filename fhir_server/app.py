@@ -28,6 +28,7 @@ from starlette.routing import Route
 from conformance import operation_definitions
 from conformance.capability import capability_statement
 from conformance.smart_configuration import rest_security
+from fhir_server.access import AccessPolicy, SystemPolicy
 from fhir_server.api.errors import (
     fhir_error_handler,
     http_error_handler,
@@ -55,6 +56,8 @@ from operations.scheduling.booking_rules import BookingRules
 from operations.scheduling.extensions import structure_definitions
 from operations.scheduling.holds import SWEEPER, run_sweeper, sweep_interval
 from operations.scheduling.service import SchedulingService
+from operations.subscriptions.dispatcher import Restore, run_dispatcher
+from operations.subscriptions.rules import DISPATCHER, SubscriptionRules
 from resources.errors import FhirError
 from resources.indexing import extract_index
 from resources.validation import validate_resource
@@ -102,6 +105,7 @@ def build_repositories(store: ResourceStore, settings: Settings) -> RepositoryFa
     readable by id."""
     factory = RepositoryFactory(store, settings)
     factory.rules["Appointment"] = BookingRules()
+    factory.rules["Subscription"] = SubscriptionRules()
 
     async def rule_slot(repository: Repository, slot_id: str) -> dict[str, Any] | None:
         return await SchedulingService(repository).rule_slot(slot_id)
@@ -166,6 +170,18 @@ def build_auth_server(repository: Repository, settings: Settings) -> AuthServer:
     )
 
 
+def _restorer(auth: AuthServer | None) -> Restore:
+    """How the dispatcher turns a Subscription creator's credentials back into a policy:
+    the authorization server's `restore_policy`, or (authorization off) the system policy."""
+    if auth is not None:
+        return auth.restore_policy
+
+    async def unrestricted(credentials: dict[str, Any]) -> AccessPolicy | None:
+        return SystemPolicy(str(credentials.get("system") or "anonymous"))
+
+    return unrestricted
+
+
 def create_app(settings: Settings | None = None, store: ResourceStore | None = None) -> FastAPI:
     """Build the application.
 
@@ -195,8 +211,10 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
         app.state.interactions = build_interactions(settings)
         await publish_conformance(repositories.for_job("start-up"), settings)
         sweeper = repositories.for_job(SWEEPER, settings.base_url)
+        dispatcher = repositories.for_job(DISPATCHER, settings.base_url)
         background = [
-            asyncio.create_task(run_sweeper(sweeper, sweep_interval(settings.hold_seconds)))
+            asyncio.create_task(run_sweeper(sweeper, sweep_interval(settings.hold_seconds))),
+            asyncio.create_task(run_dispatcher(dispatcher, _restorer(auth))),
         ]
         if auth is not None:
             audit = AuthAudit(auth_repository, auth.settings.base_url, settings.extension_base)

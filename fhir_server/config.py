@@ -32,6 +32,16 @@ class Settings(BaseSettings):
             first start) or `database`.
         access_token_seconds / refresh_token_seconds: token lifetimes (1 hour / 90 days).
         launch_seconds: how long an EHR launch context waits to be used (1 hour).
+
+    Subscriptions (R4 Subscription, `operations/subscriptions/`):
+        subscription_retry_hours: how long a failing delivery is retried, with exponential
+            backoff and jitter, before the Subscription turns `error` (default 24).
+        subscription_allowed_hosts: comma-separated hosts a notification may go to over plain
+            `http` or at a private address (default loopback only: `127.0.0.1,::1,localhost`);
+            any other endpoint must be `https` at a public address.
+        subscription_poll_seconds: how often the dispatcher looks for new events (0.05).
+        subscription_backoff_seconds: the first retry delay of a failed delivery, doubling
+            per failure up to 5 minutes, with jitter (1.0).
     """
 
     model_config = SettingsConfigDict(env_prefix="FHIR_SERVER_", extra="ignore")
@@ -50,6 +60,18 @@ class Settings(BaseSettings):
     access_token_seconds: int = 3600
     refresh_token_seconds: int = 90 * 24 * 3600
     launch_seconds: int = 3600
+
+    # -- Bulk Data export (see the class docstring) --
+    export_dir: str = "./data/exports"
+    export_seconds: int = 3600
+    export_poll_seconds: int = 2
+    export_max_running: int = 2
+
+    # -- subscriptions --
+    subscription_retry_hours: float = 24.0
+    subscription_allowed_hosts: str = "127.0.0.1,::1,localhost"
+    subscription_poll_seconds: float = 0.05
+    subscription_backoff_seconds: float = 1.0
 
 
 @lru_cache(maxsize=1)

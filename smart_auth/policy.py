@@ -20,6 +20,7 @@ patient-confined token cannot read, book, hold or cancel for another patient.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fhir_server.access import Permission, Reach, denied
 from resources.search_parameters import in_patient_compartment
@@ -37,17 +38,30 @@ class ScopePolicy:
         patient: the patient id in context (`patient` of the token response), or None.
         fhir_user: the user's FHIR reference (`Practitioner/1`), or None.
         client_id: the client the token was issued to.
+        grant: the grant the token belongs to (`grant` claim), "" if none.
     """
 
     scopes: ScopeSet
     patient: str | None = None
     fhir_user: str | None = None
     client_id: str = ""
+    grant: str = ""
     _reach: dict[tuple[str, str], Reach | None] = field(default_factory=dict)
 
     def requestor(self) -> str:
         """The user's FHIR reference, else `client:{client_id}` (audit `agent.who`)."""
         return self.fhir_user or f"client:{self.client_id}"
+
+    def credentials(self) -> dict[str, Any]:
+        """`{"grant", "scope", "patient", "fhir_user", "client_id"}`: restored by
+        `AuthServer.restore_policy` while the grant holds."""
+        return {
+            "grant": self.grant,
+            "scope": str(self.scopes),
+            "patient": self.patient,
+            "fhir_user": self.fhir_user,
+            "client_id": self.client_id,
+        }
 
     # -- decisions --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conformance.smart_configuration import auth_endpoint
+from fhir_server.access import AccessPolicy, SystemPolicy
 from resources.errors import Unauthorized
 from smart_auth.client_auth import JwksCache
 from smart_auth.grants import Grant, Grants
@@ -32,6 +33,8 @@ from smart_auth.tokens import (
 )
 
 KEY_RELOAD_SECONDS = 5.0
+ADMIN_CLIENT = "fhir-server-cli"
+"""The client id of administrator tokens minted by `fhir-server token`."""
 VERIFIED_CACHE = 4096  # tokens whose signature and claims were checked (LRU), per process
 AuditHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 """Records an authorization event: `(event code, details)`; see `smart_auth.audit`."""
@@ -209,18 +212,55 @@ class AuthServer:
             patient=claims.patient,
             fhir_user=claims.fhir_user,
             client_id=claims.client_id,
+            grant=claims.grant,
         )
         self._verified[token] = (claims, policy)
         if len(self._verified) > VERIFIED_CACHE:
             self._verified.popitem(last=False)
         return policy
 
+    async def restore_policy(self, credentials: dict[str, Any]) -> AccessPolicy | None:
+        """The policy `credentials` (`AccessPolicy.credentials()` of an earlier request)
+        stand for now, for work done later in that caller's name (a Subscription's
+        deliveries), or None when it no longer holds.
+
+        A grant still stored must be active (a revoked one: None). A grant that lapsed
+        (its tokens expired) still holds for a backend client (`client_credentials`, or an
+        administrator's `admin` grant) whose client is registered, since such a client gets a
+        new token whenever it asks; a user's lapsed grant does not. `{"system": name}` is the
+        server's own work (`SystemPolicy`).
+        """
+        if "system" in credentials:
+            return SystemPolicy(str(credentials["system"]))
+        grant_id = str(credentials.get("grant") or "")
+        grant = await self.grants.get(grant_id) if grant_id else None
+        if grant is None:
+            kept = grant_id and await self._backend_client(str(credentials.get("client_id")))
+            if not kept:
+                return None
+        elif not grant.active:
+            return None
+        return ScopePolicy(
+            ScopeSet.parse(str(credentials.get("scope") or "")),
+            patient=credentials.get("patient"),
+            fhir_user=credentials.get("fhir_user"),
+            client_id=str(credentials.get("client_id") or ""),
+            grant=grant_id,
+        )
+
+    async def _backend_client(self, client_id: str) -> bool:
+        """Whether `client_id` is a registered backend client or the CLI's administrator."""
+        if client_id == ADMIN_CLIENT:
+            return True
+        client = await self.registry.client(client_id)
+        return client is not None and client.asymmetric
+
     async def mint_admin_token(self, scope: str, lifetime: int, subject: str = "admin") -> str:
         """An access token for an administrator (`fhir-server token`), on a grant of its own
         (revocable like any other)."""
         grant = Grant(
             id=str(uuid.uuid4()),
-            client_id="fhir-server-cli",
+            client_id=ADMIN_CLIENT,
             scope=scope,
             subject=subject,
             kind="admin",

@@ -91,6 +91,11 @@ class RepositoryBase:
         `SystemPolicy` named `name`), e.g. for the audit records a request causes."""
         return type(self)(self._services, SystemPolicy(name), self.base_url)
 
+    def acting_for(self, policy: AccessPolicy) -> Self:
+        """A repository of the same server and base acting for `policy` (a job doing work
+        in a caller's name, e.g. a Subscription's deliveries read with its creator's grant)."""
+        return type(self)(self._services, policy, self.base_url)
+
     def strict(self) -> Self:
         """This repository with `strict_availability` on (`$hold`, `$book`)."""
         return type(self)(self._services, self.policy, self.base_url, strict_availability=True)

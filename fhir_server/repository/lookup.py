@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from fhir_server.model import Claim, HistoryScope, Page, StoredResource
+from fhir_server.model import Claim, Event, HistoryScope, Page, StoredResource
 from fhir_server.search.query import Condition, StoreQuery
 from fhir_server.storage.base import ResourceStore
 
@@ -75,6 +75,28 @@ class Lookup:
     async def claims_in(self, scope: str, low: int, high: int) -> list[Claim]:
         """The live claims of `scope` with `low <= quantum < high`, by quantum."""
         return await self._store.claims_in(scope, low, high)
+
+    # -- the event log and leases, for background jobs (ResourceStore "Events", "Leases") --
+
+    async def seal_events(self, limit: int = 1000) -> int:
+        """Number committed versions not numbered yet (`ResourceStore.seal_events`)."""
+        return await self._store.seal_events(limit)
+
+    async def events_after(self, after: int, limit: int = 500) -> list[Event]:
+        """The events numbered above `after`, in order (`ResourceStore.events_after`)."""
+        return await self._store.events_after(after, limit)
+
+    async def latest_event(self) -> int:
+        """The highest event number handed out (`ResourceStore.latest_event`)."""
+        return await self._store.latest_event()
+
+    async def lease(self, key: str, owner: str, ttl_us: int) -> bool:
+        """Take or renew a job's lease (`ResourceStore.lease`)."""
+        return await self._store.lease(key, owner, ttl_us)
+
+    async def end_lease(self, key: str, owner: str) -> None:
+        """Give a job's lease up (`ResourceStore.end_lease`)."""
+        await self._store.end_lease(key, owner)
 
     async def claims_of(self, owner: str) -> list[Claim]:
         """Every claim `owner` holds (expired ones included)."""

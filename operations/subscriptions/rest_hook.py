@@ -1,0 +1,75 @@
+"""The `rest-hook` channel of an R4 Subscription (R4 `subscription.html#2.46.7.1`).
+
+With `channel.payload` (application/fhir+json): the changed resource is PUT to
+`{endpoint}/{type}/{id}` as FHIR JSON; a deletion is a DELETE of that URL. Without a payload:
+a POST to `endpoint` with no body. `channel.header` values go with every request as HTTP
+headers. A 2xx answer is a delivery; anything else, a timeout or a refused connection is a
+failure the dispatcher retries (`DeliveryFailed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from fhir_server.model import StoredResource
+from operations.subscriptions.criteria import Channel, check_endpoint
+from resources.errors import Invalid
+
+__all__ = ["TIMEOUT_SECONDS", "DeliveryFailed", "send"]
+
+TIMEOUT_SECONDS = 10.0
+"""Connect, read and write timeout of one notification."""
+
+
+class DeliveryFailed(Exception):
+    """A notification was not accepted.
+
+    Attributes:
+        permanent: retrying cannot help (the endpoint is refused by policy).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+async def send(
+    client: httpx.AsyncClient,
+    channel: Channel,
+    version: StoredResource,
+    allowed_hosts: frozenset[str],
+) -> None:
+    """Deliver one change on a rest-hook channel (module docstring).
+
+    Args:
+        client: the dispatcher's HTTP client.
+        channel: the Subscription's channel (`criteria.read_channel`).
+        version: the version the event reports (a deletion marker for a delete).
+        allowed_hosts: `subscription_allowed_hosts`; the endpoint is checked again before
+            each delivery (its address may have changed since the Subscription was written).
+
+    Raises:
+        DeliveryFailed: not delivered (`permanent` when the endpoint is now refused).
+    """
+    try:
+        await asyncio.to_thread(check_endpoint, channel.endpoint, allowed_hosts)
+    except Invalid as exc:
+        raise DeliveryFailed(str(exc), permanent=True) from exc
+    headers = dict(channel.headers)
+    endpoint = channel.endpoint.rstrip("/")
+    try:
+        if not channel.payload:
+            response = await client.post(channel.endpoint, headers=headers)
+        elif version.deleted or version.content is None:
+            url = f"{endpoint}/{version.resource_type}/{version.id}"
+            response = await client.delete(url, headers=headers)
+        else:
+            url = f"{endpoint}/{version.resource_type}/{version.id}"
+            headers["Content-Type"] = "application/fhir+json"
+            response = await client.put(url, content=version.content, headers=headers)
+    except httpx.HTTPError as exc:
+        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+    if not 200 <= response.status_code < 300:
+        raise DeliveryFailed(f"the endpoint answered HTTP {response.status_code}")

@@ -1,0 +1,191 @@
+"""R4 Subscriptions on the rest-hook channel, end to end: the real server (uvicorn on
+127.0.0.1, SQLite file) and a real HTTP receiver (`receiver.py`).
+
+Every matching change arrives, in order, with the channel's headers; a receiver that fails
+first, or is down across a server restart, still gets every event, in order, none lost; a
+Subscription whose deliveries keep failing past the retry window turns `error`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer, make_settings
+from tests.subscriptions.receiver import Receiver
+
+FAST = {"subscription_backoff_seconds": 0.05, "subscription_poll_seconds": 0.02}
+
+
+def subscription(endpoint: str, criteria: str, **channel: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "test",
+        "criteria": criteria,
+        "channel": {"type": "rest-hook", "endpoint": endpoint, **channel},
+    }
+
+
+def wait_status(
+    http: httpx.Client, sub_id: str, status: str, timeout: float = 10.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = http.get(f"/Subscription/{sub_id}").json()
+        if body.get("status") == status:
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Subscription/{sub_id} is {body.get('status')}, not {status}")
+        time.sleep(0.02)
+
+
+def patient(family: str) -> dict[str, Any]:
+    return {"resourceType": "Patient", "name": [{"family": family}]}
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    with LiveServer(make_settings(tmp_path, **FAST)) as s:
+        yield s
+
+
+def http_of(server: LiveServer) -> httpx.Client:
+    return httpx.Client(base_url=server.base_url, timeout=10)
+
+
+def test_rest_hook_payload_puts_each_matching_change_in_order_with_headers(
+    server: LiveServer, receiver: Receiver
+) -> None:
+    with http_of(server) as http:
+        sub = subscription(
+            receiver.url,
+            "Patient?family=Rider",
+            payload="application/fhir+json",
+            header=["Authorization: Bearer hook-secret"],
+        )
+        created = http.post("/Subscription", json=sub)
+        assert created.status_code == 201, created.text
+        sub_id = created.json()["id"]
+        wait_status(http, sub_id, "active")
+        rider = http.post("/Patient", json=patient("Rider")).json()
+        http.post("/Patient", json=patient("Other"))
+        moved = {**rider, "name": [{"family": "Rider", "given": ["Ann"]}]}
+        assert http.put(f"/Patient/{rider['id']}", json=moved).status_code == 200
+        assert http.delete(f"/Patient/{rider['id']}").status_code in (200, 204)
+        got = receiver.wait_for(3)
+    path = f"/hook/Patient/{rider['id']}"
+    assert [(r.method, r.path) for r in got] == [("PUT", path), ("PUT", path), ("DELETE", path)]
+    assert all(r.headers.get("Authorization") == "Bearer hook-secret" for r in got)
+    assert got[0].headers["Content-Type"] == "application/fhir+json"
+    import orjson
+
+    versions = [orjson.loads(r.body)["meta"]["versionId"] for r in got[:2]]
+    assert versions == ["1", "2"]
+    time.sleep(0.3)
+    assert len(receiver.requests) == 3  # the other Patient never matched
+
+
+def test_rest_hook_without_payload_posts_an_empty_body(
+    server: LiveServer, receiver: Receiver
+) -> None:
+    with http_of(server) as http:
+        sub_id = http.post("/Subscription", json=subscription(receiver.url, "Patient")).json()["id"]
+        wait_status(http, sub_id, "active")
+        http.post("/Patient", json=patient("Any"))
+        [got] = receiver.wait_for(1)
+    assert (got.method, got.path, got.body) == ("POST", "/hook", b"")
+
+
+def test_rest_hook_failing_first_deliveries_still_get_every_event_in_order(
+    server: LiveServer,
+) -> None:
+    receiver = Receiver(fail_first=3).start()
+    try:
+        with http_of(server) as http:
+            sub = subscription(receiver.url, "Patient", payload="application/fhir+json")
+            sub_id = http.post("/Subscription", json=sub).json()["id"]
+            wait_status(http, sub_id, "active")
+            ids = [http.post("/Patient", json=patient(f"P{i}")).json()["id"] for i in range(5)]
+            got = receiver.wait_for(5)
+    finally:
+        receiver.stop()
+    assert receiver.failed == 3
+    assert [r.path.rsplit("/", 1)[1] for r in got] == ids
+
+
+def test_rest_hook_endpoint_down_across_a_server_restart_loses_nothing(tmp_path: Path) -> None:
+    receiver = Receiver()  # not started: connections are refused
+    settings = make_settings(tmp_path, **FAST)
+    with LiveServer(settings) as first, http_of(first) as http:
+        sub = subscription(receiver.url, "Patient", payload="application/fhir+json")
+        sub_id = http.post("/Subscription", json=sub).json()["id"]
+        wait_status(http, sub_id, "active")
+        ids = [http.post("/Patient", json=patient(f"R{i}")).json()["id"] for i in range(4)]
+        time.sleep(0.3)  # deliveries fail meanwhile
+    receiver.start()
+    try:
+        with LiveServer(settings) as second, http_of(second) as http:
+            ids.append(http.post("/Patient", json=patient("After")).json()["id"])
+            got = receiver.wait_for(5)
+            time.sleep(0.3)
+    finally:
+        receiver.stop()
+    assert [r.path.rsplit("/", 1)[1] for r in receiver.requests] == ids
+    assert len(got) == 5
+
+
+def test_rest_hook_failing_past_the_retry_window_turns_error(tmp_path: Path) -> None:
+    receiver = Receiver(fail_first=1_000_000).start()
+    settings = make_settings(tmp_path, subscription_retry_hours=0.5 / 3600, **FAST)
+    try:
+        with LiveServer(settings) as server, http_of(server) as http:
+            sub_id = http.post("/Subscription", json=subscription(receiver.url, "Patient")).json()[
+                "id"
+            ]
+            wait_status(http, sub_id, "active")
+            http.post("/Patient", json=patient("X"))
+            failed = wait_status(http, sub_id, "error")
+    finally:
+        receiver.stop()
+    assert "HTTP 500" in failed["error"]
+    assert receiver.failed >= 2
+
+
+@pytest.mark.parametrize(
+    ("criteria", "endpoint", "expected"),
+    [
+        ("Patient", "http://example.org/hook", "must use https"),
+        ("Patient", "https://10.1.2.3/hook", "private"),
+        ("Patient", "https://169.254.169.254/latest", "private"),
+        ("Patient", "https://[fd00::1]/hook", "private"),
+        ("Patient", "https://192.168.1.10/hook", "private"),
+        ("Patient", "ftp://127.0.0.1/hook", "http(s) URL"),
+        ("Appointment?patient.name=x", "http://127.0.0.1:9/hook", "chained"),
+        ("Nonsense?x=1", "http://127.0.0.1:9/hook", "resource type"),
+        ("Patient?_sort=name", "http://127.0.0.1:9/hook", "_sort"),
+        ("Patient?bogus=1", "http://127.0.0.1:9/hook", "bogus"),
+    ],
+)
+def test_subscription_refused_criteria_or_endpoint_is_400_and_stores_nothing(
+    server: LiveServer, criteria: str, endpoint: str, expected: str
+) -> None:
+    with http_of(server) as http:
+        answer = http.post("/Subscription", json=subscription(endpoint, criteria))
+        assert answer.status_code == 400, answer.text
+        outcome = answer.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert expected in outcome["issue"][0]["diagnostics"]
+        assert http.get("/Subscription").json().get("total", 0) == 0
