@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import orjson
 
+from fhir_server.config import DEFAULT_CANONICAL_ROOT, canonical_root
 from fhir_server.messages import Operation
 
 __all__ = [
@@ -31,20 +32,10 @@ __all__ = [
     "with_definitions",
 ]
 
-DEFAULT_ROOT: Final = "https://fhir-scheduling.example.org"
+DEFAULT_ROOT: Final = DEFAULT_CANONICAL_ROOT
 """The server-neutral canonical root of our conformance resources (`{root}/{Type}/{id}`)."""
 OPERATION_DEFINITIONS: dict[str, dict[str, Any]] = {}
 """Every registered OperationDefinition by id, with its `url` under `DEFAULT_ROOT`."""
-_STRUCTURE: Final = "/StructureDefinition"
-
-
-def canonical_root(extension_base: str | None = None) -> str:
-    """The canonical root for an extension base: the base without a trailing
-    `/StructureDefinition` (`https://x.org/StructureDefinition` -> `https://x.org`)."""
-    if not extension_base:
-        return DEFAULT_ROOT
-    base = extension_base.rstrip("/")
-    return base[: -len(_STRUCTURE)] if base.endswith(_STRUCTURE) else base
 
 
 def register(definition: Mapping[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ def make_settings(tmp_path: Path, **extra: object) -> Settings:
         "database_url": f"sqlite:///{tmp_path / 'fhir.db'}",
         "auth": False,
         "signing_keys": str(tmp_path / "signing-keys.json"),
+        "export_dir": str(tmp_path / "exports"),
     }
     values.update(extra)
     return Settings(**values)  # type: ignore[arg-type]
@@ -89,11 +90,12 @@ def _free_port() -> int:
 
 
 class LiveServer:
-    """uvicorn serving the app on 127.0.0.1 in a background thread."""
+    """uvicorn serving the app on 127.0.0.1 in a background thread; `with_base`: the public
+    base URL is configured (as `fhir-server serve` does) even with authorization off."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, with_base: bool = False) -> None:
         self.port = _free_port()
-        if settings.auth and not settings.base_url:
+        if (settings.auth or with_base) and not settings.base_url:
             settings = settings.model_copy(update={"base_url": self.base_url})
         self.settings = settings
         self.app = create_app(settings)

@@ -35,6 +35,10 @@ class Lookup:
         """The current version (possibly a deletion marker), or None if never stored."""
         return await self._store.read(resource_type, id)
 
+    async def vread(self, resource_type: str, id: str, version_id: int) -> StoredResource | None:
+        """One version (possibly a deletion marker), or None."""
+        return await self._store.vread(resource_type, id, version_id)
+
     async def read_many(self, refs: Sequence[tuple[str, str]]) -> list[StoredResource]:
         """The current, non-deleted versions of the `(type, id)` pairs that exist."""
         return await self._store.read_many(refs) if refs else []

@@ -24,7 +24,15 @@ from fhir_server.search.query import Condition
 from resources.errors import Invalid
 from resources.types import RESOURCE_TYPES
 
-__all__ = ["CHANNEL_TYPES", "Criteria", "check_endpoint", "parse_criteria", "read_channel"]
+__all__ = [
+    "CHANNEL_TYPES",
+    "Channel",
+    "Criteria",
+    "allowed_hosts",
+    "check_endpoint",
+    "parse_criteria",
+    "read_channel",
+]
 
 CHANNEL_TYPES = frozenset({"rest-hook", "websocket", "email"})
 """The channel types this server delivers on (R4 subscription-channel-type, less `sms` and
@@ -34,6 +42,9 @@ RESULT_PARAMETERS = frozenset(
     {"_sort", "_count", "_include", "_revinclude", "_summary", "_elements", "_total"}
 )
 """Search result parameters, meaningless for criteria (R4 `search.html#return`)."""
+
+EMAIL_PAYLOADS = frozenset({"text/plain", "text/html"})
+"""The bodies of an email notification."""
 
 PAYLOAD_TYPES = frozenset({"application/fhir+json", "application/json"})
 """The `channel.payload` MIME types a rest-hook can carry (the resource as FHIR JSON)."""
@@ -100,8 +111,17 @@ class Channel:
     headers: tuple[tuple[str, str], ...]
 
 
-def read_channel(subscription: dict[str, Any], allowed_hosts: frozenset[str]) -> Channel:
-    """Read and check `Subscription.channel`.
+def allowed_hosts(hosts: str) -> frozenset[str]:
+    """`subscription_allowed_hosts` as a set of lower-case host names."""
+    return frozenset(h.strip().lower().strip("[]") for h in hosts.split(",") if h.strip())
+
+
+def read_channel(
+    subscription: dict[str, Any], allowed_hosts: frozenset[str], *, topic_based: bool = False
+) -> Channel:
+    """Read and check `Subscription.channel`. A rest-hook or websocket payload is FHIR JSON
+    (topic-based: `application/fhir+json` when absent); an email payload is `text/plain` or
+    `text/html`, optionally `;attach=application/fhir+json` (the notification attached).
 
     Raises:
         Invalid: (400) an unsupported channel type or payload, a missing or refused endpoint
@@ -116,12 +136,20 @@ def read_channel(subscription: dict[str, Any], allowed_hosts: frozenset[str]) ->
         )
     endpoint = str(channel.get("endpoint") or "")
     payload = str(channel.get("payload") or "")
-    if payload and kind == "rest-hook" and payload not in PAYLOAD_TYPES:
+    if kind == "email":
+        if payload and payload.split(";", maxsplit=1)[0].strip() not in EMAIL_PAYLOADS:
+            raise _invalid(
+                f"Subscription.channel.payload {payload!r}: an email body is text/plain or "
+                "text/html (optionally ;attach=application/fhir+json)",
+                "channel.payload",
+            )
+    elif payload and payload not in PAYLOAD_TYPES:
         raise _invalid(
-            f"Subscription.channel.payload {payload!r} is not supported: use "
-            "application/fhir+json or none",
+            f"Subscription.channel.payload {payload!r} is not supported: use application/fhir+json",
             "channel.payload",
         )
+    elif topic_based and not payload:
+        payload = "application/fhir+json"
     if kind == "rest-hook":
         check_endpoint(endpoint, allowed_hosts)
     elif kind == "email" and (not endpoint.startswith("mailto:") or "@" not in endpoint):

@@ -3,21 +3,26 @@ Subscription (at least once across a crash), in one process at a time (ARCHITECT
 "Events and background work").
 
 Each round (`Dispatcher.tick`, every `subscription_poll_seconds` while this process holds the
-lease LEASE in the database; another process takes over within LEASE_US of this one
+lease LEASE in the database; another process takes it over within LEASE_US of this one
 stopping) seals the log, then works every `requested` or `active` Subscription on its own:
 
-* a `requested` one becomes `active` (its criteria and channel were checked when written);
+* `requested`: a topic-based rest-hook first gets a `handshake` (accepted: `active`; refused:
+  `error`, Backport IG "Channels"); every other becomes `active` at once;
 * from its cursor (record STATE: the last event number it has seen, kept in the database, so a
-  restart resumes where it stopped), each event of its criteria's type whose version matches
-  the criteria (a deletion judged by the version it deleted) and that its creator's
-  credentials may read *now* (`rules.ACCESS`, restored by the composition root's restorer;
-  revoked: the Subscription turns `error`) is delivered on its channel; the cursor moves past
-  an event only once it is delivered or does not concern the Subscription, so events arrive in
-  order and a crash between a delivery and its cursor write repeats that one delivery;
-* a failed delivery is retried with exponential backoff and jitter (`subscription_backoff_
-  seconds` doubling up to BACKOFF_MAX_S) while later events wait; after `subscription_retry_hours` of failures (or
-  at once for an endpoint now refused) the Subscription turns `error` with the reason in
-  `Subscription.error`.
+  restart resumes where it stopped), each event is turned into focus versions (R4 criteria:
+  the version itself, or for a deletion the version deleted; a topic: `Topic.focuses`) that
+  match the criteria or filters and that the creator's credentials may read *now*
+  (`rules.ACCESS`, restored by the composition root; revoked: the Subscription turns
+  `error`). Each such focus gets the next `eventNumber`, is recorded (record EVENT, replayed by
+  `$events` and pushed by the websocket hubs) and is sent on the channel; the cursor and the
+  count move only once it is sent, so events arrive in order and a crash between a delivery
+  and its state write repeats that delivery with the same event numbers;
+* a failed delivery is retried with exponential backoff and jitter (from
+  `subscription_backoff_seconds`, doubling up to BACKOFF_MAX_S) while later events wait;
+  after `subscription_retry_hours` of failures (or at once for an endpoint now refused) the
+  Subscription turns `error` with the reason in `Subscription.error`;
+* a topic-based Subscription with a heartbeat period gets a `heartbeat` when nothing was sent
+  for that long.
 
 Instants are µs since the epoch, UTC.
 """
@@ -40,14 +45,17 @@ from fhir_server.model import Event, StoredResource
 from fhir_server.repository import Repository
 from fhir_server.search.match import matches
 from fhir_server.search.query import StoreQuery, TokenCondition, TokenValue
-from operations.subscriptions.criteria import Channel, parse_criteria, read_channel
-from operations.subscriptions.rest_hook import TIMEOUT_SECONDS, DeliveryFailed, send
-from operations.subscriptions.rules import ACCESS, allowed_hosts
+from operations.subscriptions.delivery import Delivery
+from operations.subscriptions.notifications import Item
+from operations.subscriptions.plan import Plan, read_plan
+from operations.subscriptions.rest_hook import TIMEOUT_SECONDS, DeliveryFailed
+from operations.subscriptions.rules import ACCESS
+from operations.subscriptions.topics import judged_version
 from resources.errors import FhirError
 from resources.fhir_dates import now_us
 from resources.indexing import extract_index
 
-__all__ = ["LEASE", "STATE", "Dispatcher", "Restore", "run_dispatcher"]
+__all__ = ["EVENT", "LEASE", "STATE", "Dispatcher", "Restore", "event_key", "run_dispatcher"]
 
 LEASE = "subscriptions:dispatcher"
 LEASE_US = 30_000_000
@@ -55,18 +63,28 @@ LEASE_US = 30_000_000
 ROUND_US = 5_000_000
 """How long one round keeps delivering to one Subscription before the lease is renewed."""
 STATE = "subscription-state"
-"""Record kind of a Subscription's delivery state: `{cursor, count, attempts, retry_at,
-failing_since}` (event number, deliveries made, consecutive failures, µs, µs)."""
+"""Record kind of a Subscription's delivery state, by its id: `{cursor, count, attempts,
+retry_at, failing_since, last_sent}` (event log number, events notified, consecutive
+failures, µs, µs, µs)."""
+EVENT = "subscription-event"
+"""Record kind of one notified event, keyed `event_key(id, number)`: `{e, at, focus: [type,
+id, version], deleted}` (its event log number, µs, the focus version)."""
 BATCH = 200
 """Events read per Subscription per round."""
 BACKOFF_MAX_S = 300.0
 """The longest retry delay (s); the first is `subscription_backoff_seconds`."""
+US = 1_000_000
 
 Restore = Callable[[dict[str, Any]], Awaitable[AccessPolicy | None]]
 """Turns a Subscription creator's `AccessPolicy.credentials()` back into a policy, or None once
 the grant no longer holds (revoked)."""
 
 log = logging.getLogger(__name__)
+
+
+def event_key(sub_id: str, number: int) -> str:
+    """The EVENT record key of a Subscription's event `number` (sorts by number)."""
+    return f"{sub_id}/{number:012d}"
 
 
 class Dispatcher:
@@ -89,14 +107,15 @@ class Dispatcher:
     ) -> None:
         self.repository = repository
         self.restore = restore
-        self.client = client
+        self.delivery = Delivery(repository, client)
         self.clock = clock
-        self.backoff_base_s = repository.settings.subscription_backoff_seconds
-        self.allowed = allowed_hosts(repository.settings.subscription_allowed_hosts)
-        self.retry_us = int(repository.settings.subscription_retry_hours * 3600 * 1_000_000)
+        settings = repository.settings
+        self.backoff_base_s = settings.subscription_backoff_seconds
+        self.retry_us = int(settings.subscription_retry_hours * 3600 * US)
+        self.keep_us = int(settings.subscription_event_days * 86400 * US)
 
     async def tick(self) -> int:
-        """One round: seal the log, work every live Subscription; return deliveries made."""
+        """One round: seal the log, work every live Subscription; return events notified."""
         lookup = self.repository.lookup
         await lookup.seal_events()
         status = TokenCondition("status", (TokenValue("*", "requested"), TokenValue("*", "active")))
@@ -119,87 +138,134 @@ class Dispatcher:
         if not state:
             state = {"cursor": await self.repository.lookup.latest_event(), "count": 0}
             await records.put_record(STATE, stored.id, state)
-        if sub.get("status") == "requested":
-            await self._set_status(stored.id, "active", None)
-        if state.get("retry_at", 0) > self.clock():
+        try:
+            plan = read_plan(sub, self.repository)
+        except FhirError as exc:  # e.g. a topic or host no longer offered
+            await self._set_status(stored.id, "error", f"Cannot deliver: {exc}")
             return 0
-        criteria = parse_criteria(str(sub.get("criteria")), self.repository.context)
-        channel = read_channel(sub, self.allowed)
+        if sub.get("status") == "requested" and not await self._activate(stored.id, plan, state):
+            return 0
+        now = self.clock()
+        if state.get("retry_at", 0) > now:
+            return 0
         delivered = 0
-        deadline = self.clock() + ROUND_US
+        deadline = now + ROUND_US
         events = await self.repository.lookup.events_after(int(state["cursor"]), BATCH)
         for event in events:
             if self.clock() > deadline:
                 break
-            if event.version.resource_type == criteria.resource_type:
-                shown = await self._concerns(stored.id, criteria.conditions, event)
-                if shown is None:
-                    return delivered  # the Subscription was stopped
-                if shown and not await self._deliver(stored.id, channel, event, state):
-                    break
-                delivered += shown
+            items = await self._items(stored.id, plan, event, int(state.get("count", 0)))
+            if items is None:
+                return delivered  # the Subscription was stopped
+            if items and not await self._deliver(stored.id, plan, event, items, state):
+                return delivered
+            delivered += len(items)
             state["cursor"] = event.number
         if events:
             await records.put_record(STATE, stored.id, state)
+        await self._heartbeat(stored.id, plan, state)
         return delivered
 
-    async def _concerns(self, sub_id: str, conditions: Any, event: Event) -> bool | None:
-        """Whether the event is for this Subscription: its version (the deleted one for a
-        deletion) matches the criteria and the creator may read it now; None when the
-        creator's grant no longer holds (the Subscription is turned `error`)."""
-        judged = await self._judged_version(event.version)
-        if judged is None or judged.content is None:
-            return False
-        content = orjson.loads(judged.content)
+    async def _activate(self, sub_id: str, plan: Plan, state: dict[str, Any]) -> bool:
+        """`requested` -> `active` (after an accepted handshake for a topic-based rest-hook),
+        or `error`; True if it is active now."""
+        if plan.topic is not None and plan.channel.type == "rest-hook":
+            try:
+                await self.delivery.send(sub_id, plan, "requested", "handshake", [], 0)
+            except DeliveryFailed as exc:
+                await self._set_status(sub_id, "error", f"The handshake failed: {exc}")
+                return False
+            state["last_sent"] = self.clock()
+        await self._set_status(sub_id, "active", None)
+        return True
+
+    async def _items(self, sub_id: str, plan: Plan, event: Event, count: int) -> list[Item] | None:
+        """The notified events one log event makes for this Subscription, numbered from
+        `count + 1` (each focus that matches and that the creator may read now); None when
+        the creator's grant no longer holds (the Subscription is turned `error`)."""
         repo = self.repository
-        if not matches(extract_index(content, repo.context.default_tz, repo.bases), conditions):
-            return False
+        if plan.topic is not None:
+            focuses = await plan.topic.focuses(repo, event.version)
+        elif event.version.resource_type == plan.resource_type:
+            judged = await judged_version(repo, event.version)
+            focuses = [judged] if judged is not None else []
+        else:
+            return []
+        wanted = [f for f in focuses if f.content is not None and self._matches(plan, f)]
+        if not wanted:
+            return []
         credentials = await repo.records.get_record(ACCESS, sub_id) or {}
         policy = await self.restore(credentials) if credentials else None
         if policy is None:
             await self._set_status(
                 sub_id,
                 "error",
-                "The authorization this Subscription was created with no "
-                "longer holds (revoked or lapsed): notifications stopped",
+                "The authorization this Subscription was created with no longer holds "
+                "(revoked or lapsed): notifications stopped",
             )
             return None
-        return bool(await repo.acting_for(policy).admit([judged]))
+        shown = await repo.acting_for(policy).admit(wanted)
+        deleted = event.version.deleted and plan.resource_type == event.version.resource_type
+        return [
+            Item(count + i + 1, event.version.last_updated, focus, deleted=deleted)
+            for i, focus in enumerate(shown)
+        ]
 
-    async def _judged_version(self, version: StoredResource) -> StoredResource | None:
-        if not version.deleted:
-            return version
-        history = await self.repository.lookup.history(
-            "instance", version.resource_type, version.id, count=50
-        )
-        earlier = [v for v in history if v.version_id < version.version_id and not v.deleted]
-        return earlier[0] if earlier else None
+    def _matches(self, plan: Plan, focus: StoredResource) -> bool:
+        assert focus.content is not None
+        ctx = self.repository
+        index = extract_index(orjson.loads(focus.content), ctx.context.default_tz, ctx.bases)
+        return bool(matches(index, plan.conditions))
 
     async def _deliver(
-        self, sub_id: str, channel: Channel, event: Event, state: dict[str, Any]
+        self, sub_id: str, plan: Plan, event: Event, items: list[Item], state: dict[str, Any]
     ) -> bool:
-        """Send one event; on success record it (cursor, count) at once; on failure plan the
-        retry or turn the Subscription `error`. True if delivered."""
+        """Record and send the notified events of one log event; on success move the state
+        past it at once; on failure plan the retry or turn the Subscription `error`. True if
+        sent."""
         records = self.repository.records
+        expires = self.clock() + self.keep_us
+        for item in items:
+            focus = [item.focus.resource_type, item.focus.id, item.focus.version_id]
+            doc = {"e": event.number, "at": item.at, "focus": focus, "deleted": item.deleted}
+            await records.put_record(EVENT, event_key(sub_id, item.number), doc, expires)
+        count = items[-1].number
         try:
-            await send(self.client, channel, event.version, self.allowed)
+            await self.delivery.send(sub_id, plan, "active", "event-notification", items, count)
         except DeliveryFailed as exc:
-            now = self.clock()
-            attempts = int(state.get("attempts", 0)) + 1
-            since = int(state.get("failing_since") or now)
-            if exc.permanent or now - since >= self.retry_us:
-                await self._set_status(sub_id, "error", f"Delivery failed: {exc}")
-            delay = min(self.backoff_base_s * 2 ** (attempts - 1), BACKOFF_MAX_S)
-            delay *= 0.5 + random.random() / 2  # noqa: S311 (jitter, not security)
-            state.update(attempts=attempts, failing_since=since, retry_at=now + int(delay * 1e6))
-            await records.put_record(STATE, sub_id, state)
-            log.info("Subscription/%s: delivery %d failed (%s)", sub_id, attempts, exc)
+            await self._failed(sub_id, exc, state)
             return False
-        state.update(cursor=event.number, count=int(state.get("count", 0)) + 1)
+        state.update(cursor=event.number, count=count, last_sent=self.clock())
         for key in ("attempts", "failing_since", "retry_at"):
             state.pop(key, None)
         await records.put_record(STATE, sub_id, state)
         return True
+
+    async def _failed(self, sub_id: str, exc: DeliveryFailed, state: dict[str, Any]) -> None:
+        now = self.clock()
+        attempts = int(state.get("attempts", 0)) + 1
+        since = int(state.get("failing_since") or now)
+        if exc.permanent or now - since >= self.retry_us:
+            await self._set_status(sub_id, "error", f"Delivery failed: {exc}")
+        delay = min(self.backoff_base_s * 2 ** (attempts - 1), BACKOFF_MAX_S)
+        delay *= 0.5 + random.random() / 2  # noqa: S311 (jitter, not security)
+        state.update(attempts=attempts, failing_since=since, retry_at=now + int(delay * US))
+        await self.repository.records.put_record(STATE, sub_id, state)
+        log.info("Subscription/%s: delivery attempt %d failed (%s)", sub_id, attempts, exc)
+
+    async def _heartbeat(self, sub_id: str, plan: Plan, state: dict[str, Any]) -> None:
+        """Send a `heartbeat` when nothing was sent for the heartbeat period (not on
+        websockets: their hubs send their own)."""
+        if plan.heartbeat_s is None or plan.channel.type == "websocket":
+            return
+        now = self.clock()
+        if now - int(state.get("last_sent") or 0) < plan.heartbeat_s * US:
+            return
+        state["last_sent"] = now
+        await self.repository.records.put_record(STATE, sub_id, state)
+        count = int(state.get("count", 0))
+        with contextlib.suppress(DeliveryFailed):
+            await self.delivery.send(sub_id, plan, "active", "heartbeat", [], count)
 
     async def _set_status(self, sub_id: str, status: str, error: str | None) -> None:
         """Write the Subscription's `status` (and `error`) as the dispatcher job."""

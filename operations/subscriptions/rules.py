@@ -3,7 +3,8 @@ by REST, transaction or batch, is checked here before it is stored.
 
 A Subscription needs `c`/`u` on Subscription (the repository checks that like any write) and
 `s` on the type its criteria search (SMART scopes: who cannot search Appointments cannot
-subscribe to them). Its criteria and channel must be deliverable (`criteria.py`). The caller's
+subscribe to them; a topic's focus type counts as its criteria's type). Its criteria or topic
+and filters, and its channel, must be deliverable (`plan.py`). The caller's
 credentials (`AccessPolicy.credentials`) are kept beside it as the record
 `subscription-access/{id}`, so its deliveries are read with that grant, never more
 (`dispatcher.py`); the dispatcher's own status writes keep the creator's.
@@ -15,23 +16,18 @@ from typing import TYPE_CHECKING
 
 from fhir_server.model import ClaimSet
 from fhir_server.repository.services import PlannedWrite, RulesPlan
-from operations.subscriptions.criteria import parse_criteria, read_channel
-from resources.errors import Conflict, Invalid
+from operations.subscriptions.plan import read_plan
+from resources.errors import Conflict
 
 if TYPE_CHECKING:
     from fhir_server.repository import Repository
 
-__all__ = ["ACCESS", "DISPATCHER", "SubscriptionRules", "allowed_hosts"]
+__all__ = ["ACCESS", "DISPATCHER", "SubscriptionRules"]
 
 ACCESS = "subscription-access"
 """Record kind of a Subscription's credentials, keyed by its id."""
 DISPATCHER = "subscription dispatcher"
 """The job name of the dispatcher (its writes keep the creator's credentials)."""
-
-
-def allowed_hosts(hosts: str) -> frozenset[str]:
-    """`subscription_allowed_hosts` as a set of lower-case host names."""
-    return frozenset(h.strip().lower().strip("[]") for h in hosts.split(",") if h.strip())
 
 
 class SubscriptionRules:
@@ -44,21 +40,14 @@ class SubscriptionRules:
         credentials.
 
         Raises:
-            Invalid: (400) missing or undeliverable criteria or channel (`criteria.py`).
+            Invalid: (400) missing or undeliverable criteria, topic or channel (`plan.py`).
             Forbidden: (403) the caller may not search the criteria's type.
         """
         content = write.content
         if content is None:
             return RulesPlan()
-        text = content.get("criteria")
-        if not isinstance(text, str) or not text.strip():
-            raise Invalid(
-                "Subscription.criteria is required: a search URL such as Appointment?status=booked",
-                expression=("Subscription.criteria",),
-            )
-        criteria = parse_criteria(text, repository.context)
-        repository.require(criteria.resource_type, "s", "subscription criteria")
-        read_channel(content, allowed_hosts(repository.settings.subscription_allowed_hosts))
+        plan = read_plan(content, repository)
+        repository.require(plan.resource_type, "s", "subscription criteria")
         if repository.policy.requestor() != DISPATCHER:
             credentials = repository.policy.credentials()
             await repository.records.put_record(ACCESS, write.id, credentials)

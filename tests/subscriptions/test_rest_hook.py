@@ -58,7 +58,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
-    with LiveServer(make_settings(tmp_path, **FAST)) as s:
+    with LiveServer(make_settings(tmp_path, **FAST), with_base=True) as s:
         yield s
 
 
