@@ -42,6 +42,23 @@ class Settings(BaseSettings):
         subscription_poll_seconds: how often the dispatcher looks for new events (0.05).
         subscription_backoff_seconds: the first retry delay of a failed delivery, doubling
             per failure up to 5 minutes, with jitter (1.0).
+        subscription_event_days: how long a Subscription's notified events stay replayable
+            by `$events` and websocket catch-up (7).
+        smtp_url: the SMTP server email notifications go through, `smtp://host:port`
+            (`smtps://` for implicit TLS; `user:password@` for login); "" refuses email
+            channels.
+        mail_from: the sender address of email notifications.
+
+    Bulk Data export (`operations/bulk_export.py`; Bulk Data Access 2.0 `$export`):
+        export_dir: where the ndjson files of exports are written, one folder per export
+            (default `./data/exports`; every server process must see the same folder).
+        export_seconds: how long a finished export's files stay downloadable, from its
+            completion (default 3600 s = 1 hour; the `Expires` header); a background job
+            deletes them afterwards.
+        export_poll_seconds: the `Retry-After` (s) of a running export's status; a poll
+            sooner than that after the previous one gets 429 (default 2).
+        export_max_running: how many exports one client (or user) may run at once; one
+            more kick-off gets 429 (default 2).
     """
 
     model_config = SettingsConfigDict(env_prefix="FHIR_SERVER_", extra="ignore")
@@ -72,6 +89,24 @@ class Settings(BaseSettings):
     subscription_allowed_hosts: str = "127.0.0.1,::1,localhost"
     subscription_poll_seconds: float = 0.05
     subscription_backoff_seconds: float = 1.0
+    subscription_event_days: float = 7.0
+    smtp_url: str = ""
+    mail_from: str = "fhir-server@localhost"
+
+
+DEFAULT_CANONICAL_ROOT = "https://fhir-scheduling.example.org"
+"""The server-neutral canonical root of our conformance resources (`{root}/{Type}/{id}`)."""
+
+
+def canonical_root(extension_base: str | None = None) -> str:
+    """The canonical root of our conformance resources for an extension base: the base
+    without a trailing `/StructureDefinition` (`https://x.org/StructureDefinition` ->
+    `https://x.org`); DEFAULT_CANONICAL_ROOT when empty."""
+    if not extension_base:
+        return DEFAULT_CANONICAL_ROOT
+    base = extension_base.rstrip("/")
+    structure = "/StructureDefinition"
+    return base[: -len(structure)] if base.endswith(structure) else base
 
 
 @lru_cache(maxsize=1)

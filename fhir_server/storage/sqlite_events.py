@@ -51,4 +51,3 @@ def take_lease(conn: sqlite3.Connection, key: str, owner: str, now: int, expires
         (key, expires, owner, now),
     )
     return cur.rowcount == 1
-
