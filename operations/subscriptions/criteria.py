@@ -169,7 +169,10 @@ def check_endpoint(endpoint: str, allowed_hosts: frozenset[str]) -> None:
     """Refuse a rest-hook endpoint notifications must not go to: not `http(s)`, plain `http`
     to a host not allowed, or a host that is or resolves to a loopback, private,
     link-local (cloud metadata 169.254.169.254 included), reserved or multicast address that
-    is not allowed. Resolution uses the system resolver (blocking, bounded by its timeout).
+    is not allowed. Resolution uses the system resolver (blocking, bounded by its timeout);
+    a host that does not resolve is not refused here: deliveries to it fail and are retried,
+    and every delivery checks again (a name that later resolves to a private address is
+    refused then, permanently).
 
     Raises:
         Invalid: (400) naming the reason.
@@ -205,8 +208,6 @@ def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
         pass
     try:
         infos = socket.getaddrinfo(host, None)
-    except OSError as exc:
-        raise _invalid(
-            f"Subscription.channel.endpoint host {host} does not resolve", "channel.endpoint"
-        ) from exc
+    except OSError:
+        return []  # not resolvable now: nothing to refuse; a delivery fails until it is
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]

@@ -74,7 +74,7 @@ def read_plan(subscription: dict[str, Any], repository: Repository) -> Plan:
 
     Raises:
         Invalid: (400) criteria, topic, filters, channel or payload content that cannot be
-            delivered (`criteria.py`, `topics.py`).
+            delivered (`criteria.py`, `topics.py`), an email channel without an SMTP server.
     """
     text = subscription.get("criteria")
     if not isinstance(text, str) or not text.strip():
@@ -85,6 +85,13 @@ def read_plan(subscription: dict[str, Any], repository: Repository) -> Plan:
         )
     hosts = allowed_hosts(repository.settings.subscription_allowed_hosts)
     text = text.strip()
+    kind = (subscription.get("channel") or {}).get("type")
+    if kind == "email" and not repository.settings.smtp_url:
+        raise Invalid(
+            "This server sends no email: the email channel needs FHIR_SERVER_SMTP_URL",
+            code="not-supported",
+            expression=("Subscription.channel.type",),
+        )
     if "/SubscriptionTopic/" not in text:
         criteria = parse_criteria(text, repository.context)
         channel = read_channel(subscription, hosts, topic_based=False)

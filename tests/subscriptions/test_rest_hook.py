@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import LiveServer, make_settings
@@ -90,7 +91,6 @@ def test_rest_hook_payload_puts_each_matching_change_in_order_with_headers(
     assert [(r.method, r.path) for r in got] == [("PUT", path), ("PUT", path), ("DELETE", path)]
     assert all(r.headers.get("Authorization") == "Bearer hook-secret" for r in got)
     assert got[0].headers["Content-Type"] == "application/fhir+json"
-    import orjson
 
     versions = [orjson.loads(r.body)["meta"]["versionId"] for r in got[:2]]
     assert versions == ["1", "2"]
@@ -189,3 +189,38 @@ def test_subscription_refused_criteria_or_endpoint_is_400_and_stores_nothing(
         assert outcome["resourceType"] == "OperationOutcome"
         assert expected in outcome["issue"][0]["diagnostics"]
         assert http.get("/Subscription").json().get("total", 0) == 0
+
+
+def test_every_write_path_checks_the_endpoint(server: LiveServer, receiver: Receiver) -> None:
+    """Transaction and batch entries, PUT and PATCH go through the same rules as POST."""
+    bad = subscription("https://10.0.0.7/hook", "Patient")
+    with http_of(server) as http:
+        transaction = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": patient("Tx"), "request": {"method": "POST", "url": "Patient"}},
+                {"resource": bad, "request": {"method": "POST", "url": "Subscription"}},
+            ],
+        }
+        refused = http.post("/", json=transaction)
+        assert refused.status_code == 400, refused.text
+        assert http.get("/Patient", params={"family": "Tx"}).json().get("total", 0) == 0
+        batch = {**transaction, "type": "batch"}
+        answers = http.post("/", json=batch).json()["entry"]
+        assert [e["response"]["status"][:3] for e in answers] == ["201", "400"]
+        good = http.post("/Subscription", json=subscription(receiver.url, "Patient")).json()
+        assert (
+            http.put(f"/Subscription/{good['id']}", json={**bad, "id": good["id"]}).status_code
+            == 400
+        )
+        patch = [
+            {"op": "replace", "path": "/channel/endpoint", "value": "https://169.254.169.254/x"}
+        ]
+        patched = http.patch(
+            f"/Subscription/{good['id']}",
+            content=orjson.dumps(patch),
+            headers={"Content-Type": "application/json-patch+json"},
+        )
+        assert patched.status_code == 400, patched.text
+        assert http.get(f"/Subscription/{good['id']}").json()["channel"]["endpoint"] == receiver.url
