@@ -3,8 +3,9 @@ Subscription (at least once across a crash), in one process at a time (ARCHITECT
 "Events and background work").
 
 Each round (`Dispatcher.tick`, every `subscription_poll_seconds` while this process holds the
-lease LEASE in the database; another process takes it over within LEASE_US of this one
-stopping) seals the log, then works every `requested` or `active` Subscription on its own:
+lease LEASE in the database, renewed every RENEW_S; another process takes it over within
+LEASE_US of this one dying) seals the log, then works every `requested` or `active`
+Subscription on its own:
 
 * `requested`: a topic-based rest-hook first gets a `handshake` (accepted: `active`; refused:
   `error`, Backport IG "Channels"); every other becomes `active` at once;
@@ -58,8 +59,11 @@ from resources.indexing import extract_index
 __all__ = ["EVENT", "LEASE", "STATE", "Dispatcher", "Restore", "event_key", "run_dispatcher"]
 
 LEASE = "subscriptions:dispatcher"
-LEASE_US = 30_000_000
-"""How long the dispatcher's lease lasts unless renewed (µs); renewed every round."""
+LEASE_US = 5_000_000
+"""How long the dispatcher's lease lasts unless renewed (µs): another process takes over
+within this long after the holder dies."""
+RENEW_S = 1.0
+"""How often the holder renews the lease (s), beside its rounds."""
 ROUND_US = 5_000_000
 """How long one round keeps delivering to one Subscription before the lease is renewed."""
 STATE = "subscription-state"
@@ -95,6 +99,10 @@ class Dispatcher:
         restore: the credentials restorer.
         client: the HTTP client deliveries use.
         clock: the current time in µs UTC.
+
+    Attributes:
+        holds_lease: whether this process holds LEASE (`run_dispatcher` keeps it current;
+            a round stops delivering when it turns false).
     """
 
     def __init__(
@@ -113,6 +121,7 @@ class Dispatcher:
         self.backoff_base_s = settings.subscription_backoff_seconds
         self.retry_us = int(settings.subscription_retry_hours * 3600 * US)
         self.keep_us = int(settings.subscription_event_days * 86400 * US)
+        self.holds_lease = False
 
     async def tick(self) -> int:
         """One round: seal the log, work every live Subscription; return events notified."""
@@ -152,7 +161,7 @@ class Dispatcher:
         deadline = now + ROUND_US
         events = await self.repository.lookup.events_after(int(state["cursor"]), BATCH)
         for event in events:
-            if self.clock() > deadline:
+            if self.clock() > deadline or not self.holds_lease:
                 break
             items = await self._items(stored.id, plan, event, int(state.get("count", 0)))
             if items is None:
@@ -285,21 +294,39 @@ class Dispatcher:
 async def run_dispatcher(
     repository: Repository, restore: Restore, *, clock: Callable[[], int] = now_us
 ) -> None:
-    """Run the dispatcher until cancelled: every `subscription_poll_seconds`, take or renew
-    the lease LEASE and, while held, run one round. Errors are logged, never raised."""
+    """Run the dispatcher until cancelled. A side task takes or renews the lease LEASE every
+    RENEW_S seconds; while it is held, a round runs every `subscription_poll_seconds`, and a
+    round stops delivering as soon as a renewal fails (another process may hold it then).
+    Errors are logged, never raised; the lease is given up on the way out."""
     owner = uuid.uuid4().hex
     poll = repository.settings.subscription_poll_seconds
     timeout = httpx.Timeout(TIMEOUT_SECONDS)
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
         dispatcher = Dispatcher(repository, restore, client, clock=clock)
+        renewer = asyncio.create_task(_hold_lease(repository, owner, dispatcher))
         try:
             while True:
                 try:
-                    if await repository.lookup.lease(LEASE, owner, LEASE_US):
+                    if dispatcher.holds_lease:
                         await dispatcher.tick()
                 except Exception:
                     log.exception("Subscription dispatcher round failed")
                 await asyncio.sleep(poll)
         finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
             with contextlib.suppress(Exception):
                 await repository.lookup.end_lease(LEASE, owner)
+
+
+async def _hold_lease(repository: Repository, owner: str, dispatcher: Dispatcher) -> None:
+    """Take or renew the lease every RENEW_S seconds, telling the dispatcher whether it
+    holds it (a failed renewal counts as not holding)."""
+    while True:
+        try:
+            dispatcher.holds_lease = await repository.lookup.lease(LEASE, owner, LEASE_US)
+        except Exception:
+            dispatcher.holds_lease = False
+            log.exception("Could not renew the Subscription dispatcher's lease")
+        await asyncio.sleep(RENEW_S)

@@ -224,3 +224,23 @@ def test_every_write_path_checks_the_endpoint(server: LiveServer, receiver: Rece
         )
         assert patched.status_code == 400, patched.text
         assert http.get(f"/Subscription/{good['id']}").json()["channel"]["endpoint"] == receiver.url
+
+
+def test_two_server_processes_deliver_each_event_once_and_hand_over(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Two servers on one database: the lease lets one dispatch; when it stops, the other
+    takes over and resumes where it stopped; no event twice, none lost, in order."""
+    settings = make_settings(tmp_path, **FAST)
+    first, second = LiveServer(settings, with_base=True), LiveServer(settings, with_base=True)
+    with second, http_of(second) as http:
+        with first:
+            sub = subscription(receiver.url, "Patient", payload="application/fhir+json")
+            sub_id = http.post("/Subscription", json=sub).json()["id"]
+            wait_status(http, sub_id, "active")
+            ids = [http.post("/Patient", json=patient(f"W{i}")).json()["id"] for i in range(6)]
+            receiver.wait_for(6)
+        ids += [http.post("/Patient", json=patient(f"V{i}")).json()["id"] for i in range(3)]
+        receiver.wait_for(9, timeout=20)
+        time.sleep(0.5)
+    assert [r.path.rsplit("/", 1)[1] for r in receiver.requests] == ids
