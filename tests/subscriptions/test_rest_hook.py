@@ -13,14 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from tests.conftest import LiveServer, make_settings
+from tests.subscriptions.helpers import FAST, http_of, wait_status
 from tests.subscriptions.receiver import Receiver
-
-FAST = {"subscription_backoff_seconds": 0.05, "subscription_poll_seconds": 0.02}
 
 
 def subscription(endpoint: str, criteria: str, **channel: Any) -> dict[str, Any]:
@@ -31,19 +29,6 @@ def subscription(endpoint: str, criteria: str, **channel: Any) -> dict[str, Any]
         "criteria": criteria,
         "channel": {"type": "rest-hook", "endpoint": endpoint, **channel},
     }
-
-
-def wait_status(
-    http: httpx.Client, sub_id: str, status: str, timeout: float = 10.0
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = http.get(f"/Subscription/{sub_id}").json()
-        if body.get("status") == status:
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Subscription/{sub_id} is {body.get('status')}, not {status}")
-        time.sleep(0.02)
 
 
 def patient(family: str) -> dict[str, Any]:
@@ -61,10 +46,6 @@ def receiver() -> Iterator[Receiver]:
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     with LiveServer(make_settings(tmp_path, **FAST), with_base=True) as s:
         yield s
-
-
-def http_of(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.base_url, timeout=10)
 
 
 def test_rest_hook_payload_puts_each_matching_change_in_order_with_headers(
