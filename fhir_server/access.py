@@ -17,7 +17,26 @@ from typing import Any, Literal, Protocol
 
 from resources.errors import Forbidden
 
-__all__ = ["AccessPolicy", "Permission", "Reach", "SystemPolicy", "denied"]
+__all__ = [
+    "OWNED_TYPES",
+    "AccessPolicy",
+    "Permission",
+    "Reach",
+    "SystemPolicy",
+    "denied",
+    "owner_key",
+]
+
+OWNED_TYPES = frozenset({"Subscription"})
+"""Types outside every patient compartment whose resources belong to whoever wrote them:
+a caller with only `patient/` scopes reaches only its own (a patient app sees and changes its
+own Subscriptions, never another app's or patient's endpoints and header secrets)."""
+
+
+def owner_key(client_id: str, patient: str | None) -> str:
+    """The identity that owns what a patient-confined caller writes: its client and patient."""
+    return f"{client_id}|Patient/{patient}"
+
 
 Permission = Literal["c", "r", "u", "d", "s"]
 
@@ -31,15 +50,18 @@ class Reach:
             CompartmentDefinition), or None for every resource of the type.
         filters: granular scope parameters (SMART v2 `?param=value`), ORed, each a tuple of
             ANDed `(name, value)`; empty when unfiltered.
+        owner: for OWNED_TYPES, the `owner_key` whose resources alone it reaches, or None.
     """
 
     patient: str | None = None
     filters: tuple[tuple[tuple[str, str], ...], ...] = ()
+    owner: str | None = None
 
     @property
     def confined(self) -> bool:
-        """Whether it reaches only part of the type (a compartment or granular filters)."""
-        return self.patient is not None or bool(self.filters)
+        """Whether it reaches only part of the type (a compartment, granular filters, or an
+        owner's resources)."""
+        return self.patient is not None or bool(self.filters) or self.owner is not None
 
 
 UNCONFINED = Reach()

@@ -10,7 +10,9 @@ Deny by default. An interaction needs a scope granting its permission on its typ
   compartment (Practitioner, Schedule, Slot, Location, ...) carry no patient and are not
   narrowed, so a patient app can find and book free time;
 * granular v2 scopes (`patient/Observation.rs?category=laboratory`): only resources matching
-  the scope's parameters; several granular scopes of one type are ORed.
+  the scope's parameters; several granular scopes of one type are ORed;
+* `patient/` scopes on an owned type (`fhir_server.access.OWNED_TYPES`: Subscription): only
+  the resources this client wrote for this patient.
 
 The policy only decides; the request-scoped repository (`fhir_server.repository`) enforces
 the reach on every read, search, include and write (REST, bundles and operations alike): a
@@ -22,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_server.access import Permission, Reach, denied
+from fhir_server.access import OWNED_TYPES, Permission, Reach, denied, owner_key
 from resources.search_parameters import in_patient_compartment
 from smart_auth.scopes import ResourceScope, ScopeSet
 
@@ -85,7 +87,12 @@ class ScopePolicy:
                 return None  # patient/ scopes without a patient in context grant nothing
             patient = self.patient
         filters = () if any(not s.query for s in group) else tuple(s.query for s in group)
-        return Reach(patient, filters)
+        owner = None
+        if not wide and resource_type in OWNED_TYPES:
+            if self.patient is None:
+                return None
+            owner = owner_key(self.client_id, self.patient)
+        return Reach(patient, filters, owner)
 
     def require(self, resource_type: str, permission: Permission, interaction: str) -> None:
         """Raise Forbidden (403) unless a scope grants `permission` on `resource_type`."""

@@ -23,6 +23,7 @@ from fhir_server.repository.prepared import Outcome, Prepared, WriteResult, patc
 from fhir_server.repository.reads import check_type, criteria_key, load_json
 from fhir_server.repository.rest import RestWrites
 from fhir_server.repository.services import (
+    OwnerReader,
     PlannedWrite,
     RulesPlan,
     Services,
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_RETRIES",
     "Lookup",
     "Outcome",
+    "OwnerReader",
     "PlannedWrite",
     "Prepared",
     "Records",
@@ -68,12 +70,14 @@ class RepositoryFactory:
     Attributes:
         rules: write rules by resource type (`WriteRules`), e.g. Appointment's booking rules.
         virtual: readers of computed resources by type (`VirtualReader`).
+        owners: owner readers of the owned types (`OwnerReader`, `access.OWNED_TYPES`).
     """
 
     def __init__(self, store: ResourceStore, settings: Settings) -> None:
         self._services = Services(store, settings)
         self.rules = self._services.rules
         self.virtual = self._services.virtual
+        self.owners = self._services.owners
 
     @property
     def settings(self) -> Settings:

@@ -224,6 +224,8 @@ class RepositoryBase:
                 continue
             if reach.patient is not None and not self.in_compartment(resource, reach.patient):
                 continue
+            if reach.owner is not None and not await self.owned_by(resource, reach.owner):
+                continue
             if reach.filters:
                 filtered.setdefault(resource.resource_type, []).append(resource)
             kept.append(resource)
@@ -251,6 +253,13 @@ class RepositoryBase:
             raise denied(
                 f"{stored.resource_type}/{stored.id} is outside what the access token allows"
             )
+
+    async def owned_by(self, resource: StoredResource, owner: str) -> bool:
+        """Whether `resource` of an owned type (`access.OWNED_TYPES`) belongs to `owner` (an
+        `access.owner_key`), as the type's registered owner reader tells; a type without a
+        reader, or a resource without a known owner, belongs to no caller."""
+        reader = self._services.owners.get(resource.resource_type)
+        return reader is not None and await reader(self, resource.id) == owner  # type: ignore[arg-type]
 
     def in_compartment(self, resource: StoredResource, patient: str) -> bool:
         """Whether `resource` is in `Patient/{patient}`'s compartment (any reference spelling

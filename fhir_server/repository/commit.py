@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from fhir_server.access import denied
+from fhir_server.access import OWNED_TYPES, denied
 from fhir_server.repository.prepared import Prepared
 from fhir_server.repository.reads import criteria_key
 from fhir_server.repository.services import WriteRules
@@ -40,6 +40,7 @@ class CommitWrites(PrepareWrites):
         if not writes:
             return
         self.check_writes([p for p in writes if not p.internal])
+        await self.check_owners([p for p in writes if not p.internal])
         self.unit = self._unit_of(writes)
         try:
             await self._plan_again(writes)
@@ -47,6 +48,7 @@ class CommitWrites(PrepareWrites):
                 ops = [op for p in writes for op in (p.op, *p.extra) if op is not None]
                 try:
                     await self._store.apply(ops)
+                    await self._put_records(writes)
                     return
                 except ClaimConflict as exc:
                     scope = exc.key.rpartition("#")[0]
@@ -84,6 +86,35 @@ class CommitWrites(PrepareWrites):
                         f"{version.resource_type}/{version.id} would reach outside that "
                         "patient's compartment; nothing was written"
                     )
+
+    async def _put_records(self, writes: Sequence[Prepared]) -> None:
+        """The records the write rules asked for, once the write has committed (not atomic
+        with it: a crash in between leaves a committed write without them)."""
+        for prepared in writes:
+            for kind, key, doc in prepared.records:
+                await self._store.put_record(kind, key, doc)
+
+    async def check_owners(self, writes: Sequence[Prepared]) -> None:
+        """Raise Forbidden unless a caller whose reach of an owned type is its own
+        (`access.OWNED_TYPES`, a `patient/` token's Subscriptions) changes or deletes only
+        what it owns. Nothing is written on refusal."""
+        if self.is_system:
+            return
+        for prepared in writes:
+            op, current = prepared.op, prepared.current
+            if op is None or op.version.resource_type not in OWNED_TYPES:
+                continue
+            if current is None or current.deleted:
+                continue  # a creation: the type's write rules record the owner
+            rtype = op.version.resource_type
+            reach = self.policy.reach(rtype, "d" if op.version.deleted else "u")
+            if reach is None or reach.owner is None:
+                continue
+            if not await self.owned_by(current, reach.owner):
+                raise denied(
+                    f"{rtype}/{current.id} belongs to another app or patient: the access "
+                    "token may change only its own; nothing was written"
+                )
 
     def _unit_of(self, writes: Sequence[Prepared]) -> dict[tuple[str, str], dict[str, Any]]:
         """The resources of one atomic write by `(type, id)` (new content), when it writes

@@ -53,6 +53,7 @@ class Prepared:
         extra: companion writes of the server (AuditEvents the write rules asked for).
         seat_scopes: claim scopes chosen among free seats (re-planned on a lost race).
         internal: a write the server makes itself (an AuditEvent): no compartment check.
+        records: records to put once committed (`RulesPlan.records`).
     """
 
     result: WriteResult | None
@@ -62,6 +63,7 @@ class Prepared:
     extra: tuple[WriteOp, ...] = ()
     seat_scopes: frozenset[str] = field(default_factory=frozenset)
     internal: bool = False
+    records: tuple[tuple[str, str, dict[str, Any]], ...] = ()
 
 
 def strip_volatile(resource: dict[str, Any]) -> dict[str, Any]:

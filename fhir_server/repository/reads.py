@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -175,9 +176,18 @@ class ReadInteractions(RepositoryBase):
         for chained in chained_types(request.query.conditions):
             self.require(chained, "s", "chained search")
         extra = extra + self.search_conditions(rtype)
-        return await run_search(
+        result = await run_search(
             self._store, request, extra, self.context.default_tz, self.bases, self.admit
         )
+        reach = self._sight(rtype)
+        if reach is None or reach.owner is None or self.is_system:
+            return result
+        # an owned type (access.OWNED_TYPES): the store cannot tell owners apart, so the
+        # page keeps the caller's own (a page may come out shorter than _count)
+        kept = await self.admit(result.page.resources)
+        page = replace(result.page, resources=kept, total=None)
+        total = len(kept) if page.next_cursor is None and page.previous_cursor is None else None
+        return replace(result, page=page, total=total)
 
     async def find(self, resource_type: str, criteria: str, limit: int = 2) -> list[StoredResource]:
         """Current resources matching conditional `criteria` (a query string such as

@@ -21,7 +21,7 @@ from resources.errors import Conflict
 if TYPE_CHECKING:
     from fhir_server.repository import Repository
 
-__all__ = ["PlannedWrite", "RulesPlan", "Services", "VirtualReader", "WriteRules"]
+__all__ = ["OwnerReader", "PlannedWrite", "RulesPlan", "Services", "VirtualReader", "WriteRules"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +52,14 @@ class RulesPlan:
         seat_scopes: claim scopes whose key was chosen among free seats (a shared Slot, a
             day's bookings): losing one of those keys to a concurrent writer re-plans the
             write instead of failing it.
+        records: small records `(kind, key, doc)` to put once the write has committed (e.g.
+            a Subscription's owner credentials); none if it fails or is refused.
     """
 
     claims: ClaimSet | None = None
     audits: tuple[dict[str, Any], ...] = ()
     seat_scopes: frozenset[str] = frozenset()
+    records: tuple[tuple[str, str, dict[str, Any]], ...] = ()
 
 
 class WriteRules(Protocol):
@@ -90,6 +93,11 @@ proposals): `(repository, id) -> the resource (with id and meta), or None if the
 resource now`."""
 
 
+OwnerReader = Callable[["Repository", str], Awaitable[str | None]]
+"""Tells who owns a resource of an owned type (`fhir_server.access.OWNED_TYPES`): `(repository,
+id) -> its owner_key, or None when unknown (then only the server's own work reaches it)`."""
+
+
 @dataclass(slots=True)
 class Services:
     """The shared parts of every repository of one server.
@@ -99,6 +107,7 @@ class Services:
         settings: the server settings.
         rules: write rules by resource type.
         virtual: computed-resource readers by resource type.
+        owners: owner readers of the owned types by resource type.
         new_id: the generator of server-assigned ids (uuid4).
         lookup, records: the unchecked reads and the records over `store` (stateless, shared
             by every repository).
@@ -108,6 +117,7 @@ class Services:
     settings: Settings
     rules: dict[str, WriteRules] = field(default_factory=dict)
     virtual: dict[str, VirtualReader] = field(default_factory=dict)
+    owners: dict[str, OwnerReader] = field(default_factory=dict)
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
     lookup: Lookup = field(init=False)
     records: Records = field(init=False)

@@ -91,6 +91,7 @@ class PrepareWrites(ReadInteractions):
             extra.append(audit)
         prepared.extra = tuple(extra)
         prepared.seat_scopes = plan.seat_scopes
+        prepared.records = plan.records
         return prepared
 
     # -- create -----------------------------------------------------------------------------

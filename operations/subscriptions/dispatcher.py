@@ -73,6 +73,9 @@ failures, µs, µs, µs)."""
 EVENT = "subscription-event"
 """Record kind of one notified event, keyed `event_key(id, number)`: `{e, at, focus: [type,
 id, version], deleted}` (its event log number, µs, the focus version)."""
+GRACE_US = 30_000_000
+"""How long after an event a Subscription may still lack its credentials record (put just
+after its write commits) before it counts as unauthorized."""
 BATCH = 200
 """Events read per Subscription per round."""
 BACKOFF_MAX_S = 300.0
@@ -190,8 +193,9 @@ class Dispatcher:
 
     async def _items(self, sub_id: str, plan: Plan, event: Event, count: int) -> list[Item] | None:
         """The notified events one log event makes for this Subscription, numbered from
-        `count + 1` (each focus that matches and that the creator may read now); None when
-        the creator's grant no longer holds (the Subscription is turned `error`)."""
+        `count + 1` (each focus that matches and that the creator may read now); None to stop
+        this round: the creator's grant no longer holds (the Subscription is turned `error`),
+        or its credentials are not recorded yet (GRACE_US)."""
         repo = self.repository
         if plan.topic is not None:
             focuses = await plan.topic.focuses(repo, event.version)
@@ -203,7 +207,9 @@ class Dispatcher:
         wanted = [f for f in focuses if f.content is not None and self._matches(plan, f)]
         if not wanted:
             return []
-        credentials = await repo.records.get_record(ACCESS, sub_id) or {}
+        credentials = await repo.records.get_record(ACCESS, sub_id)
+        if credentials is None and self.clock() - event.version.last_updated < GRACE_US:
+            return None  # its credentials are put just after it commits: next round
         policy = await self.restore(credentials) if credentials else None
         if policy is None:
             await self._set_status(

@@ -6,14 +6,17 @@ A Subscription needs `c`/`u` on Subscription (the repository checks that like an
 subscribe to them; a topic's focus type counts as its criteria's type). Its criteria or topic
 and filters, and its channel, must be deliverable (`plan.py`). The caller's
 credentials (`AccessPolicy.credentials`) are kept beside it as the record
-`subscription-access/{id}`, so its deliveries are read with that grant, never more
-(`dispatcher.py`); the dispatcher's own status writes keep the creator's.
+`subscription-access/{id}`, put once the write has committed, so its deliveries are read
+with that grant, never more (`dispatcher.py`); the dispatcher's own status writes keep the
+creator's. The same record tells whose a Subscription is (`subscription_owner`): a
+`patient/` token sees and changes only its own (`fhir_server.access.OWNED_TYPES`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fhir_server.access import owner_key
 from fhir_server.model import ClaimSet
 from fhir_server.repository.services import PlannedWrite, RulesPlan
 from operations.subscriptions.plan import read_plan
@@ -22,7 +25,7 @@ from resources.errors import Conflict
 if TYPE_CHECKING:
     from fhir_server.repository import Repository
 
-__all__ = ["ACCESS", "DISPATCHER", "SubscriptionRules"]
+__all__ = ["ACCESS", "DISPATCHER", "SubscriptionRules", "subscription_owner"]
 
 ACCESS = "subscription-access"
 """Record kind of a Subscription's credentials, keyed by its id."""
@@ -48,11 +51,20 @@ class SubscriptionRules:
             return RulesPlan()
         plan = read_plan(content, repository)
         repository.require(plan.resource_type, "s", "subscription criteria")
-        if repository.policy.requestor() != DISPATCHER:
-            credentials = repository.policy.credentials()
-            await repository.records.put_record(ACCESS, write.id, credentials)
-        return RulesPlan()
+        if repository.policy.requestor() == DISPATCHER:
+            return RulesPlan()
+        return RulesPlan(records=((ACCESS, write.id, repository.policy.credentials()),))
 
     async def explain(self, repository: Repository, key: str, claims: ClaimSet) -> Conflict:
         """Subscriptions claim nothing: a plain 409 naming the key."""
         return Conflict(f"{key} is held by another owner")
+
+
+async def subscription_owner(repository: Repository, sub_id: str) -> str | None:
+    """The `access.owner_key` of the caller that wrote Subscription `sub_id` last (from its
+    recorded credentials), or None (written by the server's own work, or unknown): the
+    repository's `OwnerReader` of Subscription."""
+    credentials = await repository.records.get_record(ACCESS, sub_id)
+    if not credentials or "system" in credentials:
+        return None
+    return owner_key(str(credentials.get("client_id") or ""), credentials.get("patient"))

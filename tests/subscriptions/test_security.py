@@ -128,3 +128,45 @@ def test_patient_token_hears_only_of_its_own_appointments_until_revoked(
         time.sleep(0.3)
     assert "revoked" in stopped["error"]
     assert len(receiver.requests) == 1
+
+
+def test_a_patient_token_sees_and_changes_only_its_own_subscriptions(server: LiveServer) -> None:
+    admin = mint(server.settings, "system/*.cruds")
+    origin = server.base_url.rsplit("/fhir", 1)[0]
+    with httpx.Client(base_url=origin, follow_redirects=False, timeout=30) as browser:
+        token = patient_token(browser, server.base_url, "patient/*.cruds launch/patient")
+    secret = subscription("http://127.0.0.1:9/staff", "Appointment")
+    secret["channel"]["header"] = ["Authorization: Bearer staff-secret"]  # type: ignore[index]
+    with client(server, admin) as staff, client(server, bearer(token)) as mine:
+        theirs = staff.post("/Subscription", json=secret).json()["id"]
+        own = mine.post("/Subscription", json=subscription("http://127.0.0.1:9/me", "Appointment"))
+        assert own.status_code == 201, own.text
+        found = mine.get("/Subscription").json()
+        read = mine.get(f"/Subscription/{theirs}")
+        changed = mine.put(
+            f"/Subscription/{theirs}", json={**secret, "id": theirs, "status": "off"}
+        )
+        deleted = mine.delete(f"/Subscription/{theirs}")
+        status = mine.get(f"/Subscription/{theirs}/$status")
+        own_read = mine.get(f"/Subscription/{own.json()['id']}")
+        staff_view = staff.get(f"/Subscription/{theirs}").json()
+    ids = [
+        e["resource"]["id"]
+        for e in found.get("entry", [])
+        if e.get("search", {}).get("mode") == "match"
+    ]
+    assert own.json()["id"] in ids
+    assert theirs not in ids
+    assert all(
+        e["resource"]["channel"]["endpoint"] != "http://127.0.0.1:9/staff" for e in found["entry"]
+    )
+    assert "staff-secret" not in str(found)
+    assert (read.status_code, changed.status_code, deleted.status_code, status.status_code) == (
+        403,
+        403,
+        403,
+        403,
+    )
+    assert own_read.status_code == 200
+    assert staff_view["channel"]["endpoint"] == "http://127.0.0.1:9/staff"
+    assert staff_view["status"] != "off"
