@@ -151,7 +151,7 @@ def read_channel(
     elif topic_based and not payload:
         payload = "application/fhir+json"
     if kind == "rest-hook":
-        check_endpoint(endpoint, allowed_hosts)
+        check_endpoint(endpoint, allowed_hosts, resolve=False)
     elif kind == "email" and (not endpoint.startswith("mailto:") or "@" not in endpoint):
         raise _invalid("An email channel needs a mailto: endpoint", "channel.endpoint")
     headers: list[tuple[str, str]] = []
@@ -165,9 +165,9 @@ def read_channel(
     return Channel(kind, endpoint, payload, tuple(headers))
 
 
-def check_endpoint(endpoint: str, allowed_hosts: frozenset[str]) -> None:
+def check_endpoint(endpoint: str, allowed_hosts: frozenset[str], *, resolve: bool = True) -> None:
     """Refuse a rest-hook endpoint notifications must not go to: not `http(s)`, plain `http`
-    to a host not allowed, or a host that is or resolves to a loopback, private,
+    to a host not allowed, or a host that is (or, with `resolve`, resolves to) a loopback, private,
     link-local (cloud metadata 169.254.169.254 included), reserved or multicast address that
     is not allowed. Resolution uses the system resolver (blocking, bounded by its timeout);
     a host that does not resolve is not refused here: deliveries to it fail and are retried,
@@ -192,7 +192,7 @@ def check_endpoint(endpoint: str, allowed_hosts: frozenset[str]) -> None:
             "FHIR_SERVER_SUBSCRIPTION_ALLOWED_HOSTS)",
             "channel.endpoint",
         )
-    for address in _addresses(host):
+    for address in _addresses(host, resolve):
         if not address.is_global or address.is_multicast:
             raise _invalid(
                 f"Subscription.channel.endpoint {host} is a private, loopback, link-local or "
@@ -201,11 +201,12 @@ def check_endpoint(endpoint: str, allowed_hosts: frozenset[str]) -> None:
             )
 
 
-def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def _addresses(host: str, resolve: bool) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
-        pass
+        if not resolve:
+            return []
     try:
         infos = socket.getaddrinfo(host, None)
     except OSError:

@@ -14,11 +14,13 @@ creator's. The same record tells whose a Subscription is (`subscription_owner`):
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from fhir_server.access import owner_key
 from fhir_server.model import ClaimSet
 from fhir_server.repository.services import PlannedWrite, RulesPlan
+from operations.subscriptions.criteria import allowed_hosts, check_endpoint
 from operations.subscriptions.plan import read_plan
 from resources.errors import Conflict
 
@@ -51,6 +53,9 @@ class SubscriptionRules:
             return RulesPlan()
         plan = read_plan(content, repository)
         repository.require(plan.resource_type, "s", "subscription criteria")
+        if plan.channel.type == "rest-hook":  # the host's addresses, off the event loop
+            hosts = allowed_hosts(repository.settings.subscription_allowed_hosts)
+            await asyncio.to_thread(check_endpoint, plan.channel.endpoint, hosts)
         if repository.policy.requestor() == DISPATCHER:
             return RulesPlan()
         return RulesPlan(records=((ACCESS, write.id, repository.policy.credentials()),))
