@@ -33,11 +33,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q -x
 
-## make bench: REST and booking throughput/latency, against a bare Starlette ceiling (needs ../shared/data)
+## make bench: REST and booking throughput/latency, against a bare Starlette ceiling; Bulk Data export throughput and memory (needs ../shared/data)
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/rest.py
 	$(BIN)/python bench/booking.py
+	$(BIN)/python bench/export.py
 
 ## make definitions: regenerate resources/search_parameters.json from ../shared/data/hl7-r4
 definitions: $(STAMP)

@@ -4,7 +4,7 @@ capabilitystatement.html, http.html#capabilities)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fhir_server.messages import Operation
@@ -17,6 +17,8 @@ IHE_SCHEDULING_SERVER = (
     "https://profiles.ihe.net/ITI/Scheduling/CapabilityStatement/IHE.Scheduling.server"
 )
 """The IHE ITI Scheduling Server requirements this server instantiates (IHE ITI-115 §2:3.115.5)."""
+BULK_DATA_SERVER = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+"""Bulk Data Access 2.0 (operations.md): instantiated when `$export` is registered."""
 SUPPORTED_PARAM_TYPES = frozenset(
     {"string", "token", "date", "reference", "number", "quantity", "uri"}
 )
@@ -60,7 +62,7 @@ def _resource_entry(rtype: str, operations: Mapping[str, Operation]) -> dict[str
         "searchParam": params,
     }
     ops = [
-        {"name": op.name, "definition": _definition_url(op)}
+        {"name": op.name, "definition": dict(op.type_definitions).get(rtype, _definition_url(op))}
         for op in operations.values()
         if (op.type_level or op.instance)
         and (op.resource_types is None or rtype in op.resource_types)
@@ -76,22 +78,35 @@ def _definition_url(op: Operation) -> str:
     return f"http://hl7.org/fhir/OperationDefinition/{op.name}"
 
 
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport"
+BACKPORT_SERVER = f"{BACKPORT}/CapabilityStatement/backport-subscription-server-r4"
+TOPIC_CANONICAL = f"{BACKPORT}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
+WEBSOCKET = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
+
+
 def capability_statement(
     base_url: str,
     operations: Mapping[str, Operation],
     date: str = "2026-11-22",
     security: dict[str, Any] | None = None,
+    topics: Sequence[str] = (),
+    websocket_url: str | None = None,
 ) -> dict[str, Any]:
     """Build the CapabilityStatement (kind `instance`, fhirVersion 4.0.1, json and xml);
     `security` is `rest.security` (SMART on FHIR, `conformance.smart_configuration`) when
-    authorization is on."""
+    authorization is on. `topics` are the SubscriptionTopic canonical URLs offered (listed on
+    the Subscription resource with the Backport IG's
+    `capabilitystatement-subscriptiontopic-canonical` extension, the IG's R4 server
+    CapabilityStatement instantiated), `websocket_url` the websocket endpoint of the
+    `websocket` channel (R4 `capabilitystatement-websocket` extension)."""
     statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": date,
         "publisher": "fhir-scheduling-server",
         "kind": "instance",
-        "instantiates": [IHE_SCHEDULING_SERVER],
+        "instantiates": [IHE_SCHEDULING_SERVER]
+        + ([BULK_DATA_SERVER] if "export" in operations else []),
         "software": {"name": SOFTWARE_NAME, "version": SOFTWARE_VERSION},
         "implementation": {"description": "FHIR R4 scheduling server", "url": base_url},
         "fhirVersion": "4.0.1",
@@ -123,4 +138,20 @@ def capability_statement(
     }
     if security is not None:
         statement["rest"][0]["security"] = security
+    if topics:
+        _announce_subscriptions(statement, topics, websocket_url)
     return statement
+
+
+def _announce_subscriptions(
+    statement: dict[str, Any], topics: Sequence[str], websocket_url: str | None
+) -> None:
+    """Topic-based Subscriptions (Backport IG "Conformance") on the CapabilityStatement."""
+    statement["instantiates"].append(BACKPORT_SERVER)
+    rest = statement["rest"][0]
+    for entry in rest["resource"]:
+        if entry["type"] == "Subscription":
+            entry["supportedProfile"] = [f"{BACKPORT}/StructureDefinition/backport-subscription"]
+            entry["extension"] = [{"url": TOPIC_CANONICAL, "valueCanonical": url} for url in topics]
+    if websocket_url:
+        rest.setdefault("extension", []).append({"url": WEBSOCKET, "valueUri": websocket_url})

@@ -25,10 +25,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from conformance import operation_definitions
+from conformance import bulk_data, operation_definitions
 from conformance.capability import capability_statement
 from conformance.smart_configuration import rest_security
 from fhir_server.access import AccessPolicy, SystemPolicy
+from fhir_server.api.bulk_data import bulk_data_routes
 from fhir_server.api.errors import (
     fhir_error_handler,
     http_error_handler,
@@ -36,8 +37,9 @@ from fhir_server.api.errors import (
     unexpected_error_response,
 )
 from fhir_server.api.fhir_endpoint import FHIR_PREFIX, FhirMount, fhir_endpoint
+from fhir_server.api.websocket import websocket_routes
 from fhir_server.bundles import BundleProcessor
-from fhir_server.config import Settings, get_settings
+from fhir_server.config import Settings, canonical_root, get_settings
 from fhir_server.interactions import Interactions
 from fhir_server.messages import Operation
 from fhir_server.repository import Repository, RepositoryFactory
@@ -49,15 +51,21 @@ from operations import (
     appointment_hold,
     patient_everything,
     slot_find_slots,
+    subscription_events,
+    subscription_get_ws_binding_token,
+    subscription_status,
     validate,
 )
+from operations.bulk_export import BulkExports
 from operations.scheduling.appointments import read_proposal
 from operations.scheduling.booking_rules import BookingRules
 from operations.scheduling.extensions import structure_definitions
 from operations.scheduling.holds import SWEEPER, run_sweeper, sweep_interval
 from operations.scheduling.service import SchedulingService
+from operations.subscription_get_ws_binding_token import websocket_url
 from operations.subscriptions.dispatcher import Restore, run_dispatcher
-from operations.subscriptions.rules import DISPATCHER, SubscriptionRules
+from operations.subscriptions.rules import DISPATCHER, SubscriptionRules, subscription_owner
+from operations.subscriptions.topics import TOPICS, topic_resources
 from resources.errors import FhirError
 from resources.indexing import extract_index
 from resources.validation import validate_resource
@@ -74,24 +82,42 @@ log = logging.getLogger("fhir_server")
 def default_operations() -> dict[str, Operation]:
     """The operations this server registers, by name (without `$`)."""
     ops = [validate.OPERATION, patient_everything.OPERATION, slot_find_slots.OPERATION]
+    ops += [  # Subscriptions R5 Backport IG
+        subscription_status.OPERATION,
+        subscription_events.OPERATION,
+        subscription_get_ws_binding_token.OPERATION,
+    ]
     for module in (appointment_find, appointment_hold, appointment_book):  # IHE ITI-115..117
         operation_definitions.register(module.DEFINITION)
         ops.append(module.OPERATION)
     return {op.name: op for op in ops}
 
 
-def build_interactions(settings: Settings) -> Interactions:
+def build_interactions(settings: Settings, exports: BulkExports | None = None) -> Interactions:
     """Wire operations, bundles and capabilities into the dispatcher (the CapabilityStatement
-    announces SMART's `rest.security` when authorization is on)."""
-    operations = operation_definitions.with_definitions(  # registers ours first
-        default_operations(), settings.extension_base
-    )
+    announces SMART's `rest.security` when authorization is on); with `exports`, Bulk Data
+    `$export` too."""
+    ops = default_operations()
+    if exports is not None:
+        for definition in bulk_data.definitions():
+            operation_definitions.register(definition)
+        ops["export"] = exports.operation()
+    operations = operation_definitions.with_definitions(ops, settings.extension_base)
     cache: dict[str, dict[str, Any]] = {}
     security = rest_security(settings.base_url) if settings.auth and settings.base_url else None
 
+    root = canonical_root(settings.extension_base)
+    topics = [topic.url(root) for topic in TOPICS.values()]
+
     def capabilities(base_url: str) -> dict[str, Any]:
         if base_url not in cache:
-            cache[base_url] = capability_statement(base_url, operations, security=security)
+            cache[base_url] = capability_statement(
+                base_url,
+                operations,
+                security=security,
+                topics=topics,
+                websocket_url=websocket_url(base_url),
+            )
         return cache[base_url]
 
     interactions = Interactions(operations, capabilities)
@@ -106,6 +132,7 @@ def build_repositories(store: ResourceStore, settings: Settings) -> RepositoryFa
     factory = RepositoryFactory(store, settings)
     factory.rules["Appointment"] = BookingRules()
     factory.rules["Subscription"] = SubscriptionRules()
+    factory.owners["Subscription"] = subscription_owner
 
     async def rule_slot(repository: Repository, slot_id: str) -> dict[str, Any] | None:
         return await SchedulingService(repository).rule_slot(slot_id)
@@ -123,7 +150,8 @@ async def publish_conformance(repository: Repository, settings: Settings) -> Non
     race and then finds the content unchanged. Measured: ~7 ms on a restart (nothing changes),
     ~235 ms on a first start (validation's first use of the models)."""
     base = settings.extension_base
-    for resource in [*operation_definitions.all(base), *structure_definitions(base)]:
+    topics = topic_resources(canonical_root(base))
+    for resource in [*operation_definitions.all(base), *structure_definitions(base), *topics]:
         await repository.update(resource["resourceType"], resource["id"], resource)
 
 
@@ -197,6 +225,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     settings = settings or get_settings()
     the_store = store or open_store(settings.database_url)
     repositories = build_repositories(the_store, settings)
+    exports = BulkExports(settings)
     auth_repository = repositories.for_job("authorization server", settings.base_url)
     auth = build_auth_server(auth_repository, settings) if settings.auth else None
     if auth is None:
@@ -208,13 +237,14 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_store.start()
-        app.state.interactions = build_interactions(settings)
+        app.state.interactions = build_interactions(settings, exports)
         await publish_conformance(repositories.for_job("start-up"), settings)
         sweeper = repositories.for_job(SWEEPER, settings.base_url)
         dispatcher = repositories.for_job(DISPATCHER, settings.base_url)
         background = [
             asyncio.create_task(run_sweeper(sweeper, sweep_interval(settings.hold_seconds))),
             asyncio.create_task(run_dispatcher(dispatcher, _restorer(auth))),
+            asyncio.create_task(exports.run_purger(repositories.for_job("bulk-export purge"))),
         ]
         if auth is not None:
             audit = AuthAudit(auth_repository, auth.settings.base_url, settings.extension_base)
@@ -226,6 +256,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
         try:
             yield
         finally:
+            await exports.close()
             for task in background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -241,6 +272,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     )
     app.state.settings = settings
     app.state.repositories = repositories
+    app.state.exports = exports
     app.state.authenticate = None
     app.state.on_denied = None
     app.state.auth = auth
@@ -253,6 +285,8 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
         return RedirectResponse(FHIR_PREFIX + "/metadata")
 
     app.router.routes.append(Route("/", root, methods=["GET"]))
+    app.router.routes.extend(websocket_routes())
+    app.router.routes.extend(bulk_data_routes())
     if auth is not None:
         app.router.routes.extend(auth_routes(auth, auth_repository))
     return app

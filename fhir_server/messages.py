@@ -35,6 +35,8 @@ class FhirRequest:
         if_match / if_none_exist / if_none_match / if_modified_since: conditional headers.
         prefer_return: `Prefer: return=...`.
         strict: `Prefer: handling=strict`.
+        respond_async: `Prefer: respond-async` (R4 async.html; Bulk Data `$export`).
+        response_format: the format negotiated for the response (`json` or `xml`).
     """
 
     method: str
@@ -48,6 +50,8 @@ class FhirRequest:
     if_modified_since: str | None = None
     prefer_return: PreferReturn | None = None
     strict: bool = False
+    respond_async: bool = False
+    response_format: str = "json"
 
 
 @dataclass(slots=True)
@@ -115,3 +119,7 @@ class Operation:
     methods: frozenset[str] = frozenset({"GET", "POST"})
     definition: dict[str, Any] | None = None
     requires: tuple[tuple[str | None, Permission], ...] = ((None, "r"),)
+    type_definitions: tuple[tuple[str, str], ...] = ()
+    """`(resource type, canonical URL)` where the operation's definition differs by type
+    (Bulk Data `$export`: `patient-export` on Patient, `group-export` on Group); the
+    CapabilityStatement names these instead of `definition` on those types."""

@@ -220,6 +220,14 @@ class UnsupportedMediaType(FhirError):
     default_code: IssueType = "not-supported"
 
 
+class TooManyRequests(FhirError):
+    """429 `throttled`: asked again too soon (a Bulk Data status polled faster than its
+    `Retry-After`, one export too many); carries a `Retry-After` header."""
+
+    status = 429
+    default_code: IssueType = "throttled"
+
+
 class TooCostly(FhirError):
     """400/403 `too-costly`: the request would do too much work."""
 

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhir_server.access import AccessPolicy, SystemPolicy
-from fhir_server.api.negotiation import parse_body, parse_prefer, response_format
+from fhir_server.api.negotiation import parse_body, parse_prefer, prefers_async, response_format
 from fhir_server.api.rendering import render
 from fhir_server.config import Settings
 from fhir_server.interactions import Interactions
@@ -130,6 +130,8 @@ async def _serve(request: Request, path: str, policy: AccessPolicy) -> Response:
         if_modified_since=headers.get("if-modified-since"),
         prefer_return=prefer_return,  # type: ignore[arg-type]
         strict=strict,
+        respond_async=prefers_async(headers.get("prefer")),
+        response_format=fmt,
     )
     repository = repositories.for_request(policy, base_url)
     result = await interactions.dispatch(freq, repository)

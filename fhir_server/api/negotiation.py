@@ -119,3 +119,11 @@ def parse_prefer(header: str | None) -> tuple[str | None, bool]:
             elif key == "handling":
                 strict = value == "strict"
     return returned, strict
+
+
+def prefers_async(header: str | None) -> bool:
+    """Whether `Prefer` asks for `respond-async` (RFC 7240 §4.1; R4 async.html)."""
+    if not header:
+        return False
+    tokens = (token.strip() for part in header.split(",") for token in part.split(";"))
+    return any(token.lower() == "respond-async" for token in tokens)

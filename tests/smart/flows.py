@@ -171,6 +171,29 @@ def client_assertion(
     return jwt.encode(header, claims, key, algorithms=[alg])
 
 
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def backend_token(
+    base_url: str, client_id: str, private_jwks: dict[str, Any], scope: str, alg: str = "ES384"
+) -> str:
+    """A SMART Backend Services access token of `client_id` (client_credentials with a
+    `private_key_jwt` assertion signed by `private_jwks`) from the server of `base_url`."""
+    token_url = base_url.rsplit("/fhir", 1)[0] + "/auth/token"
+    response = httpx.post(
+        token_url,
+        data={
+            "grant_type": "client_credentials",
+            "scope": scope,
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": client_assertion(private_jwks, client_id, token_url, alg=alg),
+        },
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
 def run_cli(settings: Any, *args: str, input: str | None = None) -> str:
     """Run `fhir-server ARGS` in-process on the live server's database and keys (as an
     administrator would, while the server runs); returns stdout, asserting exit code 0."""

@@ -15,8 +15,8 @@ from tests.conftest import LiveServer
 from tests.smart.flows import (
     App,
     authorize_in_browser,
+    backend_token,
     bearer,
-    client_assertion,
     hidden_fields,
     pkce_pair,
     query_of,
@@ -25,7 +25,6 @@ from tests.smart.flows import (
 
 CALLBACK = "http://127.0.0.1:9000/callback"
 EHR_SCOPE = "launch openid fhirUser patient/*.rs"
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 SystemToken = Callable[..., str]
 
 
@@ -38,7 +37,6 @@ def system_token(smart_server: LiveServer, tmp_path_factory: pytest.TempPathFact
     settings = smart_server.settings
     run_cli(settings, "clients", "keygen", str(folder / "ehr"), "--alg", "ES384")
     private = json.loads((folder / "ehr.private.json").read_text())
-    token_url = smart_server.base_url.rsplit("/fhir", 1)[0] + "/auth/token"
     registered: set[str] = set()
 
     def token(client_id: str, *options: str) -> str:
@@ -57,17 +55,7 @@ def system_token(smart_server: LiveServer, tmp_path_factory: pytest.TempPathFact
                 *options,
             )
             registered.add(client_id)
-        response = httpx.post(
-            token_url,
-            data={
-                "grant_type": "client_credentials",
-                "scope": "system/Patient.rs",
-                "client_assertion_type": ASSERTION_TYPE,
-                "client_assertion": client_assertion(private, client_id, token_url, alg="ES384"),
-            },
-        )
-        assert response.status_code == 200, response.text
-        return str(response.json()["access_token"])
+        return backend_token(smart_server.base_url, client_id, private, "system/Patient.rs")
 
     return token
 
