@@ -209,6 +209,23 @@ def _time_taken(appointment: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+async def _schedules_of_slots(repository: Repository, *appointments: dict[str, Any]) -> set[str]:
+    """The ids of the Schedules of the stored Slots the appointments name."""
+    pairs: set[tuple[str, str]] = set()
+    for body in appointments:
+        for slot in body.get("slot") or []:
+            pair = repository.reference(str(slot.get("reference"))).pair
+            if pair is not None and pair[0] == "Slot":
+                pairs.add(pair)
+    found = await repository.lookup.read_json(sorted(pairs))
+    ids: set[str] = set()
+    for slot in found.values():
+        pair = repository.reference(str((slot.get("schedule") or {}).get("reference"))).pair
+        if pair is not None and pair[0] == "Schedule":
+            ids.add(pair[1])
+    return ids
+
+
 async def _schedules_changed(
     repository: Repository, version: StoredResource
 ) -> list[StoredResource]:
@@ -235,5 +252,6 @@ async def _schedules_changed(
                 "Schedule", (ReferenceCondition("actor", tuple(actors)),), count=1000
             )
             ids.update(s.id for s in (await repository.lookup.search(query)).resources)
+        ids.update(await _schedules_of_slots(repository, before, after))
     refs = [("Schedule", i) for i in sorted(ids)]
     return await repository.lookup.read_many(refs)

@@ -253,3 +253,35 @@ def test_capability_statement_and_topics_are_published(server: LiveServer) -> No
         APPOINTMENT_CHANGE,
         SCHEDULE_AVAILABILITY,
     }
+
+
+def test_schedule_availability_fires_for_a_booking_that_names_only_a_stored_slot(
+    server: LiveServer, receiver: Receiver
+) -> None:
+    with http_of(server) as http:
+        slot = {
+            "resourceType": "Slot",
+            "id": "room-slot",
+            "schedule": {"reference": "Schedule/s-room"},
+            "status": "free",
+            "start": at("10:00"),
+            "end": at("10:30"),
+        }
+        assert http.put("/Slot/room-slot", json=slot).status_code == 201
+        sub = topic_subscription(
+            SCHEDULE_AVAILABILITY, ["schedule=Schedule/s-room"], endpoint=receiver.url
+        )
+        sub_id = http.post("/Subscription", json=sub).json()["id"]
+        wait_status(http, sub_id, "active")
+        booking = {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "start": at("10:00"),
+            "end": at("10:30"),
+            "slot": [{"reference": "Slot/room-slot"}],
+            "participant": [{"actor": {"reference": "Patient/pat3"}, "status": "accepted"}],
+        }
+        assert http.post("/Appointment", json=booking).status_code == 201
+        _, event = bundles(receiver, 2)
+    focus = status_of(event)["notification-event"][0]["focus"]["reference"]
+    assert focus.endswith("/Schedule/s-room")
