@@ -63,7 +63,8 @@ from operations.scheduling.extensions import structure_definitions
 from operations.scheduling.holds import SWEEPER, run_sweeper, sweep_interval
 from operations.scheduling.service import SchedulingService
 from operations.subscription_get_ws_binding_token import websocket_url
-from operations.subscriptions.dispatcher import Restore, run_dispatcher
+from operations.subscriptions.dispatch_loop import run_dispatcher
+from operations.subscriptions.dispatcher import Restore
 from operations.subscriptions.rules import DISPATCHER, SubscriptionRules, subscription_owner
 from operations.subscriptions.topics import TOPICS, topic_resources
 from resources.errors import FhirError

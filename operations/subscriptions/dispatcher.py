@@ -3,9 +3,9 @@ Subscription (at least once across a crash), in one process at a time (ARCHITECT
 "Events and background work").
 
 Each round (`Dispatcher.tick`, every `subscription_poll_seconds` while this process holds the
-lease LEASE in the database, renewed every RENEW_S; another process takes it over within
-LEASE_US of this one dying) seals the log, then works every `requested` or `active`
-Subscription on its own:
+lease LEASE in the database, renewed every second by `dispatch_loop.run_dispatcher`; another
+process takes it over within LEASE_US of this one dying) seals the log, then works every
+`requested` or `active` Subscription on its own:
 
 * `requested`: a topic-based rest-hook first gets a `handshake` (accepted: `active`; refused:
   `error`, Backport IG "Channels"); every other becomes `active` at once;
@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -49,21 +48,19 @@ from fhir_server.search.query import StoreQuery, TokenCondition, TokenValue
 from operations.subscriptions.delivery import Delivery
 from operations.subscriptions.notifications import Item
 from operations.subscriptions.plan import Plan, read_plan
-from operations.subscriptions.rest_hook import TIMEOUT_SECONDS, DeliveryFailed
+from operations.subscriptions.rest_hook import DeliveryFailed
 from operations.subscriptions.rules import ACCESS
 from operations.subscriptions.topics import judged_version
 from resources.errors import FhirError
 from resources.fhir_dates import now_us
 from resources.indexing import extract_index
 
-__all__ = ["EVENT", "LEASE", "STATE", "Dispatcher", "Restore", "event_key", "run_dispatcher"]
+__all__ = ["EVENT", "LEASE", "STATE", "Dispatcher", "Restore", "event_key"]
 
 LEASE = "subscriptions:dispatcher"
 LEASE_US = 5_000_000
 """How long the dispatcher's lease lasts unless renewed (µs): another process takes over
 within this long after the holder dies."""
-RENEW_S = 1.0
-"""How often the holder renews the lease (s), beside its rounds."""
 ROUND_US = 5_000_000
 """How long one round keeps delivering to one Subscription before the lease is renewed."""
 STATE = "subscription-state"
@@ -295,44 +292,3 @@ class Dispatcher:
             content["error"] = error
         with contextlib.suppress(FhirError):
             await repo.update("Subscription", sub_id, content, if_match=f'W/"{current.version_id}"')
-
-
-async def run_dispatcher(
-    repository: Repository, restore: Restore, *, clock: Callable[[], int] = now_us
-) -> None:
-    """Run the dispatcher until cancelled. A side task takes or renews the lease LEASE every
-    RENEW_S seconds; while it is held, a round runs every `subscription_poll_seconds`, and a
-    round stops delivering as soon as a renewal fails (another process may hold it then).
-    Errors are logged, never raised; the lease is given up on the way out."""
-    owner = uuid.uuid4().hex
-    poll = repository.settings.subscription_poll_seconds
-    timeout = httpx.Timeout(TIMEOUT_SECONDS)
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-        dispatcher = Dispatcher(repository, restore, client, clock=clock)
-        renewer = asyncio.create_task(_hold_lease(repository, owner, dispatcher))
-        try:
-            while True:
-                try:
-                    if dispatcher.holds_lease:
-                        await dispatcher.tick()
-                except Exception:
-                    log.exception("Subscription dispatcher round failed")
-                await asyncio.sleep(poll)
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-            with contextlib.suppress(Exception):
-                await repository.lookup.end_lease(LEASE, owner)
-
-
-async def _hold_lease(repository: Repository, owner: str, dispatcher: Dispatcher) -> None:
-    """Take or renew the lease every RENEW_S seconds, telling the dispatcher whether it
-    holds it (a failed renewal counts as not holding)."""
-    while True:
-        try:
-            dispatcher.holds_lease = await repository.lookup.lease(LEASE, owner, LEASE_US)
-        except Exception:
-            dispatcher.holds_lease = False
-            log.exception("Could not renew the Subscription dispatcher's lease")
-        await asyncio.sleep(RENEW_S)
