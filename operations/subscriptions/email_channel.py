@@ -12,16 +12,10 @@ event numbers, so a redelivery after a crash repeats the same Message-ID.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from email.message import EmailMessage
-from html import escape
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import aiosmtplib
-import orjson
-
+from operations.outbound import send_mail
 from operations.subscriptions.criteria import Channel
-from operations.subscriptions.rest_hook import DeliveryFailed
 
 __all__ = ["send_email"]
 
@@ -39,7 +33,7 @@ async def send_email(
     message_id: str,
     timeout_s: float,
 ) -> None:
-    """Send one notification message.
+    """Send one notification message (`outbound.send_mail`).
 
     Args:
         smtp_url: `smtp://[user:password@]host:port` (`smtps://` for implicit TLS).
@@ -49,43 +43,18 @@ async def send_email(
         message_id: the Message-ID (without angle brackets).
 
     Raises:
-        DeliveryFailed: the SMTP server refused or could not be reached (`permanent` when
-            no SMTP server is configured or it refused the recipient for good, 5xx).
+        SendFailed: (`rest_hook.DeliveryFailed`) the SMTP server refused or could not be
+            reached (`permanent` when no SMTP server is configured or it refused the
+            recipient for good).
     """
-    if not smtp_url:
-        raise DeliveryFailed("no SMTP server is configured (FHIR_SERVER_SMTP_URL)", permanent=True)
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = channel.endpoint.removeprefix("mailto:").split("?")[0]
-    message["Subject"] = subject
-    message["Message-ID"] = f"<{message_id}>"
-    if channel.payload.split(";")[0].strip() == "text/html":
-        body = "<br>".join(escape(line) for line in lines)
-        message.set_content(f"<html><body>{body}</body></html>", subtype="html")
-    else:
-        message.set_content("\n".join(lines))
-    if attachment is not None and ATTACH in channel.payload.replace(" ", ""):
-        message.add_attachment(
-            orjson.dumps(attachment),
-            maintype="application",
-            subtype="fhir+json",
-            filename="notification.json",
-        )
-    url = urlsplit(smtp_url)
-    try:
-        await aiosmtplib.send(
-            message,
-            hostname=url.hostname or "127.0.0.1",
-            port=url.port or (465 if url.scheme == "smtps" else 25),
-            username=unquote(url.username) if url.username else None,
-            password=unquote(url.password) if url.password else None,
-            use_tls=url.scheme == "smtps",
-            start_tls=None,  # STARTTLS when the server offers it
-            timeout=timeout_s,
-        )
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        raise DeliveryFailed(
-            f"the SMTP server refused the recipient: {exc}", permanent=True
-        ) from exc
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        raise DeliveryFailed(f"SMTP: {exc}") from exc
+    await send_mail(
+        smtp_url=smtp_url,
+        sender=sender,
+        to=channel.endpoint.removeprefix("mailto:").split("?")[0],
+        subject=subject,
+        lines=list(lines),
+        message_id=message_id,
+        timeout_s=timeout_s,
+        html=channel.payload.split(";")[0].strip() == "text/html",
+        attachment=attachment if ATTACH in channel.payload.replace(" ", "") else None,
+    )

@@ -19,6 +19,7 @@ import httpx
 import orjson
 
 from fhir_server.model import StoredResource
+from operations.outbound import SendFailed
 from operations.subscriptions.criteria import Channel, check_endpoint
 from resources.errors import Invalid
 
@@ -28,16 +29,9 @@ TIMEOUT_SECONDS = 10.0
 """Connect, read and write timeout of one notification."""
 
 
-class DeliveryFailed(Exception):
-    """A notification was not accepted.
-
-    Attributes:
-        permanent: retrying cannot help (the endpoint is refused by policy).
-    """
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
+DeliveryFailed = SendFailed
+"""A notification was not accepted (`outbound.SendFailed`: `permanent` when retrying cannot
+help, e.g. the endpoint is refused by policy)."""
 
 
 async def send(
