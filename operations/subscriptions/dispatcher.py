@@ -45,6 +45,7 @@ from fhir_server.model import Event, StoredResource
 from fhir_server.repository import Repository
 from fhir_server.search.match import matches
 from fhir_server.search.query import StoreQuery, TokenCondition, TokenValue
+from operations.leased import Holding
 from operations.subscriptions.delivery import Delivery
 from operations.subscriptions.notifications import Item
 from operations.subscriptions.plan import Plan, read_plan
@@ -101,8 +102,9 @@ class Dispatcher:
         clock: the current time in µs UTC.
 
     Attributes:
-        holds_lease: whether this process holds LEASE (`run_dispatcher` keeps it current;
-            a round stops delivering when it turns false).
+        holding: whether this process holds LEASE (`dispatch_loop.run_dispatcher` keeps it
+            current; a round stops delivering when it turns false). Held by default, for a
+            dispatcher driven by hand.
     """
 
     def __init__(
@@ -121,7 +123,7 @@ class Dispatcher:
         self.backoff_base_s = settings.subscription_backoff_seconds
         self.retry_us = int(settings.subscription_retry_hours * 3600 * US)
         self.keep_us = int(settings.subscription_event_days * 86400 * US)
-        self.holds_lease = False
+        self.holding = Holding(held=True)
 
     async def tick(self) -> int:
         """One round: seal the log, work every live Subscription; return events notified."""
@@ -161,7 +163,7 @@ class Dispatcher:
         deadline = now + ROUND_US
         events = await self.repository.lookup.events_after(int(state["cursor"]), BATCH)
         for event in events:
-            if self.clock() > deadline or not self.holds_lease:
+            if self.clock() > deadline or not self.holding.held:
                 break
             items = await self._items(stored.id, plan, event, int(state.get("count", 0)))
             if items is None:

@@ -61,7 +61,6 @@ async def setup(factory: RepositoryFactory) -> tuple[Repository, Dispatcher, Cap
     capture = Capture()
     client = httpx.AsyncClient(transport=httpx.MockTransport(capture))
     dispatcher = Dispatcher(factory.for_job(DISPATCHER, "http://test/fhir"), restore, client)
-    dispatcher.holds_lease = True
     await dispatcher.tick()  # handshake, active
     return writer, dispatcher, capture, sub_id
 
