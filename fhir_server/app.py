@@ -57,6 +57,9 @@ from operations import (
     validate,
 )
 from operations.bulk_export import BulkExports
+from operations.reminders.job import JOB as REMINDERS
+from operations.reminders.job import run_reminders
+from operations.reminders.requests import parse_offsets
 from operations.scheduling.appointments import read_proposal
 from operations.scheduling.booking_rules import BookingRules
 from operations.scheduling.extensions import structure_definitions
@@ -221,9 +224,11 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
 
     Raises:
         ValueError: authorization is on but `settings.base_url` is empty (the `aud` tokens
-            must carry is never taken from a request's Host header, SMART.md).
+            must carry is never taken from a request's Host header, SMART.md), or
+            `reminder_offsets` is not a list of ISO 8601 durations.
     """
     settings = settings or get_settings()
+    parse_offsets(settings.reminder_offsets)  # a bad FHIR_SERVER_REMINDER_OFFSETS fails here
     the_store = store or open_store(settings.database_url)
     repositories = build_repositories(the_store, settings)
     exports = BulkExports(settings)
@@ -245,6 +250,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
         background = [
             asyncio.create_task(run_sweeper(sweeper, sweep_interval(settings.hold_seconds))),
             asyncio.create_task(run_dispatcher(dispatcher, _restorer(auth))),
+            asyncio.create_task(run_reminders(repositories.for_job(REMINDERS, settings.base_url))),
             asyncio.create_task(exports.run_purger(repositories.for_job("bulk-export purge"))),
         ]
         if auth is not None:

@@ -47,7 +47,15 @@ class Settings(BaseSettings):
         smtp_url: the SMTP server email notifications go through, `smtp://host:port`
             (`smtps://` for implicit TLS; `user:password@` for login); "" refuses email
             channels.
-        mail_from: the sender address of email notifications.
+        mail_from: the sender address of email notifications and reminders.
+
+    Reminders (`operations/reminders/`):
+        reminder_offsets: comma-separated ISO 8601 durations before an Appointment's start at
+            which its Patient is reminded (default `P1D,PT2H`); "" for none.
+        dispatch_seconds: how often due reminders are looked for and sent (60; at most 60).
+        sms_url: a Twilio-compatible Messages API, the full `.../Accounts/{sid}/Messages.json`
+            URL; "" sends no SMS. sms_account / sms_token: its basic-auth user and password.
+        sms_from: the sending number (`From`).
 
     Bulk Data export (`operations/bulk_export.py`; Bulk Data Access 2.0 `$export`):
         export_dir: where the ndjson files of exports are written, one folder per export
@@ -92,6 +100,14 @@ class Settings(BaseSettings):
     subscription_event_days: float = 7.0
     smtp_url: str = ""
     mail_from: str = "fhir-server@localhost"
+
+    # -- reminders --
+    reminder_offsets: str = "P1D,PT2H"
+    dispatch_seconds: float = 60.0
+    sms_url: str = ""
+    sms_account: str = ""
+    sms_token: str = ""
+    sms_from: str = ""
 
 
 DEFAULT_CANONICAL_ROOT = "https://fhir-scheduling.example.org"

@@ -1,12 +1,15 @@
 """A real HTTP receiver of rest-hook notifications on 127.0.0.1, in a background thread.
 
 It records every request (method, path, headers, body, time of receipt) and answers 200, or
-500 for the first `fail_first` requests. `stop()` closes the port (the endpoint is then
-down: connections are refused) and `start()` opens it again on the same port.
+`fail_status` (500) for the first `fail_first` requests. `stop()` closes the port (the
+endpoint is then down: connections are refused) and `start()` opens it again on the same
+port. `Mailbox` is the aiosmtpd handler of a real SMTP server that keeps every message.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import threading
 import time
 from dataclasses import dataclass
@@ -30,9 +33,10 @@ class Received:
 class Receiver:
     """The receiver (module docstring)."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, fail_status: int = 500) -> None:
         self.port = _free_port()
         self.fail_first = fail_first
+        self.fail_status = fail_status
         self.requests: list[Received] = []
         self.failed = 0
         self._lock = threading.Lock()
@@ -52,7 +56,7 @@ class Receiver:
                 with receiver._lock:
                     if receiver.failed < receiver.fail_first:
                         receiver.failed += 1
-                        status = 500
+                        status = receiver.fail_status
                     else:
                         status = 200
                         receiver.requests.append(
@@ -87,3 +91,26 @@ class Receiver:
             time.sleep(0.02)
         with self._lock:
             raise AssertionError(f"received {len(self.requests)} of {n}: {self.requests}")
+
+
+class Mailbox:
+    """aiosmtpd handler keeping every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append(message)  # type: ignore[arg-type]
+        return "250 OK"
+
+    def wait_for(self, n: int, timeout: float = 15.0) -> list[email.message.EmailMessage]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages) >= n:
+                    return list(self.messages)
+            time.sleep(0.02)
+        raise AssertionError(f"received {len(self.messages)} of {n} messages")

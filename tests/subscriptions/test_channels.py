@@ -10,10 +10,6 @@ payload asks for it.
 
 from __future__ import annotations
 
-import email
-import email.policy
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,35 +30,13 @@ from tests.subscriptions.helpers import (
     topic_subscription,
     wait_status,
 )
+from tests.subscriptions.receiver import Mailbox
 
 DAY = "2026-12-07"
 
 
 def at(hhmm: str) -> str:
     return f"{DAY}T{hhmm}:00Z"
-
-
-class Mailbox:
-    """aiosmtpd handler keeping every message it accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.lock:
-            self.messages.append(message)  # type: ignore[arg-type]
-        return "250 OK"
-
-    def wait_for(self, n: int, timeout: float = 15.0) -> list[email.message.EmailMessage]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.messages) >= n:
-                    return list(self.messages)
-            time.sleep(0.02)
-        raise AssertionError(f"received {len(self.messages)} of {n} messages")
 
 
 @pytest.fixture

@@ -1,0 +1,154 @@
+"""Keeping each Appointment's reminders in step with it, from the event log (ARCHITECTURE.md
+"Events and background work"): whatever path booked, moved or cancelled an Appointment, its
+event reaches the planner, which makes the CommunicationRequests (`requests.py`) what they
+should be now.
+
+For an Appointment that is `booked` with a `start`, one reminder per Patient participant
+with a usable telecom and per offset is `active` at start - offset; an offset whose time has
+passed when it is planned is skipped (booked too late for it). A moved Appointment's
+reminders are re-timed (active again, even if the earlier time's reminder was sent); a
+cancelled, no-longer-booked or deleted one's active reminders are `revoked`. Requests get
+deterministic ids, so planning again (after a crash, a replay of the log) changes nothing.
+The cursor (record CURSOR) moves past events once planned; the first run starts at the end of
+the log (Appointments booked before reminders existed get none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from fhir_server.repository import Repository
+from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQuery
+from operations.reminders.requests import medium_for, parse_offsets, reminder_id, reminder_request
+from operations.reminders.text import appointment_zone, describe
+from operations.scheduling.appointments import Participants
+from resources.fhir_dates import format_instant, now_us, parse_instant
+
+__all__ = ["CURSOR", "ReminderPlanner"]
+
+CURSOR = ("reminder-planner", "cursor")
+"""The record `(kind, key)` holding the planner's place in the event log: `{cursor}`."""
+BATCH = 500
+KEPT = ("active", "completed")
+"""Statuses of a reminder at the wanted time that planning leaves alone."""
+
+
+def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return old.get("occurrenceDateTime") == new.get("occurrenceDateTime")
+
+
+class ReminderPlanner:
+    """Plans reminders from the event log (module docstring).
+
+    Args:
+        repository: a job repository.
+        clock: the current time, µs UTC.
+
+    Raises:
+        ValueError: (at construction) `reminder_offsets` is not a list of ISO 8601 durations.
+    """
+
+    def __init__(self, repository: Repository, clock: Callable[[], int] = now_us) -> None:
+        self.repository = repository
+        self.clock = clock
+        self.offsets = parse_offsets(repository.settings.reminder_offsets)
+
+    async def round(self) -> int:
+        """Plan the Appointments of the events since the cursor; return how many."""
+        lookup, records = self.repository.lookup, self.repository.records
+        await lookup.seal_events()
+        state = await records.get_record(*CURSOR)
+        if state is None:
+            state = {"cursor": await lookup.latest_event()}
+            await records.put_record(*CURSOR, state)
+        events = await lookup.events_after(int(state["cursor"]), BATCH)
+        ids = list(
+            dict.fromkeys(e.version.id for e in events if e.version.resource_type == "Appointment")
+        )
+        for appointment_id in ids:
+            await self.plan(appointment_id)
+        if events:
+            await records.put_record(*CURSOR, {"cursor": events[-1].number})
+        return len(ids)
+
+    async def plan(self, appointment_id: str) -> None:
+        """Make Appointment `appointment_id`'s reminders what they should be now."""
+        repo = self.repository
+        stored = await repo.lookup.read("Appointment", appointment_id)
+        appointment = orjson.loads(stored.content) if stored and stored.content else None
+        existing = await self._existing(appointment_id)
+        wanted = await self._wanted(appointment_id, appointment, existing)
+        for rid, body in wanted.items():
+            old = existing.get(rid)
+            same_time = (
+                old is not None and old.get("occurrenceDateTime") == body["occurrenceDateTime"]
+            )
+            if old is not None and same_time and old.get("status") in ("active", "completed"):
+                continue
+            await repo.update("CommunicationRequest", rid, body)
+        for rid, old in existing.items():
+            if rid not in wanted and old.get("status") == "active":
+                await repo.update("CommunicationRequest", rid, {**old, "status": "revoked"})
+
+    async def _existing(self, appointment_id: str) -> dict[str, dict[str, Any]]:
+        ref = ReferenceValue(ref_type="Appointment", ref_id=appointment_id)
+        query = StoreQuery(
+            "CommunicationRequest", (ReferenceCondition("based-on", (ref,)),), count=1000
+        )
+        page = await self.repository.lookup.search(query)
+        return {r.id: orjson.loads(r.content) for r in page.resources if r.content}
+
+    async def _wanted(
+        self,
+        appointment_id: str,
+        appointment: dict[str, Any] | None,
+        existing: dict[str, dict[str, Any]],
+    ) -> dict[str, dict[str, Any]]:
+        if (
+            appointment is None
+            or appointment.get("status") != "booked"
+            or not appointment.get("start")
+        ):
+            return {}
+        repo = self.repository
+        start_us = parse_instant(str(appointment["start"]))
+        now = self.clock()
+        patients = Participants(appointment, repo).patients
+        zone = await appointment_zone(repo, appointment)
+        found = await repo.lookup.read_json([("Patient", p) for p in patients])
+        text: str | None = None
+        wanted: dict[str, dict[str, Any]] = {}
+        for patient_id in patients:
+            patient = found.get(("Patient", patient_id))
+            medium = (
+                medium_for(patient, repo.settings.extension_base, format_instant(now))
+                if patient
+                else None
+            )
+            if medium is None:
+                continue
+            for offset in self.offsets:
+                at = offset.before(start_us, zone)
+                rid = reminder_id(appointment_id, patient_id, offset.text)
+                old = existing.get(rid)
+                planned = old is not None and old.get("occurrenceDateTime") == format_instant(at)
+                if planned and old is not None and old.get("status") in KEPT:
+                    wanted[rid] = old  # planned (or sent) for this time already
+                    continue
+                if at <= now:
+                    continue  # booked (or moved) later than this offset: skipped
+                text = text or await describe(repo, appointment)
+                wanted[rid] = reminder_request(
+                    id=rid,
+                    appointment_id=appointment_id,
+                    patient_id=patient_id,
+                    offset=offset.text,
+                    occurrence_us=at,
+                    medium=medium,
+                    text=text,
+                    authored_us=now,
+                )
+        return wanted

@@ -1,0 +1,91 @@
+"""Reminders follow their Appointment, on every engine, with a clock the test moves: booked ->
+one CommunicationRequest per offset at the right time (a day before keeps the wall-clock
+time across a daylight-saving change), with the patient's best channel and a text in the
+appointment's zone; moved -> re-timed; cancelled -> revoked; booked later than an offset ->
+that offset skipped; opted out of a channel -> the next one; no channel -> none. Planning
+again changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from operations.reminders.planner import ReminderPlanner
+from tests.reminders.helpers import Clock, booking, reminders, seed
+from tests.reminders.helpers import engine as engine  # noqa: PLC0414 (fixture)
+
+# 2026-11-01 is the day New York leaves daylight-saving time (02:00 EDT -> 01:00 EST)
+START = "2026-11-01T14:00:00Z"  # 09:00 EST
+END = "2026-11-01T14:30:00Z"
+
+
+async def setup(engine: Any, now: str, **settings: Any) -> tuple[Any, ReminderPlanner, Clock]:
+    factory = await engine(reminder_offsets="P1D,PT2H", **settings)
+    repo = factory.for_job("test")
+    await seed(repo)
+    clock = Clock(now)
+    planner = ReminderPlanner(factory.for_job("reminders"), clock)
+    await planner.round()  # starts its cursor at the end of the log
+    return repo, planner, clock
+
+
+async def test_booked_creates_one_request_per_offset_at_wall_clock_times(engine: Any) -> None:
+    repo, planner, _ = await setup(engine, "2026-10-20T12:00:00Z")
+    appt = (await repo.create(booking(START, END))).stored.id
+    assert await planner.round() == 1
+    got = await reminders(repo, appt)
+    assert sorted(got) == ["P1D", "PT2H"]
+    assert got["P1D"]["occurrenceDateTime"] == "2026-10-31T13:00:00.000000Z"  # 09:00 EDT
+    assert got["PT2H"]["occurrenceDateTime"] == "2026-11-01T12:00:00.000000Z"  # 07:00 EST
+    request = got["P1D"]
+    assert request["status"] == "active"
+    assert request["basedOn"] == [{"reference": f"Appointment/{appt}"}]
+    assert request["recipient"] == [{"reference": "Patient/ann"}]
+    assert request["medium"][0]["coding"][0]["code"] == "EMAILWRIT"  # rank 1
+    text = request["payload"][0]["contentString"]
+    assert "Sunday 1 November 2026 at 09:00 EST (America/New_York)" in text
+    assert "Dr. Smith" in text and "Main Street Clinic" in text
+    assert await planner.round() == 0
+    assert await reminders(repo, appt) == got
+
+
+async def test_moved_retimes_cancelled_revokes(engine: Any) -> None:
+    repo, planner, _ = await setup(engine, "2026-10-20T12:00:00Z")
+    created = (await repo.create(booking(START, END))).stored
+    await planner.round()
+    moved = {**booking("2026-11-03T15:00:00Z", "2026-11-03T15:30:00Z"), "id": created.id}
+    await repo.update("Appointment", created.id, moved)
+    await planner.round()
+    got = await reminders(repo, created.id)
+    assert got["P1D"]["occurrenceDateTime"] == "2026-11-02T15:00:00.000000Z"
+    assert got["PT2H"]["occurrenceDateTime"] == "2026-11-03T13:00:00.000000Z"
+    assert {r["status"] for r in got.values()} == {"active"}
+    await repo.update("Appointment", created.id, {**moved, "status": "cancelled"})
+    await planner.round()
+    assert {r["status"] for r in (await reminders(repo, created.id)).values()} == {"revoked"}
+
+
+async def test_booked_later_than_an_offset_skips_it(engine: Any) -> None:
+    repo, planner, _ = await setup(engine, "2026-11-01T08:00:00Z")  # 15 hours before
+    appt = (await repo.create(booking(START, END))).stored.id
+    await planner.round()
+    assert sorted(await reminders(repo, appt)) == ["PT2H"]
+
+
+async def test_opt_out_and_no_channel(engine: Any) -> None:
+    factory = await engine(reminder_offsets="PT2H")
+    repo = factory.for_job("test")
+    opt_out = {
+        "url": "https://fhir-scheduling.example.org/StructureDefinition/reminder-opt-out",
+        "valueCode": "email",
+    }
+    await seed(repo, extension=[opt_out])
+    clock = Clock("2026-10-20T12:00:00Z")
+    planner = ReminderPlanner(factory.for_job("reminders"), clock)
+    await planner.round()
+    appt = (await repo.create(booking(START, END))).stored.id
+    await planner.round()
+    assert (await reminders(repo, appt))["PT2H"]["medium"][0]["coding"][0]["code"] == "SMSWRIT"
+    await seed(repo, telecom=[{"system": "phone", "use": "home", "value": "+1555"}])
+    other = (await repo.create(booking("2026-11-02T14:00:00Z", "2026-11-02T14:30:00Z"))).stored.id
+    await planner.round()
+    assert await reminders(repo, other) == {}
