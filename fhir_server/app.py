@@ -59,6 +59,7 @@ from operations import (
 from operations.bulk_export import BulkExports
 from operations.reminders.job import JOB as REMINDERS
 from operations.reminders.job import run_reminders
+from operations.reminders.planner import ReminderPlanner
 from operations.reminders.requests import parse_offsets
 from operations.scheduling.appointments import read_proposal
 from operations.scheduling.booking_rules import BookingRules
@@ -245,6 +246,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
         await the_store.start()
         app.state.interactions = build_interactions(settings, exports)
         await publish_conformance(repositories.for_job("start-up"), settings)
+        await ReminderPlanner(repositories.for_job(REMINDERS)).start()
         sweeper = repositories.for_job(SWEEPER, settings.base_url)
         dispatcher = repositories.for_job(DISPATCHER, settings.base_url)
         background = [

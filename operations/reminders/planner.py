@@ -9,8 +9,8 @@ passed when it is planned is skipped (booked too late for it). A moved Appointme
 reminders are re-timed (active again, even if the earlier time's reminder was sent); a
 cancelled, no-longer-booked or deleted one's active reminders are `revoked`. Requests get
 deterministic ids, so planning again (after a crash, a replay of the log) changes nothing.
-The cursor (record CURSOR) moves past events once planned; the first run starts at the end of
-the log (Appointments booked before reminders existed get none).
+The cursor (record CURSOR) moves past events once planned; it starts at the end of the log
+when a server first starts with reminders (`start`; Appointments booked before get none).
 """
 
 from __future__ import annotations
@@ -56,14 +56,21 @@ class ReminderPlanner:
         self.clock = clock
         self.offsets = parse_offsets(repository.settings.reminder_offsets)
 
-    async def round(self) -> int:
-        """Plan the Appointments of the events since the cursor; return how many."""
+    async def start(self) -> dict[str, int]:
+        """The cursor, started at the end of the event log if there is none yet (a server
+        calls this before it serves, so no booking made after the start is missed)."""
         lookup, records = self.repository.lookup, self.repository.records
         await lookup.seal_events()
         state = await records.get_record(*CURSOR)
         if state is None:
             state = {"cursor": await lookup.latest_event()}
             await records.put_record(*CURSOR, state)
+        return state
+
+    async def round(self) -> int:
+        """Plan the Appointments of the events since the cursor; return how many."""
+        lookup, records = self.repository.lookup, self.repository.records
+        state = await self.start()
         events = await lookup.events_after(int(state["cursor"]), BATCH)
         ids = list(
             dict.fromkeys(e.version.id for e in events if e.version.resource_type == "Appointment")

@@ -50,7 +50,7 @@ from operations.subscriptions.delivery import Delivery
 from operations.subscriptions.notifications import Item
 from operations.subscriptions.plan import Plan, read_plan
 from operations.subscriptions.rest_hook import DeliveryFailed
-from operations.subscriptions.rules import ACCESS
+from operations.subscriptions.rules import ACCESS, STATE
 from operations.subscriptions.topics import judged_version
 from resources.errors import FhirError
 from resources.fhir_dates import now_us
@@ -64,10 +64,6 @@ LEASE_US = 5_000_000
 within this long after the holder dies."""
 ROUND_US = 5_000_000
 """How long one round keeps delivering to one Subscription before the lease is renewed."""
-STATE = "subscription-state"
-"""Record kind of a Subscription's delivery state, by its id: `{cursor, count, attempts,
-retry_at, failing_since, last_sent}` (event log number, events notified, consecutive
-failures, µs, µs, µs)."""
 EVENT = "subscription-event"
 """Record kind of one notified event, keyed `event_key(id, number)`: `{e, at, focus: [type,
 id, version], deleted}` (its event log number, µs, the focus version)."""

@@ -27,10 +27,15 @@ from resources.errors import Conflict
 if TYPE_CHECKING:
     from fhir_server.repository import Repository
 
-__all__ = ["ACCESS", "DISPATCHER", "SubscriptionRules", "subscription_owner"]
+__all__ = ["ACCESS", "DISPATCHER", "STATE", "SubscriptionRules", "subscription_owner"]
 
 ACCESS = "subscription-access"
 """Record kind of a Subscription's credentials, keyed by its id."""
+STATE = "subscription-state"
+"""Record kind of a Subscription's delivery state, by its id: `{cursor, count, attempts,
+retry_at, failing_since, last_sent}` (event log number, events notified, consecutive
+failures, µs, µs, µs). Started by the write that creates the Subscription, at the end of the
+event log as it was just before that write, so no event after the creation is missed."""
 DISPATCHER = "subscription dispatcher"
 """The job name of the dispatcher (its writes keep the creator's credentials)."""
 
@@ -58,7 +63,11 @@ class SubscriptionRules:
             await asyncio.to_thread(check_endpoint, plan.channel.endpoint, hosts)
         if repository.policy.requestor() == DISPATCHER:
             return RulesPlan()
-        return RulesPlan(records=((ACCESS, write.id, repository.policy.credentials()),))
+        records = [(ACCESS, write.id, repository.policy.credentials())]
+        if write.current is None or write.current.deleted:
+            start = {"cursor": await repository.lookup.latest_event(), "count": 0}
+            records.append((STATE, write.id, start))
+        return RulesPlan(records=tuple(records))
 
     async def explain(self, repository: Repository, key: str, claims: ClaimSet) -> Conflict:
         """Subscriptions claim nothing: a plain 409 naming the key."""

@@ -116,3 +116,17 @@ async def test_a_failed_write_is_never_delivered(factory: RepositoryFactory) -> 
         )
     await dispatcher.tick()
     assert capture.numbers() == [[], ["1"]]
+
+
+async def test_an_event_right_after_creation_before_the_first_round_is_delivered(
+    factory: RepositoryFactory,
+) -> None:
+    writer = factory.for_job("test")
+    sub = topic_subscription(APPOINTMENT_CHANGE, [], endpoint=ENDPOINT, content="id-only")
+    await writer.create(sub)
+    await writer.create(appointment("early"))  # before the dispatcher ever looked
+    capture = Capture()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(capture))
+    dispatcher = Dispatcher(factory.for_job(DISPATCHER, "http://test/fhir"), restore, client)
+    await dispatcher.tick()
+    assert capture.numbers() == [[], ["1"]]
