@@ -22,7 +22,14 @@ import orjson
 
 from fhir_server.repository import Repository
 from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQuery
-from operations.reminders.requests import medium_for, parse_offsets, reminder_id, reminder_request
+from operations.reminders.notices import plan_notices
+from operations.reminders.requests import (
+    OFFSET_SYSTEM,
+    medium_for,
+    parse_offsets,
+    reminder_id,
+    reminder_request,
+)
 from operations.reminders.text import appointment_zone, describe
 from operations.scheduling.appointments import Participants
 from resources.fhir_dates import format_instant, now_us, parse_instant
@@ -38,6 +45,11 @@ KEPT = ("active", "completed")
 
 def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return old.get("occurrenceDateTime") == new.get("occurrenceDateTime")
+
+
+def _is_reminder(request: dict[str, Any]) -> bool:
+    """A reminder (it names its offset), not a notice."""
+    return any(i.get("system") == OFFSET_SYSTEM for i in request.get("identifier") or [])
 
 
 class ReminderPlanner:
@@ -72,9 +84,10 @@ class ReminderPlanner:
         lookup, records = self.repository.lookup, self.repository.records
         state = await self.start()
         events = await lookup.events_after(int(state["cursor"]), BATCH)
-        ids = list(
-            dict.fromkeys(e.version.id for e in events if e.version.resource_type == "Appointment")
-        )
+        appointments = [e.version for e in events if e.version.resource_type == "Appointment"]
+        for version in appointments:
+            await plan_notices(self.repository, version, self.clock())
+        ids = list(dict.fromkeys(v.id for v in appointments))
         for appointment_id in ids:
             await self.plan(appointment_id)
         if events:
@@ -106,7 +119,8 @@ class ReminderPlanner:
             "CommunicationRequest", (ReferenceCondition("based-on", (ref,)),), count=1000
         )
         page = await self.repository.lookup.search(query)
-        return {r.id: orjson.loads(r.content) for r in page.resources if r.content}
+        found = {r.id: orjson.loads(r.content) for r in page.resources if r.content}
+        return {rid: body for rid, body in found.items() if _is_reminder(body)}
 
     async def _wanted(
         self,

@@ -1,14 +1,15 @@
 """Sending due reminders, each exactly once (R4 `communication.html`).
 
-Each round looks for `active` reminder CommunicationRequests whose `occurrenceDateTime` has
-come and, for each one:
+Each round looks for `active` reminder and notice (`notices.py`) CommunicationRequests
+whose `occurrenceDateTime` has come and, for each one:
 
-1. if its Appointment is no longer `booked` or has started (the reminder's window ends at
-   the start), records a `not-done` Communication (`statusReason` says why) and revokes it;
+1. if its window has closed (a reminder's when its Appointment is no longer `booked` or has
+   started; a notice's a day after it was due), records a `not-done` Communication
+   (`statusReason` says why) and revokes it;
 2. otherwise records a Communication (id `communication_id(request)`, deterministic per
    request and time) `in-progress`, `basedOn` the request, before sending;
 3. sends it: email (`outbound.send_mail`, Message-ID `{communication id}@fhir-server`) or
-   SMS (`outbound.send_sms`, idempotency key = the Communication id) to the Patient's
+   SMS (`outbound.send_sms`, idempotency key = the Communication id) to the recipient's
    best-ranked address for the request's medium;
 4. on success writes, in one atomic write, the Communication `completed` (with `sent`) and
    the request `completed`; a temporary failure is retried with backoff (RETRY_FIRST_S
@@ -52,12 +53,22 @@ RETRY_MAX_S = 120.0
 TIMEOUT_S = 20.0
 US = 1_000_000
 PAGE = 200
+NOTICE_WINDOW_US = 86_400 * US
+"""How long a confirmation or change notice may still be sent after it was due."""
 
 
 def communication_id(request: dict[str, Any]) -> str:
     """The id of the Communication recording a reminder request's delivery at its time."""
     key = f"{request['id']}|{request.get('occurrenceDateTime')}"
     return f"reminder-sent-{hashlib.sha256(key.encode()).hexdigest()[:36]}"
+
+
+def _is_notice(request: dict[str, Any]) -> bool:
+    return any(
+        c.get("code") == "notification"
+        for category in request.get("category") or []
+        for c in category.get("coding") or []
+    )
 
 
 def _medium(request: dict[str, Any]) -> str:
@@ -91,7 +102,9 @@ class ReminderSender:
         now = self.clock()
         due = (
             TokenCondition("status", (TokenValue("*", "active"),)),
-            TokenCondition("category", (TokenValue("*", "reminder"),)),
+            TokenCondition(
+                "category", (TokenValue("*", "reminder"), TokenValue("*", "notification"))
+            ),
             DateCondition("occurrence", (RangeValue("le", DATE_MIN, now + 1),)),
         )
         seen: set[str] = set()  # handled this round (those left active wait for a retry)
@@ -142,8 +155,12 @@ class ReminderSender:
         return 1
 
     async def _why_not(self, request: dict[str, Any], now: int) -> str | None:
-        """Why the request's window is closed (its Appointment cancelled, gone or started),
-        or None."""
+        """Why the request's window is closed, or None: a reminder's ends when its
+        Appointment is no longer booked or starts; a notice's NOTICE_WINDOW_US after it was
+        due."""
+        if _is_notice(request):
+            due = parse_instant(str(request.get("occurrenceDateTime")))
+            return "The notice could not be sent in time" if now > due + NOTICE_WINDOW_US else None
         based = (request.get("basedOn") or [{}])[0].get("reference", "")
         pair = self.repository.reference(str(based)).pair
         found = await self.repository.lookup.read_json([pair]) if pair else {}
@@ -169,21 +186,21 @@ class ReminderSender:
         }
 
     async def _deliver(self, request: dict[str, Any], comm_id: str) -> None:
-        subject = (request.get("subject") or {}).get("reference", "")
-        pair = self.repository.reference(str(subject)).pair
+        recipient = ((request.get("recipient") or [{}])[0]).get("reference", "")
+        pair = self.repository.reference(str(recipient)).pair
         found = await self.repository.lookup.read_json([pair]) if pair else {}
-        patient = found.get(pair) if pair else None
+        person = found.get(pair) if pair else None
         medium = _medium(request)
-        address = address_for(patient, medium) if patient else None
+        address = address_for(person, medium) if person else None
         if address is None:
-            raise SendFailed(f"The patient has no address for {medium}", permanent=True)
+            raise SendFailed(f"{recipient} has no address for {medium}", permanent=True)
         text = " ".join(str(p.get("contentString") or "") for p in request.get("payload") or [])
         if medium == "EMAILWRIT":
             await send_mail(
                 smtp_url=self.settings.smtp_url,
                 sender=self.settings.mail_from,
                 to=address,
-                subject="Appointment reminder",
+                subject="Appointment notice" if _is_notice(request) else "Appointment reminder",
                 lines=[text],
                 message_id=f"{comm_id}@fhir-server",
                 timeout_s=TIMEOUT_S,

@@ -24,7 +24,13 @@ from operations.scheduling.service import SchedulingService
 from operations.scheduling.timezones import is_known_zone
 from resources.fhir_dates import parse_instant
 
-__all__ = ["appointment_zone", "describe", "human_name"]
+__all__ = [
+    "appointment_zone",
+    "describe",
+    "describe_time",
+    "human_name",
+    "who_and_where",
+]
 
 
 def human_name(resource: dict[str, Any] | None) -> str | None:
@@ -75,7 +81,7 @@ async def appointment_zone(repository: Repository, appointment: dict[str, Any]) 
     return repository.settings.default_timezone
 
 
-async def _who_and_where(
+async def who_and_where(
     repository: Repository, appointment: dict[str, Any]
 ) -> tuple[str | None, str | None]:
     """The practitioner's and the place's names (module docstring)."""
@@ -100,13 +106,17 @@ async def _who_and_where(
     return practitioner, place
 
 
+def describe_time(instant: str, zone: str) -> str:
+    """`Sunday 1 November 2026 at 09:00 EST (America/New_York)`."""
+    start = dt.datetime.fromtimestamp(parse_instant(instant) / 1e6, ZoneInfo(zone))
+    return start.strftime("%A %-d %B %Y at %H:%M %Z") + f" ({zone})"
+
+
 async def describe(repository: Repository, appointment: dict[str, Any]) -> str:
     """The reminder text of an Appointment (module docstring)."""
     zone = await appointment_zone(repository, appointment)
-    start_us = parse_instant(str(appointment["start"]))
-    start = dt.datetime.fromtimestamp(start_us / 1e6, ZoneInfo(zone))
-    when = start.strftime("%A %-d %B %Y at %H:%M %Z") + f" ({zone})"
-    practitioner, place = await _who_and_where(repository, appointment)
+    when = describe_time(str(appointment["start"]), zone)
+    practitioner, place = await who_and_where(repository, appointment)
     text = f"Reminder: your appointment is on {when}"
     if practitioner:
         text += f" with {practitioner}"

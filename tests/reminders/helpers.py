@@ -119,5 +119,19 @@ async def reminders(repo: Repository, appointment_id: str) -> dict[str, dict[str
     out = {}
     for stored in page.resources:
         body = orjson.loads(stored.content or b"{}")
-        out[body["identifier"][0]["value"]] = body
+        if body.get("identifier"):  # a reminder (notices have no offset)
+            out[body["identifier"][0]["value"]] = body
     return out
+
+
+async def notices(repo: Repository, appointment_id: str) -> list[dict[str, Any]]:
+    """The appointment's confirmation and change notices, oldest first."""
+    from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQuery
+
+    ref = ReferenceValue(ref_type="Appointment", ref_id=appointment_id)
+    query = StoreQuery("CommunicationRequest", (ReferenceCondition("based-on", (ref,)),), count=100)
+    page = await repo.lookup.search(query)
+    found = [orjson.loads(s.content or b"{}") for s in page.resources]
+    return sorted(
+        (b for b in found if not b.get("identifier")), key=lambda b: b["occurrenceDateTime"]
+    )

@@ -51,16 +51,19 @@ def test_a_booking_gets_its_reminder_email_from_the_running_server(tmp_path: Pat
                 "participant": [{"actor": {"reference": "Patient/ann"}, "status": "accepted"}],
             }
             appt = http.post("/Appointment", json=booking).json()["id"]
-            [message] = box.wait_for(1, timeout=15)
+            confirmation, message = box.wait_for(2, timeout=15)
             requests = http.get(
                 "/CommunicationRequest", params={"based-on": f"Appointment/{appt}"}
             ).json()
-            [request] = [e["resource"] for e in requests["entry"]]
+            [request] = [
+                e["resource"] for e in requests["entry"] if e["resource"].get("identifier")
+            ]
             sent = http.get(
                 "/Communication", params={"based-on": f"CommunicationRequest/{request['id']}"}
             ).json()
     finally:
         controller.stop()
-    assert message["To"] == "ann@example.org"
+    assert confirmation["Subject"] == "Appointment notice"
+    assert (message["Subject"], message["To"]) == ("Appointment reminder", "ann@example.org")
     assert request["status"] == "completed"
     assert [e["resource"]["status"] for e in sent["entry"]] == ["completed"]

@@ -89,3 +89,42 @@ async def test_opt_out_and_no_channel(engine: Any) -> None:
     other = (await repo.create(booking("2026-11-02T14:00:00Z", "2026-11-02T14:30:00Z"))).stored.id
     await planner.round()
     assert await reminders(repo, other) == {}
+
+
+async def test_confirmations_and_change_notices_go_to_both_parties(engine: Any) -> None:
+    from tests.reminders.helpers import notices
+
+    repo, planner, _ = await setup(engine, "2026-10-20T12:00:00Z")
+    smith = {
+        "resourceType": "Practitioner",
+        "id": "smith",
+        "name": [{"prefix": ["Dr."], "family": "Smith"}],
+        "telecom": [{"system": "email", "value": "smith@example.org"}],
+    }
+    await repo.update("Practitioner", "smith", smith)
+    created = (await repo.create(booking(START, END))).stored
+    await planner.round()
+    noted = {**booking(START, END), "id": created.id, "comment": "bring forms"}
+    await repo.update("Appointment", created.id, noted)  # no change worth telling
+    moved = {**noted, "start": "2026-11-03T15:00:00Z", "end": "2026-11-03T15:30:00Z"}
+    await repo.update("Appointment", created.id, moved)
+    await repo.update("Appointment", created.id, {**moved, "status": "cancelled"})
+    await planner.round()
+    got = await notices(repo, created.id)
+    told = sorted(
+        (n["recipient"][0]["reference"], n["payload"][0]["contentString"].rsplit(" ", 1)[-1])
+        for n in got
+    )
+    assert told == sorted(
+        [
+            ("Patient/ann", "confirmed."),
+            ("Practitioner/smith", "confirmed."),
+            ("Patient/ann", "time."),
+            ("Practitioner/smith", "time."),
+            ("Patient/ann", "cancelled."),
+            ("Practitioner/smith", "cancelled."),
+        ]
+    )
+    assert {n["category"][0]["coding"][0]["code"] for n in got} == {"notification"}
+    await planner.round()
+    assert len(await notices(repo, created.id)) == 6

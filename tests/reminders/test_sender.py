@@ -55,6 +55,8 @@ async def setup(
     await planner.round()
     appt = (await repo.create(booking(START, END))).stored.id
     await planner.round()
+    async with httpx.AsyncClient() as client:  # the booking's confirmation goes out first
+        await ReminderSender(job, client, clock).round()
     return repo, job, planner, clock, appt
 
 
@@ -68,6 +70,10 @@ async def communication(repo: Any, request: dict[str, Any]) -> dict[str, Any]:
 async def test_due_email_is_sent_once_and_recorded(engine: Any, smtp: Any) -> None:
     box, port, _ = smtp
     repo, job, _, clock, appt = await setup(engine, port)
+    [confirmation] = box.messages
+    assert confirmation["Subject"] == "Appointment notice"
+    assert "is confirmed" in confirmation.get_content()
+    box.messages.clear()
     async with httpx.AsyncClient() as client:
         sender = ReminderSender(job, client, clock)
         assert await sender.round() == 0  # not due yet
@@ -92,6 +98,8 @@ async def test_sms_goes_to_the_gateway_and_a_permanent_refusal_is_not_retried(
     try:
         mobile_only = [{"system": "sms", "value": "+15550001111"}]
         repo, job, _, clock, appt = await setup(engine, smtp[1], sink.url, telecom=mobile_only)
+        sink.wait_for(1)
+        sink.requests.clear()  # the booking's confirmation
         clock.set("2026-11-01T12:01:00Z")
         async with httpx.AsyncClient() as client:
             assert await ReminderSender(job, client, clock).round() == 1
@@ -120,16 +128,17 @@ async def test_smtp_down_is_retried_until_it_is_back(engine: Any) -> None:
         controller = Controller(box, hostname="127.0.0.1", port=port)
         controller.start()
         try:
-            assert await sender.round() == 1
+            assert await sender.round() == 1  # the confirmation's day-long window has passed
         finally:
             controller.stop()
-    assert len(box.messages) == 1
+    assert [m["Subject"] for m in box.messages] == ["Appointment reminder"]
     assert (await reminders(repo, appt))["PT2H"]["status"] == "completed"
 
 
 async def test_cancelled_appointment_gets_nothing(engine: Any, smtp: Any) -> None:
     box, port, _ = smtp
     repo, job, _, clock, appt = await setup(engine, port)
+    box.messages.clear()  # the booking's confirmation
     current = await repo.read("Appointment", appt)
     cancelled = {**orjson.loads(current.content), "status": "cancelled"}
     await repo.update("Appointment", appt, cancelled)  # the planner has not run since
@@ -140,7 +149,7 @@ async def test_cancelled_appointment_gets_nothing(engine: Any, smtp: Any) -> Non
     comm = await communication(repo, request)
     assert (request["status"], comm["status"]) == ("revoked", "not-done")
     assert "no longer booked" in comm["statusReason"]["text"]
-    assert box.messages == []
+    assert [m.get_content() for m in box.messages] == []
 
 
 async def test_a_crash_before_recording_the_send_resends_the_same_message_once(
@@ -148,6 +157,7 @@ async def test_a_crash_before_recording_the_send_resends_the_same_message_once(
 ) -> None:
     box, port, _ = smtp
     _, job, _, clock, _ = await setup(engine, port)
+    box.messages.clear()  # the booking's confirmation
     clock.set("2026-11-01T12:00:00Z")
     async with httpx.AsyncClient() as client:
         dying = ReminderSender(job, client, clock)
@@ -170,6 +180,7 @@ async def test_a_crash_before_sending_sends_exactly_once_after_restart(
 ) -> None:
     box, port, _ = smtp
     repo, job, _, clock, appt = await setup(engine, port)
+    box.messages.clear()  # the booking's confirmation
     clock.set("2026-11-01T12:00:00Z")
     async with httpx.AsyncClient() as client:
         dying = ReminderSender(job, client, clock)
@@ -201,7 +212,7 @@ async def test_a_permanent_gateway_refusal_ends_not_done_and_is_not_retried(
             assert await sender.round() == 0
             clock.set("2026-11-01T12:30:00Z")
             assert await sender.round() == 0
-        assert sink.failed == 1
+        assert sink.failed == 2  # the confirmation and the reminder, each once
         request = (await reminders(repo, appt))["PT2H"]
         comm = await communication(repo, request)
         assert (request["status"], comm["status"]) == ("revoked", "not-done")

@@ -1,0 +1,135 @@
+"""Confirmations and change notices (seed: "sends confirmation to both parties"): when an
+Appointment becomes `booked`, moves while booked, or is cancelled (or deleted) after being
+booked, a CommunicationRequest of category `notification` is planned for each Patient
+participant (by its best channel, as reminders) and each practitioner with an email (a
+Practitioner participant, or a PractitionerRole participant's practitioner), due at once,
+sent by the reminder sender. Ids are deterministic per Appointment version and recipient, so
+planning an event again changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from fhir_server.model import StoredResource
+from fhir_server.repository import Repository
+from operations.reminders.requests import MEDIUM_SYSTEM, medium_for
+from operations.reminders.text import appointment_zone, describe_time, who_and_where
+from operations.scheduling.appointments import Participants
+from resources.fhir_dates import format_instant
+
+__all__ = ["NOTIFICATION", "plan_notices", "transition"]
+
+NOTIFICATION = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/communication-category",
+            "code": "notification",
+        }
+    ]
+}
+
+
+WORDS = {"booked": "is confirmed", "moved": "has moved to this time", "cancelled": "is cancelled"}
+"""How a notice says what happened."""
+
+
+def transition(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str | None:
+    """`booked`, `moved` or `cancelled` for a change worth telling, else None."""
+    was = (before or {}).get("status") == "booked"
+    now = (after or {}).get("status") == "booked"
+    if now and not was:
+        return "booked"
+    if now and was and (before or {}).get("start") != (after or {}).get("start"):
+        return "moved"
+    if was and not now and (after is None or after.get("status") == "cancelled"):
+        return "cancelled"
+    return None
+
+
+async def _previous(repository: Repository, version: StoredResource) -> dict[str, Any] | None:
+    if version.version_id <= 1:
+        return None
+    earlier = await repository.lookup.vread(
+        version.resource_type, version.id, version.version_id - 1
+    )
+    return orjson.loads(earlier.content) if earlier and earlier.content else None
+
+
+async def _recipients(
+    repository: Repository, appointment: dict[str, Any], now_iso: str
+) -> list[tuple[str, str]]:
+    """`(reference, medium)` of who is told: patients by their best channel, practitioners
+    with an email by email."""
+    base = repository.settings.extension_base
+    out: list[tuple[str, str]] = []
+    participants = Participants(appointment, repository)
+    found = await repository.lookup.read_json([("Patient", p) for p in participants.patients])
+    for patient_id in participants.patients:
+        patient = found.get(("Patient", patient_id))
+        medium = medium_for(patient, base, now_iso) if patient else None
+        if medium is not None:
+            out.append((f"Patient/{patient_id}", medium))
+    practitioners: list[str] = []
+    for rtype, rid in participants.actors:
+        if rtype == "Practitioner":
+            practitioners.append(rid)
+        elif rtype == "PractitionerRole":
+            role = (await repository.lookup.read_json([(rtype, rid)])).get((rtype, rid)) or {}
+            pair = repository.reference(str((role.get("practitioner") or {}).get("reference"))).pair
+            if pair is not None and pair[0] == "Practitioner":
+                practitioners.append(pair[1])
+    people = await repository.lookup.read_json([("Practitioner", p) for p in practitioners])
+    for practitioner_id in dict.fromkeys(practitioners):
+        person = people.get(("Practitioner", practitioner_id)) or {}
+        if medium_for(person, base, now_iso) is not None and any(
+            t.get("system") == "email" for t in person.get("telecom") or []
+        ):
+            out.append((f"Practitioner/{practitioner_id}", "EMAILWRIT"))
+    return out
+
+
+async def plan_notices(repository: Repository, version: StoredResource, now: int) -> int:
+    """Plan the notices one Appointment event (`version`) calls for, due at `now` (µs UTC);
+    return how many."""
+    after = orjson.loads(version.content) if version.content else None
+    before = await _previous(repository, version)
+    kind = transition(before, after)
+    shown = after or before
+    if kind is None or shown is None or not shown.get("start"):
+        return 0
+    zone = await appointment_zone(repository, shown)
+    practitioner, place = await who_and_where(repository, shown)
+    when = describe_time(str(shown["start"]), zone)
+    text = f"Your appointment on {when}"
+    text += f" with {practitioner}" if practitioner else ""
+    text += f" at {place}" if place else ""
+    text += f" {WORDS[kind]}."
+    at = format_instant(now)
+    planned = 0
+    for recipient, medium in await _recipients(repository, shown, at):
+        key = f"{version.id}|{version.version_id}|{recipient}|{kind}"
+        rid = f"notice-{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+        if await repository.lookup.read("CommunicationRequest", rid) is not None:
+            continue
+        notice: dict[str, Any] = {
+            "resourceType": "CommunicationRequest",
+            "id": rid,
+            "status": "active",
+            "category": [NOTIFICATION],
+            "priority": "routine",
+            "medium": [{"coding": [{"system": MEDIUM_SYSTEM, "code": medium}]}],
+            "recipient": [{"reference": recipient}],
+            "basedOn": [{"reference": f"Appointment/{version.id}"}],
+            "payload": [{"contentString": text}],
+            "occurrenceDateTime": at,
+            "authoredOn": at,
+        }
+        if recipient.startswith("Patient/"):
+            notice["subject"] = {"reference": recipient}
+        await repository.update("CommunicationRequest", rid, notice)
+        planned += 1
+    return planned
