@@ -1,5 +1,6 @@
-"""The `fhir-server` command: `serve` the FHIR API, `load` FHIR files into the store, and
-administer authorization (`clients`, `users`, `launch`, `token`, `keys`: `cli_auth.py`).
+"""The `fhir-server` command: `serve` the FHIR API, `load` FHIR files into the store,
+administer authorization (`clients`, `users`, `launch`, `token`, `keys`: `cli_auth.py`) and
+look at reminders (`reminders`: `cli_reminders.py`).
 
 Examples:
     fhir-server serve --port 8080 --demo
@@ -25,6 +26,7 @@ from rich.text import Text
 from fhir_server.app import build_interactions, build_repositories
 from fhir_server.bundles import BundleProcessor
 from fhir_server.cli_auth import DEFAULT_BASE_URL, register
+from fhir_server.cli_reminders import register as register_reminders
 from fhir_server.config import Settings
 from fhir_server.demo_access import (
     DEMO_CLIENT_ID,
@@ -221,6 +223,7 @@ def load(
 
 
 register(app)
+register_reminders(app)
 
 
 def main() -> None:
