@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -38,7 +39,7 @@ from resources.fhir_dates import format_instant, now_us
 __all__ = ["register"]
 
 reminders_app = typer.Typer(help="Appointment reminders and notices.", no_args_is_help=True)
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)  # piped: one row per line
 US = 1_000_000
 
 
