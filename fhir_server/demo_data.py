@@ -336,7 +336,10 @@ def _patient(row: _Person) -> dict[str, Any]:
         ],
         "active": True,
         "name": [{"use": "official", "family": row.family, "given": [row.given]}],
-        "telecom": [_phone(row.phone, "mobile")],
+        "telecom": [
+            {**_email(f"{row.key}@patients.example", "home"), "rank": 1},
+            {**_phone(row.phone, "mobile"), "rank": 2},
+        ],
         "gender": row.gender,
         "birthDate": row.birth_date,
         "address": [{**_address(*row.home), "use": "home"}],
