@@ -172,7 +172,7 @@ class ReminderSender:
         return None
 
     def _communication(self, request: dict[str, Any], comm_id: str) -> dict[str, Any]:
-        return {
+        comm = {
             "resourceType": "Communication",
             "id": comm_id,
             "status": "in-progress",
@@ -184,6 +184,7 @@ class ReminderSender:
             "about": request.get("basedOn") or [],
             "payload": request.get("payload") or [],
         }
+        return {k: v for k, v in comm.items() if v not in (None, [])}
 
     async def _deliver(self, request: dict[str, Any], comm_id: str) -> None:
         recipient = ((request.get("recipient") or [{}])[0]).get("reference", "")

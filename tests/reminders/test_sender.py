@@ -219,3 +219,26 @@ async def test_a_permanent_gateway_refusal_ends_not_done_and_is_not_retried(
         assert "HTTP 400" in comm["statusReason"]["text"]
     finally:
         sink.stop()
+
+
+async def test_confirmations_reach_the_patient_and_the_practitioner(engine: Any, smtp: Any) -> None:
+    box, port, _ = smtp
+    factory = await engine(reminder_offsets="", smtp_url=f"smtp://127.0.0.1:{port}")
+    repo = factory.for_job("test")
+    await seed(repo)
+    smith = {
+        "resourceType": "Practitioner",
+        "id": "smith",
+        "name": [{"prefix": ["Dr."], "family": "Smith"}],
+        "telecom": [{"system": "email", "value": "smith@example.org"}],
+    }
+    await repo.update("Practitioner", "smith", smith)
+    clock = Clock("2026-10-30T12:00:00Z")
+    job = factory.for_job("reminders")
+    planner = ReminderPlanner(job, clock)
+    await planner.start()
+    await repo.create(booking(START, END))
+    await planner.round()
+    async with httpx.AsyncClient() as client:
+        assert await ReminderSender(job, client, clock).round() == 2
+    assert sorted(m["To"] for m in box.messages) == ["ann@example.org", "smith@example.org"]
