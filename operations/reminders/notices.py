@@ -1,7 +1,8 @@
 """Confirmations and change notices (seed: "sends confirmation to both parties"): when an
 Appointment becomes `booked`, moves while booked, or is cancelled (or deleted) after being
 booked, a CommunicationRequest of category `notification` is planned for each Patient
-participant (by its best channel, as reminders) and each practitioner with an email (a
+participant (by its best channel the server can send on, as reminders) and each practitioner
+with an email (when the server sends email) (a
 Practitioner participant, or a PractitionerRole participant's practitioner), due at once,
 sent by the reminder sender. Ids are deterministic per Appointment version and recipient, so
 planning an event again changes nothing.
@@ -16,7 +17,7 @@ import orjson
 
 from fhir_server.model import StoredResource
 from fhir_server.repository import Repository
-from operations.reminders.requests import MEDIUM_SYSTEM, medium_for
+from operations.reminders.requests import MEDIUM_SYSTEM, channels_of, medium_for
 from operations.reminders.text import appointment_zone, describe_time, who_and_where
 from operations.scheduling.appointments import Participants
 from resources.fhir_dates import format_instant
@@ -65,12 +66,13 @@ async def _recipients(
     """`(reference, medium)` of who is told: patients by their best channel, practitioners
     with an email by email."""
     base = repository.settings.extension_base
+    channels = channels_of(repository.settings)
     out: list[tuple[str, str]] = []
     participants = Participants(appointment, repository)
     found = await repository.lookup.read_json([("Patient", p) for p in participants.patients])
     for patient_id in participants.patients:
         patient = found.get(("Patient", patient_id))
-        medium = medium_for(patient, base, now_iso) if patient else None
+        medium = medium_for(patient, base, now_iso, channels) if patient else None
         if medium is not None:
             out.append((f"Patient/{patient_id}", medium))
     practitioners: list[str] = []
@@ -85,9 +87,7 @@ async def _recipients(
     people = await repository.lookup.read_json([("Practitioner", p) for p in practitioners])
     for practitioner_id in dict.fromkeys(practitioners):
         person = people.get(("Practitioner", practitioner_id)) or {}
-        if medium_for(person, base, now_iso) is not None and any(
-            t.get("system") == "email" for t in person.get("telecom") or []
-        ):
+        if medium_for(person, base, now_iso, channels & {"email"}) is not None:
             out.append((f"Practitioner/{practitioner_id}", "EMAILWRIT"))
     return out
 

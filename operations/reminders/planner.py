@@ -4,10 +4,12 @@ event reaches the planner, which makes the CommunicationRequests (`requests.py`)
 should be now.
 
 For an Appointment that is `booked` with a `start`, one reminder per Patient participant
-with a usable telecom and per offset is `active` at start - offset; an offset whose time has
-passed when it is planned is skipped (booked too late for it). A moved Appointment's
-reminders are re-timed (active again, even if the earlier time's reminder was sent); a
-cancelled, no-longer-booked or deleted one's active reminders are `revoked`. Requests get
+with a usable telecom on a channel the server sends on (email with `FHIR_SERVER_SMTP_URL`,
+SMS with `FHIR_SERVER_SMS_URL`; neither: no reminders at all) and per offset is `active`
+at start - offset; an offset whose time has passed when it is planned is skipped (booked too
+late for it). A moved Appointment's reminders are re-timed (active again, even if the
+earlier time's reminder was sent); a cancelled, no-longer-booked or deleted one's active
+reminders are `revoked`. Requests get
 deterministic ids, so planning again (after a crash, a replay of the log) changes nothing.
 The cursor (record CURSOR) moves past events once planned; it starts at the end of the log
 when a server first starts with reminders (`start`; Appointments booked before get none).
@@ -25,6 +27,7 @@ from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQu
 from operations.reminders.notices import plan_notices
 from operations.reminders.requests import (
     OFFSET_SYSTEM,
+    channels_of,
     medium_for,
     parse_offsets,
     reminder_id,
@@ -139,13 +142,14 @@ class ReminderPlanner:
         now = self.clock()
         patients = Participants(appointment, repo).patients
         zone = await appointment_zone(repo, appointment)
+        channels = channels_of(repo.settings)
         found = await repo.lookup.read_json([("Patient", p) for p in patients])
         text: str | None = None
         wanted: dict[str, dict[str, Any]] = {}
         for patient_id in patients:
             patient = found.get(("Patient", patient_id))
             medium = (
-                medium_for(patient, repo.settings.extension_base, format_instant(now))
+                medium_for(patient, repo.settings.extension_base, format_instant(now), channels)
                 if patient
                 else None
             )

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter, ValidationError
 
+from fhir_server.config import Settings
 from resources.fhir_dates import format_instant
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "OPT_OUT",
     "Offset",
     "address_for",
+    "channels_of",
     "medium_for",
     "parse_offsets",
     "reminder_id",
@@ -133,10 +135,20 @@ def _rank(point: dict[str, Any]) -> int:
     return rank if isinstance(rank, int) else 1_000_000
 
 
-def medium_for(patient: dict[str, Any], extension_base: str, now_iso: str) -> str | None:
+def channels_of(settings: Settings) -> frozenset[str]:
+    """The channels this server can send on: `email` with `smtp_url`, `sms` with `sms_url`."""
+    return frozenset(
+        name for name, url in (("email", settings.smtp_url), ("sms", settings.sms_url)) if url
+    )
+
+
+def medium_for(
+    patient: dict[str, Any], extension_base: str, now_iso: str, channels: frozenset[str]
+) -> str | None:
     """`EMAILWRIT` or `SMSWRIT` for the Patient's best usable telecom (lowest `rank`, then
-    order), or None when it has none (then no reminder is planned)."""
-    out = _opted_out(patient, extension_base)
+    order) on one of the server's `channels`, or None when it has none (then no reminder is
+    planned)."""
+    out = _opted_out(patient, extension_base) | ({"email", "sms"} - channels)
     best: tuple[int, int, str] | None = None
     for i, point in enumerate(patient.get("telecom") or []):
         if not isinstance(point, dict) or not point.get("value"):

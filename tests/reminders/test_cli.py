@@ -39,7 +39,13 @@ def test_list_shows_the_day_and_resend_makes_one_due_again(tmp_path: Path) -> No
         store = SQLiteStore(str(tmp_path / "fhir.db"))
         await store.start()
         factory = build_repositories(
-            store, make_settings(tmp_path, base_url=TEST_BASE_URL, reminder_offsets="PT2H")
+            store,
+            make_settings(
+                tmp_path,
+                base_url=TEST_BASE_URL,
+                reminder_offsets="PT2H",
+                smtp_url="smtp://127.0.0.1:9",
+            ),
         )
         repo = factory.for_job("test")
         await seed(repo)

@@ -19,7 +19,8 @@ END = "2026-11-01T14:30:00Z"
 
 
 async def setup(engine: Any, now: str, **settings: Any) -> tuple[Any, ReminderPlanner, Clock]:
-    factory = await engine(reminder_offsets="P1D,PT2H", **settings)
+    channels = {"smtp_url": "smtp://127.0.0.1:9", "sms_url": "http://127.0.0.1:9/sms"}
+    factory = await engine(reminder_offsets="P1D,PT2H", **{**channels, **settings})
     repo = factory.for_job("test")
     await seed(repo)
     clock = Clock(now)
@@ -72,7 +73,9 @@ async def test_booked_later_than_an_offset_skips_it(engine: Any) -> None:
 
 
 async def test_opt_out_and_no_channel(engine: Any) -> None:
-    factory = await engine(reminder_offsets="PT2H")
+    factory = await engine(
+        reminder_offsets="PT2H", smtp_url="smtp://127.0.0.1:9", sms_url="http://127.0.0.1:9/sms"
+    )
     repo = factory.for_job("test")
     opt_out = {
         "url": "https://fhir-scheduling.example.org/StructureDefinition/reminder-opt-out",
@@ -128,3 +131,18 @@ async def test_confirmations_and_change_notices_go_to_both_parties(engine: Any) 
     assert {n["category"][0]["coding"][0]["code"] for n in got} == {"notification"}
     await planner.round()
     assert len(await notices(repo, created.id)) == 6
+
+
+async def test_no_channel_configured_plans_nothing(engine: Any) -> None:
+    repo, planner, _ = await setup(engine, "2026-10-20T12:00:00Z", smtp_url="", sms_url="")
+    appt = (await repo.create(booking(START, END))).stored.id
+    await planner.round()
+    assert await reminders(repo, appt) == {}
+
+
+async def test_only_the_channels_the_server_sends_on(engine: Any) -> None:
+    repo, planner, _ = await setup(engine, "2026-10-20T12:00:00Z", smtp_url="")
+    appt = (await repo.create(booking(START, END))).stored.id
+    await planner.round()
+    got = await reminders(repo, appt)
+    assert {r["medium"][0]["coding"][0]["code"] for r in got.values()} == {"SMSWRIT"}
