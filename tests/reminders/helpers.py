@@ -15,6 +15,7 @@ from fhir_server.repository import Repository, RepositoryFactory
 from resources.fhir_dates import parse_instant
 from tests.conftest import TEST_BASE_URL, make_settings
 from tests.engines import ALL_ENGINES, make_store
+from tests.subscriptions.helpers import appointment
 
 NY = {"url": "http://hl7.org/fhir/StructureDefinition/timezone", "valueCode": "America/New_York"}
 
@@ -97,16 +98,17 @@ async def seed(
 
 
 def booking(start: str, end: str, status: str = "booked") -> dict[str, Any]:
-    return {
-        "resourceType": "Appointment",
-        "status": status,
-        "start": start,
-        "end": end,
-        "participant": [
-            {"actor": {"reference": "PractitionerRole/dr"}, "status": "accepted"},
-            {"actor": {"reference": "Patient/ann"}, "status": "accepted"},
-        ],
-    }
+    """Ann with Dr. Smith (`PractitionerRole/dr`)."""
+    return appointment(start, end, "PractitionerRole/dr", "Patient/ann", status)
+
+
+SMITH_WITH_EMAIL = {
+    "resourceType": "Practitioner",
+    "id": "smith",
+    "name": [{"prefix": ["Dr."], "family": "Smith"}],
+    "telecom": [{"system": "email", "value": "smith@example.org"}],
+}
+"""Dr. Smith with an email (notices reach her)."""
 
 
 async def reminders(repo: Repository, appointment_id: str) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from operations.reminders.planner import ReminderPlanner
-from tests.reminders.helpers import Clock, booking, reminders, seed
+from tests.reminders.helpers import SMITH_WITH_EMAIL, Clock, booking, reminders, seed
 from tests.reminders.helpers import engine as engine  # noqa: PLC0414 (fixture)
 
 # 2026-11-01 is the day New York leaves daylight-saving time (02:00 EDT -> 01:00 EST)
@@ -98,13 +98,7 @@ async def test_confirmations_and_change_notices_go_to_both_parties(engine: Any) 
     from tests.reminders.helpers import notices
 
     repo, planner, _ = await setup(engine, "2026-10-20T12:00:00Z")
-    smith = {
-        "resourceType": "Practitioner",
-        "id": "smith",
-        "name": [{"prefix": ["Dr."], "family": "Smith"}],
-        "telecom": [{"system": "email", "value": "smith@example.org"}],
-    }
-    await repo.update("Practitioner", "smith", smith)
+    await repo.update("Practitioner", "smith", SMITH_WITH_EMAIL)
     created = (await repo.create(booking(START, END))).stored
     await planner.round()
     noted = {**booking(START, END), "id": created.id, "comment": "bring forms"}

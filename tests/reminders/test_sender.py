@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 from operations.reminders.planner import ReminderPlanner
 from operations.reminders.sender import ReminderSender, communication_id
 from tests.conftest import _free_port
-from tests.reminders.helpers import Clock, booking, reminders, seed
+from tests.reminders.helpers import SMITH_WITH_EMAIL, Clock, booking, reminders, seed
 from tests.reminders.helpers import engine as engine  # noqa: PLC0414 (fixture)
 from tests.subscriptions.receiver import Mailbox, Receiver
 
@@ -226,13 +226,7 @@ async def test_confirmations_reach_the_patient_and_the_practitioner(engine: Any,
     factory = await engine(reminder_offsets="", smtp_url=f"smtp://127.0.0.1:{port}")
     repo = factory.for_job("test")
     await seed(repo)
-    smith = {
-        "resourceType": "Practitioner",
-        "id": "smith",
-        "name": [{"prefix": ["Dr."], "family": "Smith"}],
-        "telecom": [{"system": "email", "value": "smith@example.org"}],
-    }
-    await repo.update("Practitioner", "smith", smith)
+    await repo.update("Practitioner", "smith", SMITH_WITH_EMAIL)
     clock = Clock("2026-10-30T12:00:00Z")
     job = factory.for_job("reminders")
     planner = ReminderPlanner(job, clock)
