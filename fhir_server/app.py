@@ -63,7 +63,7 @@ from operations.reminders.planner import ReminderPlanner
 from operations.reminders.requests import parse_offsets
 from operations.scheduling.appointments import read_proposal
 from operations.scheduling.booking_rules import BookingRules
-from operations.scheduling.extensions import structure_definitions
+from operations.scheduling.definitions import structure_definitions
 from operations.scheduling.holds import SWEEPER, run_sweeper, sweep_interval
 from operations.scheduling.service import SchedulingService
 from operations.subscription_get_ws_binding_token import websocket_url

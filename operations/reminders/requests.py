@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from pydantic import TypeAdapter, ValidationError
 
 from fhir_server.config import Settings
+from operations.scheduling.extensions import REMINDER_OPT_OUT
 from resources.fhir_dates import format_instant
 
 __all__ = [
@@ -49,9 +50,10 @@ CATEGORY = {
 }
 MEDIUM_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
 OFFSET_SYSTEM = "urn:fhir-scheduling-server:reminder-offset"
-OPT_OUT = "reminder-opt-out"
+OPT_OUT = REMINDER_OPT_OUT
 """The id of our Patient extension (under `extension_base`) naming a channel the Patient does
-not want reminders on: `valueCode` `email` or `sms`."""
+not want reminders on: `valueCode` `email` or `sms` (StructureDefinition published with the
+others, `operations.scheduling.definitions`)."""
 _DURATION = TypeAdapter(dt.timedelta)
 
 

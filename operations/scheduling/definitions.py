@@ -15,15 +15,17 @@ from operations.scheduling.extensions import (
     AVAILABILITY,
     BUFFER_AFTER,
     BUFFER_BEFORE,
+    DEFAULT_BASE,
     HOLD_EXPIRES,
     MAX_BOOKINGS_PER_DAY,
     PROPOSAL_EXPIRES,
+    REMINDER_OPT_OUT,
     UCUM,
     VISIT_DURATION,
     extension_url,
 )
 
-__all__ = ["build_structure_definitions"]
+__all__ = ["structure_definitions"]
 
 _EXTENSION: Final = "http://hl7.org/fhir/StructureDefinition/Extension"
 _DAYS_OF_WEEK: Final = "http://hl7.org/fhir/ValueSet/days-of-week|4.0.1"
@@ -162,16 +164,36 @@ def _instant(base: str, ext_id: str, name: str, title: str, text: str) -> dict[s
     return sd
 
 
-def build_structure_definitions(base: str) -> list[dict[str, Any]]:
-    """The StructureDefinitions of our seven extensions under `base`, as fresh JSON dicts.
+def _opt_out(base: str) -> dict[str, Any]:
+    text = (
+        "A channel the Patient does not want appointment reminders and notices on: `email` "
+        "or `sms` (repeat the extension for both)."
+    )
+    sd = _definition(
+        base, REMINDER_OPT_OUT, "ReminderOptOut", "Reminder opt-out", text, ("Patient",)
+    )
+    sd["differential"] = {
+        "element": [
+            _element("Extension", short="No reminders on this channel", definition=text),
+            _element("Extension.extension", max="0"),
+            _element("Extension.url", fixedUri=sd["url"]),
+            _element("Extension.value[x]", min=1, type=[{"code": "code"}]),
+        ]
+    }
+    return sd
+
+
+def structure_definitions(base: str = DEFAULT_BASE) -> list[dict[str, Any]]:
+    """The StructureDefinitions of our eight extensions under `base`, as fresh JSON dicts.
 
     Args:
         base: the canonical base, e.g. `https://fhir-scheduling.example.org/StructureDefinition`.
 
     Returns:
         `schedule-availability`, `visit-duration`, `buffer-before`, `buffer-after`,
-        `max-bookings-per-day`, `hold-expires`, `proposal-expires`, in that order; R4
-        StructureDefinitions with `id` = the extension id and `url = {base}/{id}`.
+        `max-bookings-per-day`, `hold-expires`, `proposal-expires`, `reminder-opt-out`, in
+        that order; R4 StructureDefinitions with `id` = the extension id and
+        `url = {base}/{id}`.
     """
     visit = "Length of one visit booked on this Schedule or service, in minutes (default 30)."
     before = "Preparation time kept free before each visit, in minutes (default 0)."
@@ -197,4 +219,5 @@ def build_structure_definitions(base: str) -> list[dict[str, Any]]:
             "Proposal expires",
             "Until when a $find proposal can be held or booked by reference (set by the server).",
         ),
+        _opt_out(base),
     ]

@@ -2,8 +2,8 @@
 
 Our extensions live under one configurable canonical base (`DEFAULT_BASE` unless the server is
 configured otherwise); the URL of each is `{base}/{id}` (SCHEDULING.md "Our own extensions live
-under one configurable canonical base"). `structure_definitions(base)` builds
-their StructureDefinitions (in `operations.scheduling.definitions`).
+under one configurable canonical base"). Their StructureDefinitions are built by
+`operations.scheduling.definitions.structure_definitions(base)`.
 
 - `schedule-availability` on Schedule, repeated once per weekly rule: sub-extensions
   `daysOfWeek` (valueCode mon..sun, repeating), `allDay` (valueBoolean),
@@ -48,7 +48,6 @@ __all__ = [
     "extension_url",
     "max_bookings_per_day",
     "slot_capacity",
-    "structure_definitions",
     "timezone_code",
     "visit_duration_us",
 ]
@@ -64,6 +63,7 @@ BUFFER_AFTER: Final = "buffer-after"
 MAX_BOOKINGS_PER_DAY: Final = "max-bookings-per-day"
 HOLD_EXPIRES: Final = "hold-expires"
 PROPOSAL_EXPIRES: Final = "proposal-expires"
+REMINDER_OPT_OUT: Final = "reminder-opt-out"
 
 DEFAULT_VISIT_US: Final = 30 * 60 * 1_000_000
 """The visit length when neither the Schedule nor a HealthcareService says (30 minutes, µs)."""
@@ -292,16 +292,3 @@ def booking_parameters(
         buffer_after_us=pick(buffer_after_us) or 0,
         max_per_day=pick(max_bookings_per_day),
     )
-
-
-def structure_definitions(base: str = DEFAULT_BASE) -> list[dict[str, Any]]:
-    """The R4 StructureDefinitions of our extensions under `base` (JSON dicts, fresh each call).
-
-    One per extension id (`schedule-availability`, `visit-duration`, `buffer-before`,
-    `buffer-after`, `max-bookings-per-day`), each with `url == extension_url(id, base)`, kind
-    `complex-type`, type `Extension`, derivation `constraint` and its element `context`; served
-    at `[base]/StructureDefinition/{id}` (SCHEDULING.md). See `operations.scheduling.definitions`.
-    """
-    from operations.scheduling.definitions import build_structure_definitions
-
-    return build_structure_definitions(base)

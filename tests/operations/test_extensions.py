@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from operations.scheduling.definitions import structure_definitions
 from operations.scheduling.extensions import (
     DEFAULT_BASE,
     DEFAULT_VISIT_US,
@@ -24,7 +25,6 @@ from operations.scheduling.extensions import (
     extension_url,
     max_bookings_per_day,
     slot_capacity,
-    structure_definitions,
     timezone_code,
     visit_duration_us,
 )
@@ -190,6 +190,7 @@ def test_structure_definitions_valid_r4_extension_definitions(base: str) -> None
         "max-bookings-per-day",
         "hold-expires",
         "proposal-expires",
+        "reminder-opt-out",
     ]
     for sd in definitions:
         parsed: Any = model.model_validate(sd)
@@ -218,6 +219,7 @@ def test_structure_definitions_contexts_match_the_spec() -> None:
         "max-bookings-per-day": ["Schedule", "HealthcareService"],
         "hold-expires": ["Appointment"],
         "proposal-expires": ["Appointment"],
+        "reminder-opt-out": ["Patient"],
     }
 
 
