@@ -20,7 +20,7 @@ import orjson
 
 from fhir_server.messages import FhirResult, Operation, OperationCall
 from operations.scheduling.parameters import OperationParams
-from operations.subscriptions.dispatcher import EVENT, STATE, event_key
+from operations.subscriptions.dispatcher import EVENT, event_key, events_since_start
 from operations.subscriptions.notifications import Item, plan_bundle
 from operations.subscriptions.plan import CONTENTS, read_plan
 from resources.errors import Invalid
@@ -54,8 +54,7 @@ async def events(call: OperationCall) -> FhirResult:
     if content not in CONTENTS:
         raise Invalid(f"content must be one of {', '.join(CONTENTS)}", expression=("content",))
     plan = dataclasses.replace(plan, content=content)
-    state = await repo.records.get_record(STATE, call.target.id) or {}
-    count = int(state.get("count", 0))
+    count = await events_since_start(repo, call.target.id)
     until = min(_number(params, "eventsUntilNumber") or count, count)
     since = max(_number(params, "eventsSinceNumber") or until - MAX_EVENTS + 1, 1)
     until = min(until, since + MAX_EVENTS - 1)

@@ -3,9 +3,10 @@
 `backport-subscription-status-r4` Parameters (type `query-status`), one per Subscription.
 
 Instance level: that Subscription. Type level: the Subscriptions named by `id` parameters,
-else every Subscription the caller may see, narrowed by `status` parameters (ORed). The
-counts are the dispatcher's (`events-since-subscription-start`: events notified so far);
-an `error` Subscription carries its reason as an `error` parameter.
+else every Subscription the caller may see, narrowed by `status` parameters (ORed).
+`events-since-subscription-start` counts the events generated so far, delivered or not
+(`dispatcher.events_since_start`); an `error` Subscription carries its reason as an `error`
+parameter.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fhir_server.messages import FhirResult, Operation, OperationCall
 from fhir_server.model import StoredResource
 from fhir_server.search.query import StoreQuery, TokenCondition, TokenValue
 from operations.scheduling.parameters import OperationParams
-from operations.subscriptions.dispatcher import STATE
+from operations.subscriptions.dispatcher import events_since_start
 from operations.subscriptions.notifications import status_parameters
 from operations.subscriptions.plan import read_plan
 from resources.errors import FhirError
@@ -55,7 +56,6 @@ async def status(call: OperationCall) -> FhirResult:
     for stored in await subscriptions_of(call, params):
         assert stored.content is not None
         sub = orjson.loads(stored.content)
-        state = await repo.records.get_record(STATE, stored.id) or {}
         try:
             plan = read_plan(sub, repo)
             topic_url, content = plan.topic_url, plan.content
@@ -67,7 +67,7 @@ async def status(call: OperationCall) -> FhirResult:
             topic_url=topic_url,
             status=str(sub.get("status")),
             kind="query-status",
-            events_since_start=int(state.get("count", 0)),
+            events_since_start=await events_since_start(repo, stored.id),
             content=content,
             error=sub.get("error"),
         )

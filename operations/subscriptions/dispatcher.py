@@ -56,7 +56,15 @@ from resources.errors import FhirError
 from resources.fhir_dates import now_us
 from resources.indexing import extract_index
 
-__all__ = ["EVENT", "LEASE", "STATE", "Dispatcher", "Restore", "event_key"]
+__all__ = [
+    "EVENT",
+    "LEASE",
+    "STATE",
+    "Dispatcher",
+    "Restore",
+    "event_key",
+    "events_since_start",
+]
 
 LEASE = "subscriptions:dispatcher"
 LEASE_US = 5_000_000
@@ -70,6 +78,8 @@ id, version], deleted}` (its event log number, µs, the focus version)."""
 GRACE_US = 30_000_000
 """How long after an event a Subscription may still lack its credentials record (put just
 after its write commits) before it counts as unauthorized."""
+PROBE_MAX = 1000
+"""How many recorded, undelivered events `events_since_start` counts at most."""
 BATCH = 200
 """Events read per Subscription per round."""
 BACKOFF_MAX_S = 300.0
@@ -86,6 +96,20 @@ log = logging.getLogger(__name__)
 def event_key(sub_id: str, number: int) -> str:
     """The EVENT record key of a Subscription's event `number` (sorts by number)."""
     return f"{sub_id}/{number:012d}"
+
+
+async def events_since_start(repository: Repository, sub_id: str) -> int:
+    """How many events the Subscription has had since it started (Backport IG
+    `events-since-subscription-start`: generated, whether or not delivered yet): the events
+    delivered (STATE `count`) plus those recorded and still being delivered (EVENT records
+    past it; at most PROBE_MAX looked at)."""
+    state = await repository.records.get_record(STATE, sub_id) or {}
+    count = int(state.get("count", 0))
+    for _ in range(PROBE_MAX):
+        if await repository.records.get_record(EVENT, event_key(sub_id, count + 1)) is None:
+            break
+        count += 1
+    return count
 
 
 class Dispatcher:
