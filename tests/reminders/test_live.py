@@ -5,6 +5,7 @@ real SMTP server on 127.0.0.1; the request and its Communication are readable ov
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +53,17 @@ def test_a_booking_gets_its_reminder_email_from_the_running_server(tmp_path: Pat
             }
             appt = http.post("/Appointment", json=booking).json()["id"]
             confirmation, message = box.wait_for(2, timeout=15)
-            requests = http.get(
-                "/CommunicationRequest", params={"based-on": f"Appointment/{appt}"}
-            ).json()
-            [request] = [
-                e["resource"] for e in requests["entry"] if e["resource"].get("identifier")
-            ]
+            deadline = time.monotonic() + 10  # the send is recorded just after the message
+            while True:
+                requests = http.get(
+                    "/CommunicationRequest", params={"based-on": f"Appointment/{appt}"}
+                ).json()
+                [request] = [
+                    e["resource"] for e in requests["entry"] if e["resource"].get("identifier")
+                ]
+                if request["status"] == "completed" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
             sent = http.get(
                 "/Communication", params={"based-on": f"CommunicationRequest/{request['id']}"}
             ).json()
