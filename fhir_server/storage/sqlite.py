@@ -2,7 +2,7 @@
 
 Schema: `sqlite_schema.py`; SQL compilation: `sqlite_query.py`; claims: `sqlite_claims.py`;
 writes and the WAL checkpointer: `sqlite_writes.py`; the event log and leases:
-`sqlite_events.py`; records (`base.RecordStore`):
+`sqlite_events.py`; rows read back as values: `sqlite_rows.py`; records (`base.RecordStore`):
 `sqlite_records.py`; the lock: `locks.py`.
 
 Every statement runs on the calling (event-loop) thread's own connection. SQLite answers our
@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fhir_server.search.query import Condition, Cursor, StoreQuery
+from fhir_server.search.query import Condition, StoreQuery
 from fhir_server.storage import locks, sqlite_claims, sqlite_events, sqlite_records
 from fhir_server.storage.base import (
     Claim,
@@ -40,6 +40,7 @@ from fhir_server.storage.base import (
     final_claim_sets,
 )
 from fhir_server.storage.sqlite_query import compile_search, compile_where
+from fhir_server.storage.sqlite_rows import page_of, stored_row
 from fhir_server.storage.sqlite_schema import PRAGMAS, create_schema
 from fhir_server.storage.sqlite_writes import apply_ops, checkpoint_loop, release_lock, take_lock
 from resources.fhir_dates import now_us
@@ -134,7 +135,7 @@ class SQLiteStore:
             )
             .fetchone()
         )
-        return _stored(row) if row else None
+        return stored_row(row) if row else None
 
     async def read_many(self, refs: Sequence[tuple[str, str]]) -> list[StoredResource]:
         """Return the live current versions of the given `(type, id)` pairs that exist."""
@@ -153,7 +154,7 @@ class SQLiteStore:
                     f"method FROM resources WHERE deleted = 0 AND ({where})",
                     args,
                 ).fetchall()
-                out.extend(_stored(r) for r in rows)
+                out.extend(stored_row(r) for r in rows)
             return out
 
         return await self._read(run)
@@ -167,7 +168,7 @@ class SQLiteStore:
                 "FROM history WHERE res_type = ? AND res_id = ? AND version_id = ?",
                 (resource_type, id, version_id),
             ).fetchone()
-            return _stored(row) if row else None
+            return stored_row(row) if row else None
 
         return await self._read(run)
 
@@ -206,7 +207,7 @@ class SQLiteStore:
                 "LIMIT ? OFFSET ?",
                 [*args, count, offset],
             ).fetchall()
-            return [_stored(r) for r in rows], int(total[0])
+            return [stored_row(r) for r in rows], int(total[0])
 
         return await self._read(run)
 
@@ -224,7 +225,7 @@ class SQLiteStore:
                         f"SELECT COUNT(*) FROM resources r WHERE {count_sql}", count_args
                     ).fetchone()[0]
                 )
-            return _page(query, rows, n_sort, total)
+            return page_of(query, rows, n_sort, total)
 
         return await self._read(run)
 
@@ -270,7 +271,7 @@ class SQLiteStore:
             if not rows:
                 return
             for row in rows:
-                yield _stored(row)
+                yield stored_row(row)
             last = rows[-1][7]
 
     # -- writes ---------------------------------------------------------------------------
@@ -381,40 +382,6 @@ class SQLiteStore:
     async def purge_records(self, now: int) -> int:
         """Delete every record with `expires < now` (µs UTC); return how many."""
         return await self._write(lambda conn: sqlite_records.purge_records(conn, now))
-
-
-def _stored(row: Sequence[Any]) -> StoredResource:
-    return StoredResource(
-        resource_type=row[0],
-        id=row[1],
-        version_id=row[2],
-        last_updated=row[3],
-        deleted=bool(row[4]),
-        content=row[5],
-        method=row[6],
-    )
-
-
-def _page(query: StoreQuery, rows: list[Any], n_sort: int, total: int | None) -> Page:
-    has_more = len(rows) > query.count
-    rows = rows[: query.count]
-    backwards = query.cursor is not None and not query.cursor.after
-    if backwards:
-        rows.reverse()
-    resources = [StoredResource(r[1], r[2], r[3], r[4], False, r[6], r[5]) for r in rows]
-
-    def cursor(row: Any, after: bool) -> Cursor:
-        return Cursor(values=tuple(row[7 : 7 + n_sort]), seq=row[0], after=after)
-
-    next_cursor = previous_cursor = None
-    if rows:
-        more_after = has_more if not backwards else True
-        more_before = (query.cursor is not None) if not backwards else has_more
-        if more_after:
-            next_cursor = cursor(rows[-1], True)
-        if more_before:
-            previous_cursor = cursor(rows[0], False)
-    return Page(resources, next_cursor, previous_cursor, total)
 
 
 def default_path_for(url: str) -> str:

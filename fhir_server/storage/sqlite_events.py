@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from fhir_server.model import Event, StoredResource
+from fhir_server.model import Event
+from fhir_server.storage.sqlite_rows import stored_row
 
 __all__ = ["events_after", "latest_event", "take_lease"]
 
@@ -26,13 +27,7 @@ def events_after(conn: sqlite3.Connection, after: int, limit: int) -> list[Event
         "FROM history WHERE hseq > ? ORDER BY hseq LIMIT ?",
         (after, limit),
     ).fetchall()
-    return [
-        Event(
-            int(r[0]),
-            StoredResource(r[1], r[2], r[3], r[4], bool(r[5]), None if r[5] else r[6], r[7]),
-        )
-        for r in rows
-    ]
+    return [Event(int(r[0]), stored_row(r[1:])) for r in rows]
 
 
 def latest_event(conn: sqlite3.Connection) -> int:
