@@ -20,6 +20,7 @@ from fhir_server.repository import Repository
 from operations.reminders.requests import MEDIUM_SYSTEM, channels_of, medium_for
 from operations.reminders.text import appointment_zone, describe_time, who_and_where
 from operations.scheduling.appointments import Participants
+from operations.scheduling.changes import content_of, previous_version
 from resources.fhir_dates import format_instant
 
 __all__ = ["NOTIFICATION", "plan_notices", "transition"]
@@ -49,15 +50,6 @@ def transition(before: dict[str, Any] | None, after: dict[str, Any] | None) -> s
     if was and not now and (after is None or after.get("status") == "cancelled"):
         return "cancelled"
     return None
-
-
-async def _previous(repository: Repository, version: StoredResource) -> dict[str, Any] | None:
-    if version.version_id <= 1:
-        return None
-    earlier = await repository.lookup.vread(
-        version.resource_type, version.id, version.version_id - 1
-    )
-    return orjson.loads(earlier.content) if earlier and earlier.content else None
 
 
 async def _recipients(
@@ -96,7 +88,7 @@ async def plan_notices(repository: Repository, version: StoredResource, now: int
     """Plan the notices one Appointment event (`version`) calls for, due at `now` (µs UTC);
     return how many."""
     after = orjson.loads(version.content) if version.content else None
-    before = await _previous(repository, version)
+    before = content_of(await previous_version(repository, version)) or None
     kind = transition(before, after)
     shown = after or before
     if kind is None or shown is None or not shown.get("start"):

@@ -19,18 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
-
 from fhir_server.model import StoredResource
 from fhir_server.repository import Repository
 from fhir_server.search.query import (
     Condition,
-    ReferenceCondition,
-    ReferenceValue,
-    StoreQuery,
     TokenCondition,
     TokenValue,
 )
+from operations.scheduling.changes import HOURS_SOURCES, schedules_changed
 from operations.subscriptions.criteria import parse_criteria
 from resources.errors import Invalid
 
@@ -103,7 +99,7 @@ class Topic:
         if self.id == APPOINTMENT_CHANGE:
             judged = await judged_version(repository, version)
             return [judged] if judged is not None else []
-        return await _schedules_changed(repository, version)
+        return await schedules_changed(repository, version)
 
     def resource(self, root: str) -> dict[str, Any]:
         """The topic as an R4B-style SubscriptionTopic resource."""
@@ -149,10 +145,11 @@ TOPICS: dict[str, Topic] = {
         SCHEDULE_AVAILABILITY,
         "Schedule",
         frozenset({"schedule"}),
-        frozenset({"Appointment", "Slot", "Schedule"}),
+        frozenset({"Appointment", "Slot", "Schedule", *HOURS_SOURCES}),
         "Schedule availability",
         "The free time of a Schedule changed: time booked, cancelled, moved, held or released, "
-        "a Slot of it written, or its hours changed.",
+        "a Slot of it written, or its hours changed (on the Schedule or on the PractitionerRole, "
+        "HealthcareService or Location it schedules).",
     ),
 }
 """The topics by id."""
@@ -173,85 +170,3 @@ async def judged_version(repository: Repository, version: StoredResource) -> Sto
     )
     earlier = [v for v in history if v.version_id < version.version_id and not v.deleted]
     return earlier[0] if earlier else None
-
-
-async def _previous(repository: Repository, version: StoredResource) -> StoredResource | None:
-    if version.version_id <= 1:
-        return None
-    history = await repository.lookup.history(
-        "instance", version.resource_type, version.id, count=50
-    )
-    earlier = [v for v in history if v.version_id < version.version_id]
-    return earlier[0] if earlier else None
-
-
-def _content(version: StoredResource | None) -> dict[str, Any]:
-    if version is None or version.content is None:
-        return {}
-    loaded: dict[str, Any] = orjson.loads(version.content)
-    return loaded
-
-
-def _time_taken(appointment: dict[str, Any]) -> tuple[Any, ...]:
-    """What of an Appointment bears on free time: status, start, end, actors, slots."""
-    actors = sorted(
-        str((p.get("actor") or {}).get("reference"))
-        for p in appointment.get("participant") or []
-        if p.get("status") != "declined"
-    )
-    slots = sorted(str(s.get("reference")) for s in appointment.get("slot") or [])
-    return (
-        appointment.get("status"),
-        appointment.get("start"),
-        appointment.get("end"),
-        actors,
-        slots,
-    )
-
-
-async def _schedules_of_slots(repository: Repository, *appointments: dict[str, Any]) -> set[str]:
-    """The ids of the Schedules of the stored Slots the appointments name."""
-    pairs: set[tuple[str, str]] = set()
-    for body in appointments:
-        for slot in body.get("slot") or []:
-            pair = repository.reference(str(slot.get("reference"))).pair
-            if pair is not None and pair[0] == "Slot":
-                pairs.add(pair)
-    found = await repository.lookup.read_json(sorted(pairs))
-    ids: set[str] = set()
-    for slot in found.values():
-        pair = repository.reference(str((slot.get("schedule") or {}).get("reference"))).pair
-        if pair is not None and pair[0] == "Schedule":
-            ids.add(pair[1])
-    return ids
-
-
-async def _schedules_changed(
-    repository: Repository, version: StoredResource
-) -> list[StoredResource]:
-    """The current Schedules whose free time the event `version` changed."""
-    before = _content(await _previous(repository, version))
-    after = _content(version)
-    ids: set[str] = set()
-    if version.resource_type == "Schedule":
-        ids.add(version.id)
-    elif version.resource_type == "Slot":
-        for body in (before, after):
-            ref = repository.reference(str((body.get("schedule") or {}).get("reference")))
-            if ref.pair is not None and ref.pair[0] == "Schedule":
-                ids.add(ref.pair[1])
-    elif _time_taken(before) != _time_taken(after):
-        actors: list[ReferenceValue] = []
-        for body in (before, after):
-            for participant in body.get("participant") or []:
-                ref = repository.reference(str((participant.get("actor") or {}).get("reference")))
-                if ref.pair is not None:
-                    actors.append(ReferenceValue(ref_type=ref.pair[0], ref_id=ref.pair[1]))
-        if actors:
-            query = StoreQuery(
-                "Schedule", (ReferenceCondition("actor", tuple(actors)),), count=1000
-            )
-            ids.update(s.id for s in (await repository.lookup.search(query)).resources)
-        ids.update(await _schedules_of_slots(repository, before, after))
-    refs = [("Schedule", i) for i in sorted(ids)]
-    return await repository.lookup.read_many(refs)
