@@ -37,6 +37,7 @@ from fhir_server.api.errors import (
     unexpected_error_response,
 )
 from fhir_server.api.fhir_endpoint import FHIR_PREFIX, FhirMount, fhir_endpoint
+from fhir_server.api.waitlist_links import waitlist_link_routes
 from fhir_server.api.websocket import websocket_routes
 from fhir_server.bundles import BundleProcessor
 from fhir_server.config import Settings, canonical_root, get_settings
@@ -71,6 +72,7 @@ from operations.subscriptions.dispatch_loop import run_dispatcher
 from operations.subscriptions.dispatcher import Restore
 from operations.subscriptions.rules import DISPATCHER, SubscriptionRules, subscription_owner
 from operations.subscriptions.topics import TOPICS, topic_resources
+from operations.waitlist.matcher import WaitlistMatcher
 from resources.errors import FhirError
 from resources.indexing import extract_index
 from resources.validation import validate_resource
@@ -247,6 +249,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
         app.state.interactions = build_interactions(settings, exports)
         await publish_conformance(repositories.for_job("start-up"), settings)
         await ReminderPlanner(repositories.for_job(REMINDERS)).start()
+        await WaitlistMatcher(repositories.for_job(REMINDERS)).start()
         sweeper = repositories.for_job(SWEEPER, settings.base_url)
         dispatcher = repositories.for_job(DISPATCHER, settings.base_url)
         background = [
@@ -296,6 +299,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     app.router.routes.append(Route("/", root, methods=["GET"]))
     app.router.routes.extend(websocket_routes())
     app.router.routes.extend(bulk_data_routes())
+    app.router.routes.extend(waitlist_link_routes())
     if auth is not None:
         app.router.routes.extend(auth_routes(auth, auth_repository))
     return app

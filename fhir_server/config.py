@@ -57,6 +57,11 @@ class Settings(BaseSettings):
             URL; "" sends no SMS. sms_account / sms_token: its basic-auth user and password.
         sms_from: the sending number (`From`).
 
+    Waitlist (`operations/waitlist/`):
+        waitlist_offer_seconds: how long freed time offered to a waiting patient is held for
+            them (and how far ahead of now an offered time starts at the earliest); default
+            900 (15 minutes).
+
     Bulk Data export (`operations/bulk_export.py`; Bulk Data Access 2.0 `$export`):
         export_dir: where the ndjson files of exports are written, one folder per export
             (default `./data/exports`; every server process must see the same folder).
@@ -108,6 +113,9 @@ class Settings(BaseSettings):
     sms_account: str = ""
     sms_token: str = ""
     sms_from: str = ""
+
+    # -- waitlist --
+    waitlist_offer_seconds: int = 900
 
 
 DEFAULT_CANONICAL_ROOT = "https://fhir-scheduling.example.org"

@@ -16,6 +16,13 @@ Modes, by the input Appointment's status (IHE `appointment-book` description; SC
 - `booked` with an existing id: **move** in place; one update, so the old time is released and
   the new one claimed atomically (the claims are the owner's complete set).
 - `cancelled` with an existing id: **cancel**, releasing the time (`cancelationReason` kept).
+- `waitlist`: **join the waitlist**: a waitlist entry (`operations.scheduling.waitlist`) is
+  created (deterministic id, as a booking) or, with the id of one, updated; it takes no time;
+  `cancelled-appt-id` here names the Appointment an offer would replace (kept as the entry's
+  `waitlist-replaces`; nothing is cancelled now). A stored entry can also be booked
+  (`booked` with its id and a time) or cancelled.
+- booking a waitlist **offer** (a hold with `waitlist-offer`) closes its entry in the same
+  apply and cancels the Appointment the entry replaces (`booking.close_offered_entry`).
 - `cancelled-appt-id`: **reschedule**: the old Appointment is cancelled and the new one booked in
   ONE `Repository.apply`, so a taken new time leaves the old one booked.
 
@@ -57,9 +64,11 @@ from operations.scheduling.booking import (
     booking_id,
     cancel_replaced,
     cancelled_content,
+    close_offered_entry,
     illegal_change,
     prepare_target,
 )
+from operations.scheduling.extensions import WAITLIST_REPLACES, extension_url
 from operations.scheduling.parameters import (
     OperationParams,
     operation_definition,
@@ -68,7 +77,7 @@ from operations.scheduling.parameters import (
 )
 from resources.errors import Conflict, Invalid, PreconditionFailed, StoreConflict
 
-Mode = Literal["book", "move", "cancel"]
+Mode = Literal["book", "move", "cancel", "waitlist"]
 BOOKABLE = frozenset({"proposed", "pending"})
 """Statuses a booking starts from (a `$find` proposal or a `$hold`)."""
 
@@ -97,16 +106,35 @@ async def book(call: OperationCall) -> FhirResult:
         cancelled_id=reference_id(cancelled[0], "Appointment", bases) if cancelled else None,
         if_match=request.if_match,
     )
+    stored = await run_book(repository, target_id, resource, inputs)
+    return FhirResult(200, appointment_bundle(stored, request.base_url))
+
+
+async def run_book(
+    repository: Repository,
+    target_id: str | None,
+    resource: dict[str, Any] | None,
+    inputs: BookInput,
+) -> StoredResource:
+    """`$book` of the Appointment `target_id` (a reference) or of `resource` (module
+    docstring), decided again after a lost version race; the version written (or found, for
+    an idempotent retry). The waitlist's accept link books through it too.
+
+    Raises:
+        Invalid, NotFound, Conflict, PreconditionFailed, Unprocessable: see the module
+            docstring.
+    """
+    cancelled_id = inputs.cancelled_id
     for _ in range(MAX_RETRIES):
         inputs.ops = []
+        inputs.cancelled_id = cancelled_id
         try:
             with time_unavailable_is_fatal():
-                stored = await _book_once(repository, target_id, resource, inputs)
+                return await _book_once(repository, target_id, resource, inputs)
         except StoreConflict:
             if inputs.if_match is not None:
                 raise PreconditionFailed("The Appointment changed concurrently") from None
             continue  # a concurrent write won the version race: decide again on what is now
-        return FhirResult(200, appointment_bundle(stored, request.base_url))
     raise Conflict("The Appointment is being changed concurrently; retry")
 
 
@@ -158,14 +186,18 @@ async def _book_once(
             raise Invalid("'cancelled-appt-id' goes with a booking, not with a cancellation")
         assert current is not None
         content = cancelled_content(current, wanted, inputs.comment, config)
+    elif mode == "waitlist":
+        content = await booked_content(repository, wanted, target_id, inputs, config, "waitlist")
+        content = _with_replaces(repository, content, inputs)
     else:
         wanted = await fill_from_slots(wanted, service, repository)
         content = await booked_content(repository, wanted, target_id, inputs, config)
+        await close_offered_entry(repository, current, target_id, inputs)
     prepared = await prepare_target(repository, target_id, content, stored, inputs.if_match)
     if inputs.cancelled_id is not None:
         await cancel_replaced(repository, inputs, target_id, config)
     if prepared.op is not None:
-        if mode != "cancel":
+        if mode in ("book", "move"):
             require_claims(prepared, "book")
         inputs.ops.insert(0, prepared)
         await audit_write(repository, inputs, target_id, content, "C" if mode == "book" else "U")
@@ -177,6 +209,20 @@ async def _book_once(
     return stored
 
 
+def _with_replaces(
+    repository: Repository, content: dict[str, Any], inputs: BookInput
+) -> dict[str, Any]:
+    """A waitlist entry's `cancelled-appt-id` is the Appointment it would replace: kept as
+    its `waitlist-replaces` extension (nothing is cancelled now)."""
+    if inputs.cancelled_id is None:
+        return content
+    url = extension_url(WAITLIST_REPLACES, repository.settings.extension_base)
+    replaces = {"url": url, "valueReference": {"reference": f"Appointment/{inputs.cancelled_id}"}}
+    inputs.cancelled_id = None
+    kept = [e for e in content.get("extension") or [] if e.get("url") != url]
+    return {**content, "extension": [*kept, replaces]}
+
+
 def _mode(status: Any, current: dict[str, Any] | None, id: str) -> Mode:
     """The `$book` mode from the input status (None: a reference) and the stored status.
 
@@ -185,18 +231,23 @@ def _mode(status: Any, current: dict[str, Any] | None, id: str) -> Mode:
         Conflict: (409) an illegal status change.
     """
     stored = None if current is None else current.get("status")
+    if status == "waitlist":
+        if stored not in (None, "waitlist"):
+            raise illegal_change(id, stored, "waitlist")
+        return "waitlist"
     if status == "cancelled":
         if current is None:
             raise Invalid("A cancellation needs the id of an existing Appointment")
-        if stored not in (*BOOKABLE, "booked", "cancelled"):
+        if stored not in (*BOOKABLE, "booked", "cancelled", "waitlist"):
             raise illegal_change(id, stored, "cancelled")
         return "cancel"
     if status not in (None, *BOOKABLE, "booked"):
         raise Conflict(
-            f"$book books (proposed, pending, booked) or cancels (cancelled), not {status!r}",
+            f"$book books (proposed, pending, booked), cancels (cancelled) or puts on the "
+            f"waitlist (waitlist), not {status!r}",
             code="business-rule",
         )
-    if stored is None or stored in BOOKABLE:
+    if stored is None or stored in (*BOOKABLE, "waitlist"):
         return "book"
     if stored == "booked":
         return "move"
@@ -208,7 +259,8 @@ DEFINITION = operation_definition(
     "book",
     "Book, move or cancel an appointment (IHE ITI-117)",
     "Books a proposal, a hold or a new Appointment (status proposed or pending), moves a booked "
-    "one in place (status booked, existing id) or cancels one (status cancelled), atomically; "
+    "one in place (status booked, existing id), cancels one (status cancelled) or puts a "
+    "patient on the waitlist (status waitlist, requestedPeriod, priority), atomically; "
     "cancelled-appt-id cancels the Appointment this booking replaces in the same write. A retry "
     "of a successful booking returns the same Appointment. POST only. Errors: 404 unknown or "
     "expired proposal or hold; 409 time no longer free (severity fatal, code not-found, detail "

@@ -63,9 +63,7 @@ async def hold(call: OperationCall) -> FhirResult:
     request = call.request
     params = OperationParams.of(request, bare_resource="appointment-resource")
     repository = call.repository.strict()  # $hold always applies availability
-    service, config = scheduling(repository)
     target_id, resource = target_of(params, repository.bases)
-    stored: StoredResource | None = None
     if resource is not None:
         if resource.get("status") not in HOLDABLE:
             raise Conflict(
@@ -74,16 +72,40 @@ async def hold(call: OperationCall) -> FhirResult:
                 code="business-rule",
             )
         target_id = resource.get("id") if isinstance(resource.get("id"), str) else None
+    expires = now_us() + repository.settings.hold_seconds * 1_000_000
+    held = await place_hold(repository, resource, target_id, expires, if_match=request.if_match)
+    bundle = appointment_bundle(held, request.base_url)
+    return FhirResult(200, bundle, headers={"Expires": http_date(expires)})
+
+
+async def place_hold(
+    repository: Repository,
+    resource: dict[str, Any] | None,
+    target_id: str | None,
+    expires: int,
+    *,
+    if_match: str | None = None,
+    new_id: str | None = None,
+) -> StoredResource:
+    """Hold an Appointment until `expires` (µs UTC), with its AuditEvent, in one apply: the
+    stored proposal or Appointment `target_id` (`resource`, when given, is what to hold), or
+    the new Appointment `resource` (id `new_id`, or a server-assigned one). `repository`
+    should be strict (availability enforced). The waitlist's offers are holds too.
+
+    Raises:
+        NotFound, Conflict, PreconditionFailed, Unprocessable: as `hold`.
+    """
+    service, config = scheduling(repository)
+    stored: StoredResource | None = None
     if target_id is not None:
         stored, current = await load_appointment(repository, target_id, config)
         _check_holdable(current, target_id)
         resource = resource or current
     assert resource is not None
     content = await fill_from_slots(resource, service, repository)
-    expires = now_us() + config.hold_seconds * 1_000_000
     held = {**with_hold(content, expires, config), "resourceType": "Appointment"}
     with time_unavailable_is_fatal():
-        prepared = await _prepare(repository, held, stored, target_id, request.if_match)
+        prepared = await _prepare(repository, held, stored, target_id or new_id, if_match)
         require_claims(prepared, "hold")
         assert prepared.op is not None
         id = prepared.op.version.id
@@ -99,8 +121,7 @@ async def hold(call: OperationCall) -> FhirResult:
             await repository.apply([prepared, await repository.prepare_audit(audit)])
         except StoreConflict:
             raise _taken_by_other(id) from None
-    bundle = appointment_bundle(prepared.op.version, request.base_url)
-    return FhirResult(200, bundle, headers={"Expires": http_date(expires)})
+    return prepared.op.version
 
 
 def _check_holdable(current: dict[str, Any], id: str) -> None:

@@ -21,9 +21,10 @@ from operations.reminders.requests import MEDIUM_SYSTEM, channels_of, medium_for
 from operations.reminders.text import appointment_zone, describe_time, who_and_where
 from operations.scheduling.appointments import Participants
 from operations.scheduling.changes import content_of, previous_version
+from operations.scheduling.waitlist import WAITLIST_SYSTEM
 from resources.fhir_dates import format_instant
 
-__all__ = ["NOTIFICATION", "plan_notices", "transition"]
+__all__ = ["NOTIFICATION", "OFFER", "is_offer", "notice_request", "plan_notices", "transition"]
 
 NOTIFICATION = {
     "coding": [
@@ -33,6 +34,47 @@ NOTIFICATION = {
         }
     ]
 }
+
+OFFER = {"coding": [{"system": WAITLIST_SYSTEM, "code": "offer"}]}
+"""The second category of a waitlist offer's message (`operations.waitlist`): sent only while
+the offer is held."""
+
+
+def is_offer(request: dict[str, Any]) -> bool:
+    """Whether a CommunicationRequest is a waitlist offer's message."""
+    return OFFER in (request.get("category") or [])
+
+
+def notice_request(
+    id: str,
+    recipient: str,
+    medium: str,
+    appointment_id: str,
+    text: str,
+    due_us: int,
+    *,
+    offer: bool = False,
+) -> dict[str, Any]:
+    """A notice (category `notification`; with `offer`, a waitlist offer's message) to
+    `recipient` (`Patient/x` or `Practitioner/y`) by `medium` about the Appointment, due at
+    `due_us` (µs UTC)."""
+    at = format_instant(due_us)
+    notice: dict[str, Any] = {
+        "resourceType": "CommunicationRequest",
+        "id": id,
+        "status": "active",
+        "category": [NOTIFICATION, OFFER] if offer else [NOTIFICATION],
+        "priority": "urgent" if offer else "routine",
+        "medium": [{"coding": [{"system": MEDIUM_SYSTEM, "code": medium}]}],
+        "recipient": [{"reference": recipient}],
+        "basedOn": [{"reference": f"Appointment/{appointment_id}"}],
+        "payload": [{"contentString": text}],
+        "occurrenceDateTime": at,
+        "authoredOn": at,
+    }
+    if recipient.startswith("Patient/"):
+        notice["subject"] = {"reference": recipient}
+    return notice
 
 
 WORDS = {"booked": "is confirmed", "moved": "has moved to this time", "cancelled": "is cancelled"}
@@ -107,21 +149,7 @@ async def plan_notices(repository: Repository, version: StoredResource, now: int
         rid = f"notice-{hashlib.sha256(key.encode()).hexdigest()[:40]}"
         if await repository.lookup.read("CommunicationRequest", rid) is not None:
             continue
-        notice: dict[str, Any] = {
-            "resourceType": "CommunicationRequest",
-            "id": rid,
-            "status": "active",
-            "category": [NOTIFICATION],
-            "priority": "routine",
-            "medium": [{"coding": [{"system": MEDIUM_SYSTEM, "code": medium}]}],
-            "recipient": [{"reference": recipient}],
-            "basedOn": [{"reference": f"Appointment/{version.id}"}],
-            "payload": [{"contentString": text}],
-            "occurrenceDateTime": at,
-            "authoredOn": at,
-        }
-        if recipient.startswith("Patient/"):
-            notice["subject"] = {"reference": recipient}
+        notice = notice_request(rid, recipient, medium, version.id, text, now)
         await repository.update("CommunicationRequest", rid, notice)
         planned += 1
     return planned

@@ -4,7 +4,8 @@ Each round looks for `active` reminder and notice (`notices.py`) CommunicationRe
 whose `occurrenceDateTime` has come and, for each one:
 
 1. if its window has closed (a reminder's when its Appointment is no longer `booked` or has
-   started; a notice's a day after it was due), records a `not-done` Communication
+   started; a notice's a day after it was due; a waitlist offer's message's when the offer
+   is no longer held), records a `not-done` Communication
    (`statusReason` says why) and revokes it;
 2. otherwise records a Communication (id `communication_id(request)`, deterministic per
    request and time) `in-progress`, `basedOn` the request, before sending;
@@ -40,7 +41,10 @@ from fhir_server.search.query import (
 )
 from operations.leased import Holding
 from operations.outbound import SendFailed, send_mail, send_sms
+from operations.reminders.notices import is_offer
 from operations.reminders.requests import MEDIUM_SYSTEM, address_for
+from operations.scheduling.appointments import SchedulingConfig
+from operations.scheduling.claims import hold_expiry
 from resources.fhir_dates import format_instant, now_us, parse_instant
 from resources.index_values import DATE_MIN
 
@@ -69,6 +73,12 @@ def _is_notice(request: dict[str, Any]) -> bool:
         for category in request.get("category") or []
         for c in category.get("coding") or []
     )
+
+
+def _subject(request: dict[str, Any]) -> str:
+    if is_offer(request):
+        return "A time has become free for you"
+    return "Appointment notice" if _is_notice(request) else "Appointment reminder"
 
 
 def _medium(request: dict[str, Any]) -> str:
@@ -158,11 +168,19 @@ class ReminderSender:
         """Why the request's window is closed, or None: a reminder's ends when its
         Appointment is no longer booked or starts; a notice's NOTICE_WINDOW_US after it was
         due."""
+        based = (request.get("basedOn") or [{}])[0].get("reference", "")
+        pair = self.repository.reference(str(based)).pair
+        if is_offer(request):
+            found = await self.repository.lookup.read_json([pair]) if pair else {}
+            offer = found.get(pair) if pair else None
+            config = SchedulingConfig.of(self.repository)
+            expires = hold_expiry(offer, config.hold_url) if offer is not None else None
+            if offer is None or offer.get("status") != "pending" or (expires or 0) <= now:
+                return "The offer ended before it could be sent"
+            return None
         if _is_notice(request):
             due = parse_instant(str(request.get("occurrenceDateTime")))
             return "The notice could not be sent in time" if now > due + NOTICE_WINDOW_US else None
-        based = (request.get("basedOn") or [{}])[0].get("reference", "")
-        pair = self.repository.reference(str(based)).pair
         found = await self.repository.lookup.read_json([pair]) if pair else {}
         appointment = found.get(pair) if pair else None
         if appointment is None or appointment.get("status") != "booked":
@@ -201,7 +219,7 @@ class ReminderSender:
                 smtp_url=self.settings.smtp_url,
                 sender=self.settings.mail_from,
                 to=address,
-                subject="Appointment notice" if _is_notice(request) else "Appointment reminder",
+                subject=_subject(request),
                 lines=[text],
                 message_id=f"{comm_id}@fhir-server",
                 timeout_s=TIMEOUT_S,

@@ -20,6 +20,7 @@ from operations.scheduling.appointments import (
     patient_ids,
 )
 from operations.scheduling.audit import audit_event
+from operations.scheduling.waitlist import booked_entry, offer_entry_id, parse_entry
 from resources.errors import Conflict, Invalid, PreconditionFailed, StoreConflict, Unprocessable
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "booking_id",
     "cancel_replaced",
     "cancelled_content",
+    "close_offered_entry",
     "illegal_change",
     "patient_reference",
     "prepare_target",
@@ -82,14 +84,16 @@ async def booked_content(
     id: str,
     inputs: BookInput,
     config: SchedulingConfig,
+    status: str = "booked",
 ) -> dict[str, Any]:
-    """The booked Appointment: marks removed, participants accepted, patients and comment
-    added (new `patient-resource`s are created in the same apply).
+    """The booked Appointment (or, with `status` `waitlist`, the waitlist entry): marks
+    removed, participants accepted, patients and comment added (new `patient-resource`s are
+    created in the same apply).
 
     Raises:
         Unprocessable: (422) no Patient participant.
     """
-    content = {**clear_marks(wanted, config), "resourceType": "Appointment", "status": "booked"}
+    content = {**clear_marks(wanted, config), "resourceType": "Appointment", "status": status}
     participants = [
         {**p, "status": "accepted"} if p.get("status") in _ACCEPTING else p
         for p in content.get("participant") or []
@@ -109,7 +113,7 @@ async def booked_content(
         content["comment"] = inputs.comment
     if not patient_ids(content, repository):
         raise Unprocessable(
-            "A booked Appointment needs a Patient participant (appointment participant, "
+            f"A {status} Appointment needs a Patient participant (appointment participant, "
             "'patient-reference' or 'patient-resource')",
             code="business-rule",
             expression=["Appointment.participant"],
@@ -217,3 +221,33 @@ async def audit_write(
         requestor=repository.policy.requestor(),
     )
     inputs.ops.append(await repository.prepare_audit(event))
+
+
+async def close_offered_entry(
+    repository: Repository, current: dict[str, Any] | None, id: str, inputs: BookInput
+) -> None:
+    """Booking a waitlist offer (a hold with `waitlist-offer`) closes its entry in the same
+    apply (`waitlist.closed_entry`, code `waitlist-booked`) and, unless the call names one,
+    cancels the Appointment the entry replaces (`inputs.cancelled_id`)."""
+    entry_id = offer_entry_id(repository, current) if current is not None else None
+    if entry_id is None:
+        return
+    stored = await repository.lookup.read("Appointment", entry_id)
+    entry = load_json(stored.content) if stored is not None and stored.content else None
+    if stored is None or entry is None or entry.get("status") != "waitlist":
+        return
+    closed = booked_entry(entry, id)
+    prepared = await repository.prepare_update(
+        "Appointment", entry_id, closed, if_match=str(stored.version_id)
+    )
+    if prepared.op is not None:
+        inputs.ops.append(prepared)
+    if inputs.cancelled_id is None:
+        inputs.cancelled_id = _replaced(repository, entry)
+
+
+def _replaced(repository: Repository, entry: dict[str, Any]) -> str | None:
+    try:
+        return parse_entry(repository, str(entry.get("id")), entry).replaces
+    except Unprocessable:
+        return None  # no longer a readable entry: it replaces nothing

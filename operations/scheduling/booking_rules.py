@@ -18,7 +18,10 @@ entries, `$hold`, `$book` (and reschedule) and the sweepers all go through it:
      overlap**: one patient is never in two overlapping booked or held appointments.
    Seats are chosen among the free ones (spread by owner); a seat lost to a concurrent
    booker is chosen again by the repository (`RulesPlan.seat_scopes`).
-2. **Availability** (`operations.scheduling.availability`) — for writes that take new time
+2. **Waitlist entries** (`operations.scheduling.waitlist`): a write of one with status
+   `waitlist` keeps its rules (a patient, what it waits for, requested periods; `priority`
+   only from writers not confined to a patient); it takes no time.
+3. **Availability** (`operations.scheduling.availability`) — for writes that take new time
    (a new booking or hold, a move, an added actor): every actor that has a Schedule must offer
    the time. Enforced (409 `outside-availability`, nothing written) for `$hold`, `$book` and
    callers confined to a patient; an EHR's own writes with `user/` or `system/` scopes (and the
@@ -63,6 +66,7 @@ from operations.scheduling.extensions import (
 )
 from operations.scheduling.service import SchedulingService
 from operations.scheduling.timezones import local_date, zone
+from operations.scheduling.waitlist import check_entry
 from resources.errors import Conflict, Invalid
 from resources.fhir_dates import parse_instant
 
@@ -108,6 +112,8 @@ class BookingRules:
                 (`slot-unavailable`).
             Invalid: (400) start/end unreadable, longer than 24 hours, or a malformed hold
                 expiry.
+            Unprocessable, Forbidden: (422, 403) a waitlist entry breaking its rules
+                (`waitlist.check_entry`).
         """
         owner = f"Appointment/{write.id}"
         before = load_json(write.current.content) if write.current is not None else {}
@@ -119,6 +125,8 @@ class BookingRules:
                     code="business-rule",
                 )
             return RulesPlan(ClaimSet(owner, ()))
+        if write.content.get("status") == "waitlist":
+            await check_entry(repository, write.id, write.content, before)
         time = _time(write.content)
         if time is None:
             return RulesPlan(ClaimSet(owner, ()))

@@ -22,6 +22,8 @@ from operations.scheduling.extensions import (
     REMINDER_OPT_OUT,
     UCUM,
     VISIT_DURATION,
+    WAITLIST_OFFER,
+    WAITLIST_REPLACES,
     extension_url,
 )
 
@@ -164,6 +166,27 @@ def _instant(base: str, ext_id: str, name: str, title: str, text: str) -> dict[s
     return sd
 
 
+def _appointment_reference(
+    base: str, ext_id: str, name: str, title: str, text: str
+) -> dict[str, Any]:
+    """A Reference(Appointment) on an Appointment."""
+    sd = _definition(base, ext_id, name, title, text, ("Appointment",))
+    target = "http://hl7.org/fhir/StructureDefinition/Appointment"
+    sd["differential"] = {
+        "element": [
+            _element("Extension", short=title, definition=text, max="1"),
+            _element("Extension.extension", max="0"),
+            _element("Extension.url", fixedUri=sd["url"]),
+            _element(
+                "Extension.value[x]",
+                min=1,
+                type=[{"code": "Reference", "targetProfile": [target]}],
+            ),
+        ]
+    }
+    return sd
+
+
 def _opt_out(base: str) -> dict[str, Any]:
     text = (
         "A channel the Patient does not want appointment reminders and notices on: `email` "
@@ -184,16 +207,16 @@ def _opt_out(base: str) -> dict[str, Any]:
 
 
 def structure_definitions(base: str = DEFAULT_BASE) -> list[dict[str, Any]]:
-    """The StructureDefinitions of our eight extensions under `base`, as fresh JSON dicts.
+    """The StructureDefinitions of our ten extensions under `base`, as fresh JSON dicts.
 
     Args:
         base: the canonical base, e.g. `https://fhir-scheduling.example.org/StructureDefinition`.
 
     Returns:
         `schedule-availability`, `visit-duration`, `buffer-before`, `buffer-after`,
-        `max-bookings-per-day`, `hold-expires`, `proposal-expires`, `reminder-opt-out`, in
-        that order; R4 StructureDefinitions with `id` = the extension id and
-        `url = {base}/{id}`.
+        `max-bookings-per-day`, `hold-expires`, `proposal-expires`, `reminder-opt-out`,
+        `waitlist-replaces`, `waitlist-offer`, in that order; R4 StructureDefinitions with
+        `id` = the extension id and `url = {base}/{id}`.
     """
     visit = "Length of one visit booked on this Schedule or service, in minutes (default 30)."
     before = "Preparation time kept free before each visit, in minutes (default 0)."
@@ -220,4 +243,20 @@ def structure_definitions(base: str = DEFAULT_BASE) -> list[dict[str, Any]]:
             "Until when a $find proposal can be held or booked by reference (set by the server).",
         ),
         _opt_out(base),
+        _appointment_reference(
+            base,
+            WAITLIST_REPLACES,
+            "WaitlistReplaces",
+            "Waitlist entry replaces",
+            "On a waitlist entry: the patient's booked Appointment an offer must start earlier "
+            "than; booking the offer cancels it in the same write (move earlier).",
+        ),
+        _appointment_reference(
+            base,
+            WAITLIST_OFFER,
+            "WaitlistOffer",
+            "Waitlist offer",
+            "On a held Appointment (set by the server): the waitlist entry this time is offered "
+            "to; booking it closes the entry.",
+        ),
     ]

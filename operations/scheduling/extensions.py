@@ -38,6 +38,8 @@ __all__ = [
     "TIMEZONE_URL",
     "UCUM",
     "VISIT_DURATION",
+    "WAITLIST_OFFER",
+    "WAITLIST_REPLACES",
     "AvailabilityEntry",
     "BookingParameters",
     "ExtensionError",
@@ -64,6 +66,8 @@ MAX_BOOKINGS_PER_DAY: Final = "max-bookings-per-day"
 HOLD_EXPIRES: Final = "hold-expires"
 PROPOSAL_EXPIRES: Final = "proposal-expires"
 REMINDER_OPT_OUT: Final = "reminder-opt-out"
+WAITLIST_REPLACES: Final = "waitlist-replaces"
+WAITLIST_OFFER: Final = "waitlist-offer"
 
 DEFAULT_VISIT_US: Final = 30 * 60 * 1_000_000
 """The visit length when neither the Schedule nor a HealthcareService says (30 minutes, µs)."""

@@ -191,6 +191,8 @@ def test_structure_definitions_valid_r4_extension_definitions(base: str) -> None
         "hold-expires",
         "proposal-expires",
         "reminder-opt-out",
+        "waitlist-replaces",
+        "waitlist-offer",
     ]
     for sd in definitions:
         parsed: Any = model.model_validate(sd)
@@ -220,6 +222,8 @@ def test_structure_definitions_contexts_match_the_spec() -> None:
         "hold-expires": ["Appointment"],
         "proposal-expires": ["Appointment"],
         "reminder-opt-out": ["Patient"],
+        "waitlist-replaces": ["Appointment"],
+        "waitlist-offer": ["Appointment"],
     }
 
 

@@ -1,0 +1,147 @@
+"""The waitlist on every engine, driven round by round: freed time goes to the best entry
+(priority, then longest waiting) as a hold with a message carrying accept and decline links;
+a decline or a lapsed offer passes the time to the next entry; an accept books it and closes
+the entry; the third entry keeps waiting. Real SMTP server (aiosmtpd) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+
+from operations.reminders.sender import ReminderSender
+from operations.scheduling.holds import sweep_expired_holds
+from operations.waitlist.links import link_key, read_link
+from operations.waitlist.matcher import WaitlistMatcher
+from operations.waitlist.respond import accept, decline
+from resources.fhir_dates import now_us
+from tests.conftest import _free_port
+from tests.reminders.helpers import Clock
+from tests.reminders.helpers import engine as engine  # noqa: PLC0414 (fixture)
+from tests.subscriptions.receiver import Mailbox
+from tests.waitlist.helpers import day, entry, ny, offered_to, offers, read, seed, visit
+
+DATE = day(5)
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    box, port = Mailbox(), _free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield box, port
+    controller.stop()
+
+
+class Clinic:
+    """A started waitlist over a seeded clinic; Ann booked in the day's only slot."""
+
+    def __init__(self, factory: Any, clock: Clock) -> None:
+        self.repo = factory.for_job("test")
+        self.job = factory.for_job("reminders")
+        self.clock = clock
+        self.matcher = WaitlistMatcher(self.job, clock)
+
+    async def start(self) -> str:
+        await seed(self.repo)
+        await self.matcher.start()
+        return (
+            await self.repo.create(visit("ann", ny(DATE, "10:00"), ny(DATE, "10:30")))
+        ).stored.id
+
+    async def join(self, patient: str, priority: int | None = None, **more: Any) -> str:
+        return (await self.repo.create(entry(patient, DATE, priority, **more))).stored.id
+
+    async def cancel(self, appointment_id: str) -> None:
+        body = await read(self.repo, "Appointment", appointment_id)
+        body["status"] = "cancelled"
+        await self.repo.update("Appointment", appointment_id, body)
+
+    async def send(self) -> int:
+        async with httpx.AsyncClient() as client:
+            return await ReminderSender(self.job, client, self.clock).round()
+
+
+async def make(engine: Any, port: int = 0) -> Clinic:
+    smtp = {"smtp_url": f"smtp://127.0.0.1:{port}"} if port else {}
+    factory = await engine(reminder_offsets="", **smtp)
+    return Clinic(factory, Clock("2000-01-01T00:00:00Z"))
+
+
+def links(message: Any) -> dict[str, str]:
+    text = message.get_content()
+    return {
+        "accept": re.search(r"Confirm booking: (\S+)", text).group(1),  # type: ignore[union-attr]
+        "decline": re.search(r"Decline: (\S+)", text).group(1),  # type: ignore[union-attr]
+    }
+
+
+async def test_cancel_decline_accept_with_three_entries(engine: Any, smtp: Any) -> None:
+    box, port = smtp
+    clinic = await make(engine, port)
+    clinic.clock.now = now_us()
+    ann = await clinic.start()
+    bob = await clinic.join("bob")  # waiting longest, no priority
+    cat = await clinic.join("cat", 2)
+    dan = await clinic.join("dan", 1)  # priority 1 comes first
+    assert await clinic.matcher.round() == 0  # nothing free: everybody waits
+    assert await offers(clinic.repo) == []
+
+    await clinic.cancel(ann)
+    assert await clinic.matcher.round() == 1
+    [first] = await offers(clinic.repo)
+    assert (offered_to(first), first["status"]) == (dan, "pending")
+    assert (first["start"], first["end"]) == (ny(DATE, "10:00"), ny(DATE, "10:30"))
+    actors = {p["actor"]["reference"] for p in first["participant"]}
+    assert actors == {"Patient/dan", "PractitionerRole/dr"}
+    await clinic.send()
+    [message] = [m for m in box.messages if m["To"] == "dan@example.org"]
+    assert message["Subject"] == "A time has become free for you"
+    assert "with Dr. Smith at Main Street Clinic" in message.get_content()
+    urls = links(message)
+    key = await link_key(clinic.job)
+    token = urls["decline"].rsplit("/", 1)[1]
+    assert read_link(key, token, now_us()).offer_id == first["id"]
+    assert await clinic.matcher.round() == 0  # held for Dan: nobody else gets it
+
+    view = await decline(clinic.job, first["id"], now_us())
+    assert view.state == "declined"
+    assert await clinic.matcher.round() == 1
+    second = [o for o in await offers(clinic.repo) if o["status"] == "pending"]
+    assert [offered_to(o) for o in second] == [cat]
+    assert (second[0]["start"], second[0]["id"] != first["id"]) == (first["start"], True)
+
+    view = await accept(clinic.job, second[0]["id"], now_us())
+    assert view.state == "booked"
+    assert (await read(clinic.repo, "Appointment", second[0]["id"]))["status"] == "booked"
+    closed = await read(clinic.repo, "Appointment", cat)
+    assert closed["status"] == "cancelled"
+    assert closed["cancelationReason"]["coding"][0]["code"] == "waitlist-booked"
+    assert second[0]["id"] in closed["cancelationReason"]["text"]
+    assert (await read(clinic.repo, "Appointment", dan))["status"] == "waitlist"
+    assert (await read(clinic.repo, "Appointment", bob))["status"] == "waitlist"
+    assert await clinic.matcher.round() == 0  # the time is booked: Bob and Dan keep waiting
+    assert len([o for o in await offers(clinic.repo) if o["status"] == "pending"]) == 0
+
+
+async def test_a_lapsed_offer_goes_to_the_next_entry(engine: Any) -> None:
+    clinic = await make(engine)
+    clinic.clock.now = now_us()
+    ann = await clinic.start()
+    bob = await clinic.join("bob")
+    cat = await clinic.join("cat")
+    await clinic.matcher.round()
+    await clinic.cancel(ann)
+    assert await clinic.matcher.round() == 1
+    [first] = await offers(clinic.repo)
+    assert offered_to(first) == bob
+    clinic.clock.now += 901 * 1_000_000  # the offer's 900 s pass unanswered
+    assert await sweep_expired_holds(clinic.job, clinic.clock.now) == [first["id"]]
+    assert await clinic.matcher.round() == 1
+    pending = [o for o in await offers(clinic.repo) if o["status"] == "pending"]
+    assert [offered_to(o) for o in pending] == [cat]
+    assert (await read(clinic.repo, "Appointment", bob))["status"] == "waitlist"
