@@ -5,6 +5,7 @@ the entry; the third entry keeps waiting. Real SMTP server (aiosmtpd) on 127.0.0
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +24,17 @@ from tests.conftest import _free_port
 from tests.reminders.helpers import Clock
 from tests.reminders.helpers import engine as engine  # noqa: PLC0414 (fixture)
 from tests.subscriptions.receiver import Mailbox
-from tests.waitlist.helpers import day, entry, ny, offered_to, offers, read, seed, visit
+from tests.waitlist.helpers import (
+    REPLACES_URL,
+    day,
+    entry,
+    ny,
+    offered_to,
+    offers,
+    read,
+    seed,
+    visit,
+)
 
 DATE = day(5)
 
@@ -145,3 +156,105 @@ async def test_a_lapsed_offer_goes_to_the_next_entry(engine: Any) -> None:
     pending = [o for o in await offers(clinic.repo) if o["status"] == "pending"]
     assert [offered_to(o) for o in pending] == [cat]
     assert (await read(clinic.repo, "Appointment", bob))["status"] == "waitlist"
+
+
+async def test_two_cancellations_and_two_matchers_at_once_never_offer_one_time_twice(
+    engine: Any,
+) -> None:
+    factory = await engine(reminder_offsets="")
+    repo = factory.for_job("test")
+    await seed(repo, hours=("10:00:00", "11:00:00"))  # two slots a day
+    clock = Clock("2000-01-01T00:00:00Z")
+    clock.now = now_us()
+    one, two = (
+        WaitlistMatcher(factory.for_job("a"), clock),
+        WaitlistMatcher(factory.for_job("b"), clock),
+    )
+    await one.start()
+    ann = (await repo.create(visit("ann", ny(DATE, "10:00"), ny(DATE, "10:30")))).stored.id
+    bob = (await repo.create(visit("bob", ny(DATE, "10:30"), ny(DATE, "11:00")))).stored.id
+    entries = [(await repo.create(entry(p, DATE))).stored.id for p in ("cat", "dan", "ann")]
+    await one.round()
+
+    async def cancel(appointment_id: str) -> None:
+        body = await read(repo, "Appointment", appointment_id)
+        await repo.update("Appointment", appointment_id, {**body, "status": "cancelled"})
+
+    await asyncio.gather(cancel(ann), cancel(bob))
+    made = await asyncio.gather(one.round(), two.round())
+    held = [o for o in await offers(repo) if o["status"] == "pending"]
+    assert sum(made) >= 2
+    assert len(held) == 2, held
+    assert len({o["start"] for o in held}) == 2  # each freed time held once
+    assert {offered_to(o) for o in held} == set(entries[:2])  # one offer per entry, in order
+    results = await asyncio.gather(
+        *(accept(factory.for_job("link"), o["id"], now_us()) for o in held)
+    )
+    assert [r.state for r in results] == ["booked", "booked"]
+    assert (await read(repo, "Appointment", entries[2]))["status"] == "waitlist"
+    await one.round()
+    assert len([o for o in await offers(repo) if o["status"] == "pending"]) == 0
+
+
+async def test_an_entry_replacing_a_booking_is_offered_only_earlier_time_and_moves(
+    engine: Any,
+) -> None:
+    factory = await engine(reminder_offsets="")
+    repo = factory.for_job("test")
+    await seed(repo, hours=("10:00:00", "11:00:00"))
+    clock = Clock("2000-01-01T00:00:00Z")
+    clock.now = now_us()
+    matcher = WaitlistMatcher(factory.for_job("job"), clock)
+    await matcher.start()
+    later = day(7)
+    first = (await repo.create(visit("ann", ny(DATE, "10:00"), ny(DATE, "10:30")))).stored.id
+    await repo.create(visit("bob", ny(DATE, "10:30"), ny(DATE, "11:00")))
+    own = (await repo.create(visit("cat", ny(later, "10:00"), ny(later, "10:30")))).stored.id
+    replaces = {"url": REPLACES_URL, "valueReference": {"reference": f"Appointment/{own}"}}
+    window = [
+        {"start": ny(DATE, "00:00"), "end": ny(DATE, "23:59")},
+        {"start": ny(later, "00:00"), "end": ny(later, "23:59")},
+    ]
+    cat = (
+        await repo.create(entry("cat", DATE, extension=[replaces], requestedPeriod=window))
+    ).stored.id
+    await matcher.round()
+    assert await offers(repo) == []  # her own day's 10:30 is free, but later
+    body = await read(repo, "Appointment", first)
+    await repo.update("Appointment", first, {**body, "status": "cancelled"})
+    assert await matcher.round() == 1
+    [offer] = await offers(repo)
+    assert (offered_to(offer), offer["start"]) == (cat, ny(DATE, "10:00"))
+    assert (await accept(factory.for_job("link"), offer["id"], now_us())).state == "booked"
+    moved_from = await read(repo, "Appointment", own)
+    assert moved_from["status"] == "cancelled"  # the booking it replaced, in the same write
+    assert (await read(repo, "Appointment", cat))["status"] == "cancelled"
+
+
+async def test_leaving_the_waitlist_withdraws_the_held_offer_and_passed_entries_close(
+    engine: Any,
+) -> None:
+    clinic = await make(engine)
+    clinic.clock.now = now_us()
+    ann = await clinic.start()
+    bob = await clinic.join("bob")
+    cat = await clinic.join("cat")
+    await clinic.matcher.round()
+    await clinic.cancel(ann)
+    await clinic.matcher.round()
+    [offer] = await offers(clinic.repo)
+    assert offered_to(offer) == bob
+    await clinic.cancel(bob)  # Bob leaves the waitlist while the offer is held for him
+    await clinic.matcher.round()
+    withdrawn = await read(clinic.repo, "Appointment", offer["id"])
+    assert withdrawn["status"] == "cancelled"
+    await clinic.matcher.round()  # the withdrawal freed the time: Cat's turn
+    held = [o for o in await offers(clinic.repo) if o["status"] == "pending"]
+    assert [offered_to(o) for o in held] == [cat]
+    clinic.clock.now += 10 * 86_400 * 1_000_000  # Cat's day has passed
+    await clinic.repo.create(entry("dan", DATE))
+    await clinic.matcher.round()
+    for passed in (cat,):
+        closed = await read(clinic.repo, "Appointment", passed)
+        assert closed["status"] == "cancelled"
+        assert closed["cancelationReason"]["coding"][0]["code"] == "waitlist-expired"
