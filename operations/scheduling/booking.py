@@ -229,13 +229,18 @@ async def close_offered_entry(
     """Booking a waitlist offer (a hold with `waitlist-offer`) closes its entry in the same
     apply (`waitlist.closed_entry`, code `waitlist-booked`) and, unless the call names one,
     cancels the Appointment the entry replaces (`inputs.cancelled_id`)."""
-    entry_id = offer_entry_id(repository, current) if current is not None else None
+    if current is None:
+        return
+    entry_id = offer_entry_id(repository, current)
     if entry_id is None:
         return
     stored = await repository.lookup.read("Appointment", entry_id)
     entry = load_json(stored.content) if stored is not None and stored.content else None
     if stored is None or entry is None or entry.get("status") != "waitlist":
         return
+    offered_to = patient_ids(current, repository)
+    if not set(patient_ids(entry, repository)) <= set(offered_to):
+        return  # an offer names the entry of another patient: it closes nothing
     closed = booked_entry(entry, id)
     prepared = await repository.prepare_update(
         "Appointment", entry_id, closed, if_match=str(stored.version_id)

@@ -20,7 +20,8 @@ entries, `$hold`, `$book` (and reschedule) and the sweepers all go through it:
    booker is chosen again by the repository (`RulesPlan.seat_scopes`).
 2. **Waitlist entries** (`operations.scheduling.waitlist`): a write of one with status
    `waitlist` keeps its rules (a patient, what it waits for, requested periods; `priority`
-   only from writers not confined to a patient); it takes no time.
+   only from writers not confined to a patient); it takes no time. Only the server and
+   staff mark an Appointment as a waitlist offer (`waitlist-offer`).
 3. **Availability** (`operations.scheduling.availability`) — for writes that take new time
    (a new booking or hold, a move, an added actor): every actor that has a Schedule must offer
    the time. Enforced (409 `outside-availability`, nothing written) for `$hold`, `$book` and
@@ -66,7 +67,7 @@ from operations.scheduling.extensions import (
 )
 from operations.scheduling.service import SchedulingService
 from operations.scheduling.timezones import local_date, zone
-from operations.scheduling.waitlist import check_entry
+from operations.scheduling.waitlist import check_entry, check_offer_mark
 from resources.errors import Conflict, Invalid
 from resources.fhir_dates import parse_instant
 
@@ -125,6 +126,7 @@ class BookingRules:
                     code="business-rule",
                 )
             return RulesPlan(ClaimSet(owner, ()))
+        check_offer_mark(repository, write.content, before)
         if write.content.get("status") == "waitlist":
             await check_entry(repository, write.id, write.content, before)
         time = _time(write.content)

@@ -21,6 +21,7 @@ import orjson
 from fhir_server.model import StoredResource
 from fhir_server.repository import Repository
 from fhir_server.search.query import ReferenceCondition, ReferenceValue, StoreQuery
+from operations.scheduling.claims import HOLDING_STATUSES
 
 __all__ = ["HOURS_SOURCES", "content_of", "previous_version", "schedules_changed"]
 
@@ -94,10 +95,11 @@ async def _schedules_of_actors(repository: Repository, actors: list[ReferenceVal
 
 
 async def schedules_changed(
-    repository: Repository, version: StoredResource
+    repository: Repository, version: StoredResource, *, freed_only: bool = False
 ) -> list[StoredResource]:
     """The current Schedules whose free time the committed `version` changed (module
-    docstring), by id."""
+    docstring), by id. `freed_only`: leave out Appointment changes that only take time (a
+    new booking or hold): only one that held time before can give some back."""
     rtype = version.resource_type
     ids: set[str] = set()
     if rtype == "Schedule":
@@ -112,6 +114,8 @@ async def schedules_changed(
                 ref = repository.reference(str((body.get("schedule") or {}).get("reference")))
                 if ref.pair is not None and ref.pair[0] == "Schedule":
                     ids.add(ref.pair[1])
+        elif freed_only and before.get("status") not in HOLDING_STATUSES:
+            pass
         elif time_taken(before) != time_taken(after):
             actors: list[ReferenceValue] = []
             for body in (before, after):

@@ -41,6 +41,7 @@ __all__ = [
     "WaitlistEntry",
     "booked_entry",
     "check_entry",
+    "check_offer_mark",
     "closed_entry",
     "offer_entry_id",
     "parse_entry",
@@ -223,3 +224,20 @@ def closed_entry(entry: dict[str, Any], code: str, text: str) -> dict[str, Any]:
 def booked_entry(entry: dict[str, Any], booked_id: str) -> dict[str, Any]:
     """The entry closed because its offer, Appointment `booked_id`, was booked."""
     return closed_entry(entry, BOOKED_CODE, f"Booked from the waitlist as Appointment/{booked_id}")
+
+
+def check_offer_mark(
+    repository: Repository, content: dict[str, Any], before: dict[str, Any]
+) -> None:
+    """Only the server (and staff) mark an Appointment as a waitlist offer.
+
+    Raises:
+        Forbidden: (403) a writer confined to a patient adds or changes `waitlist-offer`.
+    """
+    if offer_entry_id(repository, content) == offer_entry_id(repository, before):
+        return
+    if any(repository.patient_confined("Appointment", p) for p in ("c", "u")):
+        raise Forbidden(
+            "waitlist-offer is set by the server when it offers freed time",
+            expression=["Appointment.extension"],
+        )

@@ -27,6 +27,7 @@ idempotent, so a crash or a takeover resumes where it stopped. Times are µs UTC
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -47,6 +48,8 @@ from resources.errors import FhirError
 from resources.fhir_dates import now_us, parse_instant
 
 __all__ = ["CURSOR", "WaitlistMatcher"]
+
+log = logging.getLogger(__name__)
 
 CURSOR: Final = ("waitlist", "cursor")
 """The record `(kind, key)` holding the matcher's place in the event log: `{cursor}`."""
@@ -110,7 +113,8 @@ class WaitlistMatcher:
             entry_id = offer_entry_id(self.repository, content_of(version))
             if entry_id is not None:
                 written.add(entry_id)
-        freed.update(s.id for s in await schedules_changed(self.repository, version))
+        changed = await schedules_changed(self.repository, version, freed_only=True)
+        freed.update(s.id for s in changed)
 
     async def _settle(self, entry_id: str, state: EntryState, now: int) -> set[str]:
         """Settle the entry's offer and its state (module docstring, step 2); the ids of the
@@ -177,7 +181,12 @@ class WaitlistMatcher:
             schedules = await self._schedules_of(entry, version)
             if entry.id not in written and not freed & {str(s.get("id")) for s in schedules}:
                 continue
-            if await make_offer(repo, entry, content, state, schedules, now):
+            try:
+                offered = await make_offer(repo, entry, content, state, schedules, now)
+            except Exception:  # one entry's failure must not keep the others waiting
+                log.exception("Offering time to waitlist entry Appointment/%s failed", entry.id)
+                continue
+            if offered:
                 made += 1
                 await repo.records.put_record(STATE, entry.id, state.doc())
         return made

@@ -17,6 +17,7 @@ MUNOZ = "demo-patient-munoz"
 MULLER = "demo-patient-muller"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 REPLACES = "https://fhir-scheduling.example.org/StructureDefinition/waitlist-replaces"
+OFFER = "https://fhir-scheduling.example.org/StructureDefinition/waitlist-offer"
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +179,18 @@ def test_book_waitlist_with_cancelled_appt_id_keeps_it_as_the_appointment_it_rep
     assert replaces["valueReference"]["reference"] == f"Appointment/{current['id']}"
     still = browser.get(f"/fhir/Appointment/{current['id']}", headers=munoz).json()
     assert still["status"] == "booked"  # nothing is cancelled until an offer is booked
+
+
+def test_patient_cannot_mark_an_appointment_as_a_waitlist_offer(
+    browser: httpx.Client, munoz: dict[str, str], staff: dict[str, str]
+) -> None:
+    other = browser.post("/fhir/Appointment", json=waiting(MULLER), headers={**staff, **FHIR_JSON})
+    assert other.status_code == 201, other.text
+    mark = {"url": OFFER, "valueReference": {"reference": f"Appointment/{other.json()['id']}"}}
+    forged = {**appointment(MUNOZ, 4, 10), "extension": [mark]}
+    held = browser.post(
+        "/fhir/Appointment/$hold", json=parameters(forged), headers={**munoz, **FHIR_JSON}
+    )
+    _outcome(held, 403, "forbidden")
+    still = browser.get(f"/fhir/Appointment/{other.json()['id']}", headers=staff).json()
+    assert still["status"] == "waitlist"
