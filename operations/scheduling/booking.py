@@ -94,8 +94,9 @@ async def booked_content(
         Unprocessable: (422) no Patient participant.
     """
     content = {**clear_marks(wanted, config), "resourceType": "Appointment", "status": status}
+    accepting = _ACCEPTING if status == "booked" else frozenset()
     participants = [
-        {**p, "status": "accepted"} if p.get("status") in _ACCEPTING else p
+        {**p, "status": "accepted"} if p.get("status") in accepting else p
         for p in content.get("participant") or []
         if isinstance(p, dict)
     ]

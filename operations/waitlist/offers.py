@@ -252,7 +252,7 @@ async def plan_message(repository: Repository, entry: WaitlistEntry, oid: str, n
         key = await link_key(repository)
         accept = offer_url(repository.base_url, key, oid, "accept", expires)
         decline = offer_url(repository.base_url, key, oid, "decline", expires)
-        text += f" Confirm booking: {accept} Decline: {decline}"
+        text += f"\nConfirm booking: {accept}\nDecline: {decline}"
     else:
         text += " Book it in your patient app before then, or it goes to the next patient."
     body = notice_request(rid, f"Patient/{entry.patient}", medium, oid, text, now, offer=True)
