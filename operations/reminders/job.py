@@ -26,7 +26,8 @@ __all__ = ["JOB", "LEASE", "run_reminders"]
 
 JOB = "reminders"
 LEASE = "reminders:job"
-LEASE_US = 30_000_000
+LEASE_US = 5_000_000
+"""The lease's time to live (µs): another process takes over within 5 s of the holder dying."""
 MAX_INTERVAL_S = 60.0
 TICK_S = 1.0
 """How often the event log is looked at (s)."""
