@@ -258,3 +258,29 @@ async def test_leaving_the_waitlist_withdraws_the_held_offer_and_passed_entries_
         closed = await read(clinic.repo, "Appointment", passed)
         assert closed["status"] == "cancelled"
         assert closed["cancelationReason"]["coding"][0]["code"] == "waitlist-expired"
+
+
+async def test_hours_added_and_a_booking_moved_away_free_time_for_the_waitlist(
+    engine: Any,
+) -> None:
+    clinic = await make(engine)
+    clinic.clock.now = now_us()
+    ann = await clinic.start()
+    bob = await clinic.join("bob")
+    await clinic.matcher.round()
+    role = await read(clinic.repo, "PractitionerRole", "dr")
+    role["availableTime"][0]["availableEndTime"] = "11:00:00"  # half an hour more each day
+    await clinic.repo.update("PractitionerRole", "dr", role)
+    assert await clinic.matcher.round() == 1
+    [offer] = await offers(clinic.repo)
+    assert (offered_to(offer), offer["start"]) == (bob, ny(DATE, "10:30"))
+
+    cat = await clinic.join("cat")
+    await clinic.matcher.round()
+    booked = await read(clinic.repo, "Appointment", ann)
+    later = day(6)
+    moved = {**booked, "start": ny(later, "10:00"), "end": ny(later, "10:30")}
+    await clinic.repo.update("Appointment", ann, moved)  # Ann moves to the next day
+    assert await clinic.matcher.round() == 1
+    held = [o for o in await offers(clinic.repo) if offered_to(o) == cat]
+    assert [o["start"] for o in held] == [ny(DATE, "10:00")]
