@@ -136,55 +136,60 @@ def _availability(base: str) -> dict[str, Any]:
     return sd
 
 
-def _max_per_day(base: str) -> dict[str, Any]:
-    text = "The most bookings one local calendar day of this Schedule or service may hold."
-    sd = _definition(
-        base, MAX_BOOKINGS_PER_DAY, "MaxBookingsPerDay", "Max bookings per day", text, _ON_BOTH
-    )
+def _single(
+    base: str,
+    ext_id: str,
+    name: str,
+    title: str,
+    text: str,
+    context: tuple[str, ...],
+    value_type: dict[str, Any],
+    *,
+    short: str | None = None,
+    repeats: bool = False,
+) -> dict[str, Any]:
+    """A simple extension: one `value[x]` of `value_type`, at most once unless `repeats`."""
+    sd = _definition(base, ext_id, name, title, text, context)
+    head: dict[str, Any] = {"short": short or title, "definition": text}
+    if not repeats:
+        head["max"] = "1"
     sd["differential"] = {
         "element": [
-            _element("Extension", short="Daily booking limit", definition=text, max="1"),
+            _element("Extension", **head),
             _element("Extension.extension", max="0"),
             _element("Extension.url", fixedUri=sd["url"]),
-            _element("Extension.value[x]", min=1, type=[{"code": "positiveInt"}]),
+            _element("Extension.value[x]", min=1, type=[value_type]),
         ]
     }
     return sd
+
+
+def _max_per_day(base: str) -> dict[str, Any]:
+    text = "The most bookings one local calendar day of this Schedule or service may hold."
+    return _single(
+        base,
+        MAX_BOOKINGS_PER_DAY,
+        "MaxBookingsPerDay",
+        "Max bookings per day",
+        text,
+        _ON_BOTH,
+        {"code": "positiveInt"},
+        short="Daily booking limit",
+    )
 
 
 def _instant(base: str, ext_id: str, name: str, title: str, text: str) -> dict[str, Any]:
     """A server-managed expiry instant on an Appointment (valueInstant, UTC)."""
-    sd = _definition(base, ext_id, name, title, text, ("Appointment",))
-    sd["differential"] = {
-        "element": [
-            _element("Extension", short=title, definition=text, max="1"),
-            _element("Extension.extension", max="0"),
-            _element("Extension.url", fixedUri=sd["url"]),
-            _element("Extension.value[x]", min=1, type=[{"code": "instant"}]),
-        ]
-    }
-    return sd
+    return _single(base, ext_id, name, title, text, ("Appointment",), {"code": "instant"})
 
 
 def _appointment_reference(
     base: str, ext_id: str, name: str, title: str, text: str
 ) -> dict[str, Any]:
     """A Reference(Appointment) on an Appointment."""
-    sd = _definition(base, ext_id, name, title, text, ("Appointment",))
     target = "http://hl7.org/fhir/StructureDefinition/Appointment"
-    sd["differential"] = {
-        "element": [
-            _element("Extension", short=title, definition=text, max="1"),
-            _element("Extension.extension", max="0"),
-            _element("Extension.url", fixedUri=sd["url"]),
-            _element(
-                "Extension.value[x]",
-                min=1,
-                type=[{"code": "Reference", "targetProfile": [target]}],
-            ),
-        ]
-    }
-    return sd
+    value = {"code": "Reference", "targetProfile": [target]}
+    return _single(base, ext_id, name, title, text, ("Appointment",), value)
 
 
 def _opt_out(base: str) -> dict[str, Any]:
@@ -192,18 +197,17 @@ def _opt_out(base: str) -> dict[str, Any]:
         "A channel the Patient does not want appointment reminders and notices on: `email` "
         "or `sms` (repeat the extension for both)."
     )
-    sd = _definition(
-        base, REMINDER_OPT_OUT, "ReminderOptOut", "Reminder opt-out", text, ("Patient",)
+    return _single(
+        base,
+        REMINDER_OPT_OUT,
+        "ReminderOptOut",
+        "Reminder opt-out",
+        text,
+        ("Patient",),
+        {"code": "code"},
+        short="No reminders on this channel",
+        repeats=True,
     )
-    sd["differential"] = {
-        "element": [
-            _element("Extension", short="No reminders on this channel", definition=text),
-            _element("Extension.extension", max="0"),
-            _element("Extension.url", fixedUri=sd["url"]),
-            _element("Extension.value[x]", min=1, type=[{"code": "code"}]),
-        ]
-    }
-    return sd
 
 
 def structure_definitions(base: str = DEFAULT_BASE) -> list[dict[str, Any]]:

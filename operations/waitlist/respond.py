@@ -109,12 +109,9 @@ async def accept(repository: Repository, offer_id: str, now: int) -> OfferView:
         OfferEnded: expired, declined or withdrawn, or the booking was refused (the
             message says why, e.g. the patient has another appointment then).
     """
-    version, content = await _read(repository, offer_id)
-    view = await _view(repository, offer_id, content, now)
-    if view.state == "booked":
+    version, view = await _held(repository, offer_id, now, "booked")
+    if version is None:
         return view
-    if view.state != "held":
-        raise OfferEnded(_ended(view))
     inputs = BookInput([], [], None, None, if_match=version)
     try:
         await run_book(repository.strict(), offer_id, None, inputs)
@@ -131,17 +128,32 @@ async def decline(repository: Repository, offer_id: str, now: int) -> OfferView:
     Raises:
         OfferEnded: booked already, expired or withdrawn.
     """
-    version, content = await _read(repository, offer_id)
-    view = await _view(repository, offer_id, content, now)
-    if view.state == "declined":
+    version, view = await _held(repository, offer_id, now, "declined")
+    if version is None:
         return view
-    if view.state != "held":
-        raise OfferEnded(_ended(view))
     try:
         await _cancel(repository, offer_id, DECLINED, version)
     except PreconditionFailed:
         return await _after_race(repository, offer_id, now)
     return await view_offer(repository, offer_id, now)
+
+
+async def _held(
+    repository: Repository, offer_id: str, now: int, done: State
+) -> tuple[str | None, OfferView]:
+    """`(version, view)` of an offer still held; `(None, view)` when it is `done` already
+    (the action was taken before: a second click).
+
+    Raises:
+        OfferEnded: it is neither held nor `done`.
+    """
+    version, content = await _read(repository, offer_id)
+    view = await _view(repository, offer_id, content, now)
+    if view.state == done:
+        return None, view
+    if view.state != "held":
+        raise OfferEnded(_ended(view))
+    return version, view
 
 
 async def _after_race(repository: Repository, offer_id: str, now: int) -> OfferView:
