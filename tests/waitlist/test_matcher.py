@@ -14,14 +14,14 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from operations.reminders.sender import ReminderSender
+from operations.reminders.sender import ReminderSender, communication_id
 from operations.scheduling.holds import sweep_expired_holds
 from operations.waitlist.links import link_key, read_link
 from operations.waitlist.matcher import WaitlistMatcher
 from operations.waitlist.respond import accept, decline
 from resources.fhir_dates import now_us
 from tests.conftest import _free_port
-from tests.reminders.helpers import Clock
+from tests.reminders.helpers import Clock, notices
 from tests.reminders.helpers import engine as engine  # noqa: PLC0414 (fixture)
 from tests.subscriptions.receiver import Mailbox
 from tests.waitlist.helpers import (
@@ -284,3 +284,25 @@ async def test_hours_added_and_a_booking_moved_away_free_time_for_the_waitlist(
     assert await clinic.matcher.round() == 1
     held = [o for o in await offers(clinic.repo) if offered_to(o) == cat]
     assert [o["start"] for o in held] == [ny(DATE, "10:00")]
+
+
+async def test_an_offer_message_is_not_sent_once_the_offer_ended(engine: Any, smtp: Any) -> None:
+    box, port = smtp
+    clinic = await make(engine, port)
+    clinic.clock.now = now_us()
+    ann = await clinic.start()
+    await clinic.join("bob")
+    await clinic.matcher.round()
+    await clinic.send()
+    box.messages.clear()
+    await clinic.cancel(ann)
+    await clinic.matcher.round()
+    [offer] = await offers(clinic.repo)
+    await decline(clinic.job, offer["id"], now_us())  # declined in the app before any mail
+    await clinic.send()
+    assert [m for m in box.messages if "free" in str(m["Subject"])] == []
+    [message] = [n for n in await notices(clinic.repo, offer["id"]) if len(n["category"]) == 2]
+    assert message["status"] == "revoked"
+    sent = await read(clinic.repo, "Communication", communication_id(message))
+    assert sent["status"] == "not-done"
+    assert sent["statusReason"]["text"] == "The offer ended before it could be sent"
