@@ -58,8 +58,8 @@ from operations import (
     validate,
 )
 from operations.bulk_export import BulkExports
-from operations.reminders.job import JOB as REMINDERS
-from operations.reminders.job import run_reminders
+from operations.messaging import JOB as MESSAGING
+from operations.messaging import run_messaging
 from operations.reminders.planner import ReminderPlanner
 from operations.reminders.requests import parse_offsets
 from operations.scheduling.appointments import read_proposal
@@ -248,14 +248,14 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
         await the_store.start()
         app.state.interactions = build_interactions(settings, exports)
         await publish_conformance(repositories.for_job("start-up"), settings)
-        await ReminderPlanner(repositories.for_job(REMINDERS)).start()
-        await WaitlistMatcher(repositories.for_job(REMINDERS)).start()
+        await ReminderPlanner(repositories.for_job(MESSAGING)).start()
+        await WaitlistMatcher(repositories.for_job(MESSAGING)).start()
         sweeper = repositories.for_job(SWEEPER, settings.base_url)
         dispatcher = repositories.for_job(DISPATCHER, settings.base_url)
         background = [
             asyncio.create_task(run_sweeper(sweeper, sweep_interval(settings.hold_seconds))),
             asyncio.create_task(run_dispatcher(dispatcher, _restorer(auth))),
-            asyncio.create_task(run_reminders(repositories.for_job(REMINDERS, settings.base_url))),
+            asyncio.create_task(run_messaging(repositories.for_job(MESSAGING, settings.base_url))),
             asyncio.create_task(exports.run_purger(repositories.for_job("bulk-export purge"))),
         ]
         if auth is not None:

@@ -129,7 +129,7 @@ def resend(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Send a reminder or notice again: it becomes active and due now, and the running
-    server's reminder job sends it at its next check (a new Communication records it)."""
+    server's messaging job sends it at its next check (a new Communication records it)."""
     due = asyncio.run(_resend(database_url, request_id))
     console.print(f"CommunicationRequest/{request_id} is due again at {due}")
 

@@ -3,7 +3,7 @@ and background work"): a lease in the database, taken or renewed every RENEW_S s
 side task, and rounds of work while it is held. Another process takes the lease over within
 its `ttl_us` of the holder dying; a holder gives it up when it stops.
 
-Used by the Subscription dispatcher and the reminder job.
+Used by the Subscription dispatcher and the messaging job.
 """
 
 from __future__ import annotations

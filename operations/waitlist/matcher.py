@@ -21,8 +21,9 @@ Each round:
    other, each offer a hold, so one freed time goes to the first entry it suits and is no
    longer free for the next.
 
-It runs in the reminder job (one process at a time, under its lease); every step is
-idempotent, so a crash or a takeover resumes where it stopped. Times are µs UTC.
+It runs in the messaging job (`operations.messaging`: one process at a time, under its
+lease); every step is idempotent, so a crash or a takeover resumes where it stopped. Times are
+µs UTC.
 """
 
 from __future__ import annotations

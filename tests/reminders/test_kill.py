@@ -46,9 +46,8 @@ def _serve(tmp_path: Path, port: int, smtp_port: int) -> subprocess.Popen[bytes]
         "FHIR_SERVER_DISPATCH_SECONDS": "0.2",
     }
     command = [str(Path(sys.executable).parent / "fhir-server"), "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    with (tmp_path / f"server-{port}-{time.monotonic_ns()}.log").open("wb") as log:
+        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -98,7 +97,11 @@ def test_killed_while_sending_each_message_goes_once_after_restart(tmp_path: Pat
         killed_at = len(box.messages)
         assert killed_at < 2 * BOOKINGS  # it really died halfway
         second = _serve(tmp_path, port, smtp_port)
-        box.wait_for(2 * BOOKINGS, timeout=60)
+        try:
+            box.wait_for(2 * BOOKINGS, timeout=60)
+        except AssertionError as exc:
+            logs = "".join(p.read_text()[-3000:] for p in sorted(tmp_path.glob("server-*.log")))
+            raise AssertionError(f"{exc}\n{logs}") from None
         time.sleep(1.5)  # anything more would come now
     finally:
         for process in (first, second):
