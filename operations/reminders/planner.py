@@ -6,11 +6,12 @@ should be now.
 For an Appointment that is `booked` with a `start`, one reminder per Patient participant
 with a usable telecom on a channel the server sends on (email with `FHIR_SERVER_SMTP_URL`,
 SMS with `FHIR_SERVER_SMS_URL`; neither: no reminders at all) and per offset is `active`
-at start - offset; an offset whose time has passed when it is planned is skipped (booked too
-late for it). A moved Appointment's reminders are re-timed (active again, even if the
-earlier time's reminder was sent); a cancelled, no-longer-booked or deleted one's active
-reminders are `revoked`. Requests get
-deterministic ids, so planning again (after a crash, a replay of the log) changes nothing.
+at start - offset; an offset whose time had passed when the Appointment was booked or moved
+is skipped (booked too late for it); one that came due while the planner was down is
+planned all the same and sent late. A moved Appointment's reminders are re-timed (active
+again, even if the earlier time's reminder was sent); a cancelled, no-longer-booked or
+deleted one's active reminders are `revoked`. Requests get deterministic ids, so planning
+again (after a crash, a replay of the log) changes nothing.
 The cursor (record CURSOR) moves past events once planned; it starts at the end of the log
 when a server first starts with reminders (`start`; Appointments booked before get none).
 """
@@ -103,7 +104,11 @@ class ReminderPlanner:
         stored = await repo.lookup.read("Appointment", appointment_id)
         appointment = orjson.loads(stored.content) if stored and stored.content else None
         existing = await self._existing(appointment_id)
-        wanted = await self._wanted(appointment_id, appointment, existing)
+        # Offsets are skipped by when the appointment was booked or moved (its version's
+        # time), not by when the planner got to it: a planner that was down still plans a
+        # reminder that came due meanwhile, and the sender sends it late rather than never.
+        booked_at = min(self.clock(), stored.last_updated) if stored else self.clock()
+        wanted = await self._wanted(appointment_id, appointment, existing, booked_at)
         for rid, body in wanted.items():
             old = existing.get(rid)
             same_time = (
@@ -130,6 +135,7 @@ class ReminderPlanner:
         appointment_id: str,
         appointment: dict[str, Any] | None,
         existing: dict[str, dict[str, Any]],
+        booked_at: int,
     ) -> dict[str, dict[str, Any]]:
         if (
             appointment is None
@@ -163,7 +169,7 @@ class ReminderPlanner:
                 if planned and old is not None and old.get("status") in KEPT:
                     wanted[rid] = old  # planned (or sent) for this time already
                     continue
-                if at <= now:
+                if at <= booked_at:
                     continue  # booked (or moved) later than this offset: skipped
                 text = text or await describe(repo, appointment)
                 wanted[rid] = reminder_request(

@@ -2,14 +2,15 @@
 one CommunicationRequest per offset at the right time (a day before keeps the wall-clock
 time across a daylight-saving change), with the patient's best channel and a text in the
 appointment's zone; moved -> re-timed; cancelled -> revoked; booked later than an offset ->
-that offset skipped; opted out of a channel -> the next one; no channel -> none. Planning
-again changes nothing."""
+that offset skipped, but one that came due while the planner was late is planned; opted out
+of a channel -> the next one; no channel -> none. Planning again changes nothing."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from operations.reminders.planner import ReminderPlanner
+from resources.fhir_dates import format_instant, now_us, parse_instant
 from tests.reminders.helpers import SMITH_WITH_EMAIL, Clock, booking, reminders, seed
 from tests.reminders.helpers import engine as engine  # noqa: PLC0414 (fixture)
 
@@ -70,6 +71,23 @@ async def test_booked_later_than_an_offset_skips_it(engine: Any) -> None:
     appt = (await repo.create(booking(START, END))).stored.id
     await planner.round()
     assert sorted(await reminders(repo, appt)) == ["PT2H"]
+
+
+async def test_a_reminder_due_while_the_planner_was_down_is_planned_not_skipped(
+    engine: Any,
+) -> None:
+    repo, planner, clock = await setup(engine, "2000-01-01T00:00:00Z")
+    clock.now = now_us()
+    start = clock.now + 7200 * 1_000_000 + 2_000_000  # PT2H comes due 2 s after booking
+    appt = (
+        await repo.create(booking(format_instant(start), format_instant(start + 1800 * 1_000_000)))
+    ).stored.id
+    clock.now += 60 * 1_000_000  # the planner gets to it a minute late
+    await planner.round()
+    got = await reminders(repo, appt)
+    assert sorted(got) == ["PT2H"]  # P1D had passed when it was booked: skipped
+    assert got["PT2H"]["status"] == "active"
+    assert parse_instant(got["PT2H"]["occurrenceDateTime"]) == start - 7200 * 1_000_000
 
 
 async def test_opt_out_and_no_channel(engine: Any) -> None:
