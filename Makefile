@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test lint typecheck unit bench definitions clean
+.PHONY: run test lint typecheck browser unit bench definitions clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/fhir-server serve --host $(HOST) --port $(PORT) --demo
 
-## make test: set up and run the whole suite (lint, types, import layers, pytest)
-test: $(STAMP) lint typecheck
+## make test: set up and run the whole suite (lint, types, import layers, pytest; the web app's browser tests need Debian's chromium, installed here when missing)
+test: $(STAMP) lint typecheck browser
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
+
+## make browser: Debian's chromium for the browser tests (Playwright drives it; no browser download)
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

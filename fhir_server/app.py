@@ -37,6 +37,7 @@ from fhir_server.api.errors import (
     unexpected_error_response,
 )
 from fhir_server.api.fhir_endpoint import FHIR_PREFIX, FhirMount, fhir_endpoint
+from fhir_server.api.portal import portal_routes
 from fhir_server.api.waitlist_links import waitlist_link_routes
 from fhir_server.api.websocket import websocket_routes
 from fhir_server.bundles import BundleProcessor
@@ -79,6 +80,7 @@ from resources.validation import validate_resource
 from smart_auth.audit import AuthAudit, denial_recorder
 from smart_auth.grants import Grants
 from smart_auth.keys import key_source
+from smart_auth.portal_client import register_portal
 from smart_auth.registry import Registry
 from smart_auth.routes import auth_routes
 from smart_auth.server import AuthServer, AuthSettings
@@ -262,6 +264,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
             audit = AuthAudit(auth_repository, auth.settings.base_url, settings.extension_base)
             auth.audit = audit
             await auth.start()
+            await register_portal(auth.registry, settings.base_url)
             app.state.authenticate = auth.policy
             app.state.on_denied = denial_recorder(audit)
         _warm_up()
@@ -300,6 +303,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     app.router.routes.extend(websocket_routes())
     app.router.routes.extend(bulk_data_routes())
     app.router.routes.extend(waitlist_link_routes())
+    app.router.routes.extend(portal_routes())
     if auth is not None:
         app.router.routes.extend(auth_routes(auth, auth_repository))
     return app

@@ -1,0 +1,69 @@
+"""The web app's browser tests: Debian's chromium (`make browser` installs it; no browser
+download) driven by Playwright, against `fhir-server`'s app on uvicorn (127.0.0.1) with the
+demo clinic and authorization on."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import pytest
+
+from fhir_server.cli import _load_demo
+from tests.conftest import LiveServer, make_settings
+
+T = TypeVar("T")
+
+
+def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn` in another thread: Playwright's sync API keeps an event loop running in this
+    one, so code that calls `asyncio.run` (the demo loader, the CLI) runs beside it."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+"""Flags for this machine's closed network (no background connections)."""
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """A headless Debian chromium under Playwright."""
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("Debian's chromium is not installed: `make browser` installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def portal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """uvicorn on 127.0.0.1 with authorization on, its own SQLite file and the demo clinic."""
+    server = LiveServer(make_settings(tmp_path_factory.mktemp("portal"), auth=True))
+    assert off_loop(lambda: asyncio.run(_load_demo(server.settings))) > 0
+    with server:
+        yield server
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    """A fresh browser context and page (no cookies or storage from other tests)."""
+    context = chromium.new_context(viewport={"width": 1024, "height": 800})
+    page = context.new_page()
+    yield page
+    context.close()
