@@ -1,7 +1,8 @@
 // The patient portal (/portal/): sign in, "My appointments". A SMART app of this server that
 // uses only the public FHIR API (smart.js).
-import { connect, problemText, searchAll, signIn } from "./smart.js";
+import { Booking } from "./book.js";
 import { el, nameOf, stateWord, when, zoneOf } from "./format.js";
+import { connect, problemText, searchAll, signIn } from "./smart.js";
 
 const SCOPE = "openid fhirUser launch/patient patient/*.cruds";
 const $ = (id) => document.getElementById(id);
@@ -37,13 +38,37 @@ function actorsOf(appointment, included) {
   return out;
 }
 
-function row(appointment, included) {
+let client;
+let booking;
+
+async function cancel(appointment) {
+  problem("");
+  say("Cancelling…");
+  const resource = { resourceType: "Appointment", id: appointment.id, status: "cancelled",
+    cancelationReason: { text: "Cancelled by the patient in the portal" } };
+  try {
+    await client.request({ url: "Appointment/$book", method: "POST", headers: { "Content-Type": "application/fhir+json" },
+      body: JSON.stringify({ resourceType: "Parameters", parameter: [{ name: "appointment-resource", resource }] }) });
+    await showAppointments(client);
+    say("Your appointment is cancelled.");
+  } catch (error) { say(""); problem(`It could not be cancelled: ${problemText(error)}`); }
+}
+
+function row(appointment, included, upcoming) {
   const { who, where, zone } = actorsOf(appointment, included);
   const time = appointment.start ? when(appointment.start, zone) : "Any suitable time";
+  const actions = upcoming && appointment.status === "booked"
+    ? el("div", { class: "row-actions" },
+      el("button", { type: "button", class: "secondary", onclick: () => cancel(appointment),
+        "aria-describedby": `when-${appointment.id}` }, "Cancel"),
+      el("button", { type: "button", class: "secondary", "aria-describedby": `when-${appointment.id}`,
+        onclick: () => { location.hash = `#reschedule/${appointment.id}`; } }, "Reschedule"))
+    : null;
   return el("li", { "data-id": appointment.id },
-    el("div", { class: "when" }, time),
+    el("div", { class: "when", id: `when-${appointment.id}` }, time),
     el("div", {}, [who, where].filter(Boolean).join(", ")),
-    el("div", {}, el("span", { class: "state" }, stateWord(appointment.status))));
+    el("div", {}, el("span", { class: "state" }, stateWord(appointment.status))),
+    actions);
 }
 
 async function showAppointments(client) {
@@ -64,16 +89,35 @@ async function showAppointments(client) {
     .sort((a, b) => (a.start || "").localeCompare(b.start || ""));
   const past = appointments.filter((a) => a.start && Date.parse(a.end || a.start) < now)
     .sort((a, b) => b.start.localeCompare(a.start));
-  $("upcoming").replaceChildren(...upcoming.map((a) => row(a, included)));
-  $("past").replaceChildren(...past.map((a) => row(a, included)));
+  $("upcoming").replaceChildren(...upcoming.map((a) => row(a, included, true)));
+  $("past").replaceChildren(...past.map((a) => row(a, included, false)));
   if (!upcoming.length) $("upcoming").append(el("li", { class: "muted" }, "No upcoming appointments."));
   if (!past.length) $("past").append(el("li", { class: "muted" }, "No past appointments."));
   say("");
 }
 
+async function route() {
+  problem("");
+  const hash = location.hash;
+  if (hash === "#book" || hash.startsWith("#reschedule/")) {
+    show("book");
+    try { await booking.open(hash.startsWith("#reschedule/") ? hash.split("/")[1] : null); }
+    catch (error) { problem(problemText(error)); }
+    $("date").focus();
+    return;
+  }
+  show("home");
+  await showAppointments(client);
+}
+
+async function booked(appointment) {
+  location.hash = "";
+  await route();
+  say(`Booked: ${when(appointment.start)}.`);
+}
+
 async function main() {
   $("sign-in").addEventListener("click", () => signIn(SCOPE));
-  let client;
   try {
     client = await connect();
   } catch (error) {
@@ -82,11 +126,12 @@ async function main() {
     return;
   }
   if (!client) { show("welcome"); return; }
-  show("home");
+  booking = new Booking(client, booked, say, problem);
+  window.addEventListener("hashchange", () => route().catch((error) => problem(problemText(error))));
   try {
     const me = await client.patient.read();
     $("who").textContent = nameOf(me);
-    await showAppointments(client);
+    await route();
   } catch (error) {
     problem(problemText(error));
   }

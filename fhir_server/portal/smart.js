@@ -34,6 +34,11 @@ export async function searchAll(client, query) {
   return Array.isArray(found) ? found : [];
 }
 
+const WORDS = {
+  "slot-unavailable": "someone else has just taken this time. Please choose another one.",
+  "outside-availability": "this time is no longer offered. Please choose another one.",
+  "patient-conflict": "you already have an appointment at that time.",
+};
 /** The words of a FHIR error (an OperationOutcome's diagnostics), for people. */
 export function problemText(error) {
   const message = (error && error.message) || String(error);
@@ -42,6 +47,8 @@ export function problemText(error) {
     try {
       const outcome = JSON.parse(message.slice(start));
       const issue = outcome.issue && outcome.issue[0];
+      const code = issue && issue.details && (issue.details.coding || [])[0];
+      if (code && WORDS[code.code]) return WORDS[code.code];
       if (issue && issue.diagnostics) return issue.diagnostics;
     } catch (_) { /* not an OperationOutcome */ }
   }

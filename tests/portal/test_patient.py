@@ -3,6 +3,8 @@ server (standalone launch with PKCE, by the fhirclient library) and sees their a
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ from tests.portal.conftest import off_loop
 from tests.smart.flows import appointment, bearer, run_cli
 
 MUNOZ = "demo-patient-munoz"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def origin(server: LiveServer) -> str:
@@ -42,3 +45,71 @@ def test_patient_signs_in_and_sees_a_booked_appointment(
     expect(row).to_contain_text("Booked")
     expect(row).to_contain_text("10:00")
     expect(row).to_contain_text("Smith")
+
+
+def next_week(day_offset: int) -> str:
+    """A date next week (Monday + `day_offset`), Boston calendar, as YYYY-MM-DD."""
+    return str(appointment(MUNOZ, day_offset, 12)["start"])[:10]
+
+
+def find_times(page: Any, date: str, role: str = "demo-role-smith") -> None:
+    page.get_by_label("Practitioner").select_option(role)
+    page.get_by_label("Date").fill(date)
+    page.get_by_role("button", name="Find times").click()
+
+
+def test_patient_books_reschedules_and_cancels(page: Any, portal_server: LiveServer) -> None:
+    sign_in(page, portal_server, "munoz", "demo-munoz")
+    page.get_by_role("link", name="Book an appointment").click()
+    find_times(page, next_week(3))  # Thursday
+    page.get_by_role("button", name="09:30").click()
+    page.screenshot(path=str(SHOTS / "patient-book.png"), full_page=True)
+    page.get_by_role("button", name="Confirm booking").click()
+    expect(page.get_by_role("heading", name="My appointments")).to_be_visible()
+    first = page.locator("#upcoming li", has_text="09:30").filter(has_text="Booked")
+    expect(first).to_have_count(1)
+    first_id = first.get_attribute("data-id")
+
+    first.get_by_role("button", name="Reschedule").click()
+    expect(page.get_by_role("heading", name="Reschedule")).to_be_visible()
+    find_times(page, next_week(3))
+    page.get_by_role("button", name="11:00").click()
+    page.get_by_role("button", name="Confirm booking").click()
+    expect(page.get_by_role("heading", name="My appointments")).to_be_visible()
+    moved = page.locator("#upcoming li", has_text="11:00").filter(has_text="Booked")
+    expect(moved).to_have_count(1)
+    expect(page.locator(f'li[data-id="{first_id}"]')).to_contain_text("Cancelled")
+
+    moved.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("status")).to_have_text("Your appointment is cancelled.")
+    expect(moved).to_have_count(0)
+    expect(page.locator("#upcoming li", has_text="11:00")).to_contain_text("Cancelled")
+
+
+def test_two_patients_take_the_same_time_at_once_one_is_told_in_words(
+    chromium: Any, portal_server: LiveServer
+) -> None:
+    pages = []
+    for username, password in (("munoz", "demo-munoz"), ("munoz", "demo-munoz")):
+        context = chromium.new_context(viewport={"width": 390, "height": 844})  # a phone
+        page = context.new_page()
+        sign_in(page, portal_server, username, password)
+        page.get_by_role("link", name="Book an appointment").click()
+        find_times(page, next_week(4))  # Friday
+        page.get_by_role("button", name="14:00").click()
+        pages.append(page)
+    for page in pages:  # both confirm the same held-by-nobody time
+        page.get_by_role("button", name="Confirm booking").click()
+    alerts = [p.get_by_role("alert") for p in pages]
+    headings = [p.get_by_role("heading", name="My appointments") for p in pages]
+    winners = 0
+    for page, alert, heading in zip(pages, alerts, headings, strict=True):
+        expect(heading.or_(alert.filter(has_text="could not be booked"))).to_be_visible()
+        if heading.is_visible():
+            winners += 1
+        else:
+            expect(alert).to_contain_text("That time could not be booked")
+            assert "OperationOutcome" not in alert.inner_text()
+            expect(alert).to_contain_text(re.compile("taken this time|already have an appointment"))
+        page.context.close()
+    assert winners == 1
