@@ -32,6 +32,8 @@ class Settings(BaseSettings):
             first start) or `database`.
         access_token_seconds / refresh_token_seconds: token lifetimes (1 hour / 90 days).
         launch_seconds: how long an EHR launch context waits to be used (1 hour).
+        registrations_per_hour: how many patient accounts one client address may create
+            an hour at `POST /auth/register` (10).
 
     Subscriptions (R4 Subscription, `operations/subscriptions/`):
         subscription_retry_hours: how long a failing delivery is retried, with exponential
@@ -90,6 +92,7 @@ class Settings(BaseSettings):
     access_token_seconds: int = 3600
     refresh_token_seconds: int = 90 * 24 * 3600
     launch_seconds: int = 3600
+    registrations_per_hour: int = 10
 
     # -- Bulk Data export (see the class docstring) --
     export_dir: str = "./data/exports"

@@ -5,9 +5,10 @@ Shaped after the IHE Basic Audit Log Patterns: type DCM 110114 "User Authenticat
 logins and `rest`-free security events, with a subtype code of ours naming the event
 (`login`, `login-failed`, `login-locked`, `token-granted`, `token-refreshed`, `token-revoked`,
 `token-denied`, `consent-denied`, `launch-user-mismatch` (someone other than an EHR launch's
-`user` signed in), `access-denied`), outcome `0` (success) or `4` (failure),
-the user or client as requestor agent, and the patient in context as entity. No token, code,
-secret or assertion ever goes into an event: only ids and reasons.
+`user` signed in), `access-denied`, `registration` (a patient created their account)),
+outcome `0` (success) or `4` (failure), the user or client as requestor agent, and the
+patient in context as entity. No token, code, secret or assertion ever goes into an event:
+only ids and reasons.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@
 | `GET /auth/jwks` | RFC 7517 public keys |
 | `GET /auth/smart-style.json` | SMART 2.2 "Styling": the default style document (any origin) |
 | `POST /auth/launch` | EHR API: a launch issuer's `system/` token creates a launch context |
+| `POST /auth/register` | ours: patient self-registration (`smart_auth.registration`) |
 | `GET [base]/.well-known/smart-configuration`, `openid-configuration` | public, any origin |
 
 OAuth endpoints answer OAuth JSON errors (`{"error", "error_description"}`, RFC 6749 §5.2),
@@ -31,6 +32,7 @@ from fhir_server.repository import Repository
 from resources.errors import FhirError, Forbidden, Invalid, PayloadTooLarge
 from smart_auth.authorize import Authorize
 from smart_auth.client_auth import OAuthError, authenticate_client
+from smart_auth.registration import register_patient
 from smart_auth.registry import Client
 from smart_auth.server import AuthServer
 from smart_auth.style import DEFAULT_STYLE, STYLE_PATH
@@ -177,6 +179,26 @@ def auth_routes(server: AuthServer, repository: Repository) -> list[Route]:
     async def jwks_endpoint(_request: Request) -> Response:
         return _json(server.server_keys().public_jwks(), headers=ANY_ORIGIN)
 
+    async def register_endpoint(request: Request) -> Response:
+        """Patient self-registration (`smart_auth.registration`): a JSON object; 201 with
+        the new Patient's reference. FhirErrors become OperationOutcomes."""
+        raw = await request.body()
+        if len(raw) > FORM_LIMIT:
+            raise PayloadTooLarge(f"A registration is at most {FORM_LIMIT} bytes")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise Invalid("The body must be a JSON object") from exc
+        if not isinstance(body, dict):
+            raise Invalid("The body must be a JSON object")
+        address = request.client.host if request.client else "unknown"
+        made = await register_patient(server.registry, repository, body, address)
+        patient_id = made["patient"].split("/", 1)[1]
+        await server.record(
+            "registration", username=made["username"], user=made["patient"], patient=patient_id
+        )
+        return _json(made, 201, NO_STORE)
+
     async def launch_endpoint(request: Request) -> Response:
         """Only a client registered as a launch issuer (`Client.launch_issuer`) may create
         launch contexts, with a `system/` token; others get 403 `forbidden` (audited as
@@ -221,6 +243,7 @@ def auth_routes(server: AuthServer, repository: Repository) -> list[Route]:
         Route("/auth/revoke", revoke_endpoint, methods=["POST"]),
         Route("/auth/jwks", jwks_endpoint, methods=["GET"]),
         Route("/auth/launch", launch_endpoint, methods=["POST"]),
+        Route("/auth/register", register_endpoint, methods=["POST"]),
         Route(f"/auth/{STYLE_PATH}", document(DEFAULT_STYLE), methods=["GET"]),
         Route("/fhir/.well-known/smart-configuration", document(smart_doc), methods=["GET"]),
         Route("/fhir/.well-known/openid-configuration", document(openid_doc), methods=["GET"]),

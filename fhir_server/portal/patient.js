@@ -2,9 +2,9 @@
 // uses only the public FHIR API (smart.js).
 import { Booking } from "./book.js";
 import { el, nameOf, stateWord, when, zoneOf } from "./format.js";
+import { SCOPE } from "./patient-scope.js";
 import { connect, problemText, searchAll, signIn } from "./smart.js";
 
-const SCOPE = "openid fhirUser launch/patient patient/*.cruds";
 const $ = (id) => document.getElementById(id);
 
 function show(id) {
@@ -125,6 +125,7 @@ async function main() {
     problem(`Signing in did not work: ${problemText(error)}`);
     return;
   }
+  if (!client && new URLSearchParams(location.search).has("signin")) { signIn(SCOPE); return; }
   if (!client) { show("welcome"); return; }
   booking = new Booking(client, booked, say, problem);
   window.addEventListener("hashchange", () => route().catch((error) => problem(problemText(error))));

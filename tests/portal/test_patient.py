@@ -113,3 +113,28 @@ def test_two_patients_take_the_same_time_at_once_one_is_told_in_words(
             expect(alert).to_contain_text(re.compile("taken this time|already have an appointment"))
         page.context.close()
     assert winners == 1
+
+
+def test_a_new_patient_creates_an_account_and_signs_in(
+    page: Any, portal_server: LiveServer
+) -> None:
+    page.goto(f"{origin(portal_server)}/portal/")
+    page.get_by_role("link", name="Create account").click()
+    page.get_by_label("Given name").fill("Lena")
+    page.get_by_label("Family name").fill("Park")
+    page.get_by_label("Birth date").fill("1990-04-02")
+    page.get_by_label("Email").fill("lena.park@example.org")
+    page.get_by_label("Username").fill("lenapark")
+    page.get_by_label("Password").fill("short")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("alert")).to_contain_text("at least 10 characters")
+    page.get_by_label("Password").fill("a long passphrase")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()  # the server's page
+    page.get_by_label("Username").fill("lenapark")
+    page.get_by_label("Password").fill("a long passphrase")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Allow").click()
+    expect(page.get_by_role("heading", name="My appointments")).to_be_visible()
+    expect(page.locator("#who")).to_have_text("Lena Park")
+    expect(page.locator("#upcoming")).to_contain_text("No upcoming appointments.")
