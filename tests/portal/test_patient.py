@@ -4,6 +4,7 @@ server (standalone launch with PKCE, by the fhirclient library) and sees their a
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,58 @@ def test_a_new_patient_creates_an_account_and_signs_in(
     expect(page.get_by_role("heading", name="My appointments")).to_be_visible()
     expect(page.locator("#who")).to_have_text("Lena Park")
     expect(page.locator("#upcoming")).to_contain_text("No upcoming appointments.")
+
+
+def tab_to(page: Any, text: str, most: int = 60) -> None:
+    """Press Tab until the focused element's text (or accessible label) contains `text`."""
+    for _ in range(most):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "(document.activeElement.getAttribute('aria-label') || '') + ' ' + "
+            "(document.activeElement.textContent || '')"
+        )
+        if text in focused:
+            return
+    raise AssertionError(f"{text!r} is not reachable with Tab")
+
+
+def test_keyboard_only_booking_and_page_weight(page: Any, portal_server: LiveServer) -> None:
+    loaded: list[int] = []
+    page.on("response", lambda r: loaded.append(len(r.body())) if r.ok else None)
+    page.goto(f"{origin(portal_server)}/portal/")
+    page.wait_for_load_state("networkidle")
+    first_load = sum(loaded)
+    assert first_load < 300_000, first_load
+    keys = page.keyboard
+    keys.press("Tab")  # the header's link
+    keys.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Sign in"
+    keys.press("Enter")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    keys.press("Tab")
+    keys.type("munoz")
+    keys.press("Tab")
+    keys.type("demo-munoz")
+    started = time.monotonic()
+    keys.press("Enter")
+    expect(page.get_by_role("button", name="Allow")).to_be_visible()
+    tab_to(page, "Allow")
+    keys.press("Enter")
+    expect(page.get_by_role("heading", name="My appointments")).to_be_visible()
+    tab_to(page, "Book an appointment")
+    keys.press("Enter")
+    expect(page.get_by_label("Date")).to_be_focused()
+    month, day, year = next_week(1)[5:7], next_week(1)[8:10], next_week(1)[:4]  # Tuesday
+    keys.type(f"{month}{day}{year}")
+    keys.press("Enter")  # submits the form: Find times
+    expect(page.get_by_role("button", name="13:30").first).to_be_visible()
+    tab_to(page, "13:30")
+    keys.press("Enter")
+    expect(page.get_by_role("button", name="Confirm booking")).to_be_focused()
+    keys.press("Enter")
+    expect(page.locator("#upcoming li", has_text="13:30").filter(has_text="Booked")).to_have_count(
+        1
+    )
+    took = time.monotonic() - started
+    print(f"first load of /portal/: {first_load} bytes; sign in to booked: {took:.2f} s")
+    assert took < 5, took
