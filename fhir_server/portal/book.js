@@ -33,6 +33,7 @@ export class Booking {
     this.replacing = null;
     this.chosen = null;
     $("find-form").addEventListener("submit", (event) => { event.preventDefault(); this.find(); });
+    $("waitlist-button").addEventListener("click", () => this.joinWaitlist());
     $("confirm-button").addEventListener("click", () => this.confirm());
   }
 
@@ -41,6 +42,7 @@ export class Booking {
     this.replacing = replacing;
     $("book-title").textContent = replacing ? "Reschedule" : "Book an appointment";
     $("times").replaceChildren(); $("times-title").hidden = true; $("confirm").hidden = true;
+    $("waitlist-offer").hidden = true;
     if (!$("date").value) $("date").value = nextDay(new Date().toISOString().slice(0, 10));
     if (this.roles.length) return;
     const found = await searchAll(this.client, "PractitionerRole?_include=PractitionerRole:practitioner&_include=PractitionerRole:location&_count=200");
@@ -69,7 +71,9 @@ export class Booking {
     const chosen = this.roles.find((r) => r.role.id === roleId);
     const zone = (chosen && chosen.zone) || (this.roles.find((r) => r.zone) || {}).zone || Intl.DateTimeFormat().resolvedOptions().timeZone;
     const offset = offsetOf(date, zone);
-    const query = new URLSearchParams({ start: `${date}T00:00:00${offset}`, end: `${nextDay(date)}T00:00:00${offset}`, _count: "100" });
+    this.window = { start: `${date}T00:00:00${offset}`, end: `${nextDay(date)}T00:00:00${offset}` };
+    this.wanted = { roleId, specialty };
+    const query = new URLSearchParams({ ...this.window, _count: "100" });
     if (roleId) query.append("actor", `PractitionerRole/${roleId}`);
     if (specialty) query.append("specialty", specialty);
     this.say("Looking for free times…");
@@ -88,7 +92,28 @@ export class Booking {
       return el("li", {}, button);
     }));
     this.say(slots.length ? `${slots.length} free times on this day.` : "");
+    $("waitlist-offer").hidden = !(roleId || specialty);
     if (!slots.length) $("times").append(el("li", { class: "muted" }, "No free times on this day. Try another date."));
+  }
+
+  /** Wait for a time on the chosen day with the chosen practitioner or specialty: a waitlist
+   * entry ($book with status waitlist); freed time is offered by email or SMS. */
+  async joinWaitlist() {
+    this.problem("");
+    const patient = `Patient/${this.client.getPatientId()}`;
+    const entry = { resourceType: "Appointment", status: "waitlist", requestedPeriod: [this.window],
+      participant: [{ actor: { reference: patient }, status: "accepted" }] };
+    if (this.wanted.roleId) entry.participant.push({ actor: { reference: `PractitionerRole/${this.wanted.roleId}` }, status: "needs-action" });
+    if (this.wanted.specialty) {
+      const [system, code] = this.wanted.specialty.split("|");
+      entry.specialty = [{ coding: [{ system, code }] }];
+    }
+    const parameters = [{ name: "appointment-resource", resource: entry }];
+    if (this.replacing) parameters.push({ name: "cancelled-appt-id", valueReference: { reference: `Appointment/${this.replacing}` } });
+    try {
+      const joined = await post(this.client, "Appointment/$book", parameters);
+      await this.onBooked(joined.entry[0].resource);
+    } catch (error) { this.problem(`You could not join the waiting list: ${problemText(error)}`); }
   }
 
   pick(slot, label, button) {

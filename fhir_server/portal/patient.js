@@ -40,6 +40,7 @@ function actorsOf(appointment, included) {
 
 let client;
 let booking;
+let notice = ""; // said once the list is shown
 
 async function cancel(appointment) {
   problem("");
@@ -49,14 +50,16 @@ async function cancel(appointment) {
   try {
     await client.request({ url: "Appointment/$book", method: "POST", headers: { "Content-Type": "application/fhir+json" },
       body: JSON.stringify({ resourceType: "Parameters", parameter: [{ name: "appointment-resource", resource }] }) });
+    notice = "Your appointment is cancelled.";
     await showAppointments(client);
-    say("Your appointment is cancelled.");
   } catch (error) { say(""); problem(`It could not be cancelled: ${problemText(error)}`); }
 }
 
 function row(appointment, included, upcoming) {
   const { who, where, zone } = actorsOf(appointment, included);
-  const time = appointment.start ? when(appointment.start, zone) : "Any suitable time";
+  const period = (appointment.requestedPeriod || [])[0];
+  const time = appointment.start ? when(appointment.start, zone)
+    : period ? `Any time from ${when(period.start, zone)} to ${when(period.end, zone)}` : "Any suitable time";
   const actions = upcoming && appointment.status === "booked"
     ? el("div", { class: "row-actions" },
       el("button", { type: "button", class: "secondary", onclick: () => cancel(appointment),
@@ -93,7 +96,8 @@ async function showAppointments(client) {
   $("past").replaceChildren(...past.map((a) => row(a, included, false)));
   if (!upcoming.length) $("upcoming").append(el("li", { class: "muted" }, "No upcoming appointments."));
   if (!past.length) $("past").append(el("li", { class: "muted" }, "No past appointments."));
-  say("");
+  say(notice);
+  notice = "";
 }
 
 async function route() {
@@ -111,9 +115,11 @@ async function route() {
 }
 
 async function booked(appointment) {
-  location.hash = "";
-  await route();
-  say(`Booked: ${when(appointment.start)}.`);
+  notice = appointment.status === "waitlist"
+    ? "You are on the waiting list. We will write when a time frees up."
+    : `Booked: ${when(appointment.start)}.`;
+  if (location.hash) location.hash = ""; // the hashchange shows the list, then the notice
+  else await route();
 }
 
 async function main() {

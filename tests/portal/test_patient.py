@@ -194,3 +194,14 @@ def test_keyboard_only_booking_and_page_weight(page: Any, portal_server: LiveSer
     took = time.monotonic() - started
     print(f"first load of /portal/: {first_load} bytes; sign in to booked: {took:.2f} s")
     assert took < 5, took
+
+
+def test_patient_joins_the_waitlist_for_a_day(page: Any, portal_server: LiveServer) -> None:
+    sign_in(page, portal_server, "munoz", "demo-munoz")
+    page.get_by_role("link", name="Book an appointment").click()
+    find_times(page, next_week(0))  # Monday
+    page.get_by_role("button", name="Join waitlist").click()
+    expect(page.get_by_role("status")).to_contain_text("You are on the waiting list")
+    row = page.locator("#upcoming li", has_text="On the waiting list")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Any time from")
