@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test lint typecheck browser unit bench definitions clean
+.PHONY: run test lint typecheck browser screenshots unit bench definitions clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ run: $(STAMP)
 test: $(STAMP) lint typecheck browser
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
+
+## make screenshots: retake the README's screenshots of the web app (docs/screenshots)
+screenshots: $(STAMP) browser
+	PORTAL_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/portal
 
 ## make browser: Debian's chromium for the browser tests (Playwright drives it; no browser download)
 browser:

@@ -188,6 +188,8 @@ def print_token_help(base: str, demo: bool) -> None:
         f"  token:  TOKEN=$({env}.venv/bin/fhir-server token --scope 'system/*.cruds')",
         f"          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/Patient?_count=5'",
     ]
+    origin = base.rsplit("/fhir", 1)[0]
+    lines.append(f"  portal: {origin}/portal/  (patients: Sign in, or Create account)")
     if demo:
         lines.append(
             f"  SMART app: client_id {DEMO_CLIENT_ID} (public, PKCE), redirect "

@@ -5,9 +5,11 @@ demo clinic and authorization on."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -58,6 +60,16 @@ def portal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
     assert off_loop(lambda: asyncio.run(_load_demo(server.settings))) > 0
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: `$PORTAL_SCREENSHOTS` (`make screenshots` sets docs/screenshots,
+    the README's), else the test run's artefacts folder."""
+    chosen = os.environ.get("PORTAL_SCREENSHOTS")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from tests.portal.conftest import off_loop
 from tests.smart.flows import appointment, bearer, run_cli
 
 MUNOZ = "demo-patient-munoz"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def origin(server: LiveServer) -> str:
@@ -59,16 +58,19 @@ def find_times(page: Any, date: str, role: str = "demo-role-smith") -> None:
     page.get_by_role("button", name="Find times").click()
 
 
-def test_patient_books_reschedules_and_cancels(page: Any, portal_server: LiveServer) -> None:
+def test_patient_books_reschedules_and_cancels(
+    page: Any, portal_server: LiveServer, shots: Path
+) -> None:
     sign_in(page, portal_server, "munoz", "demo-munoz")
     page.get_by_role("link", name="Book an appointment").click()
     find_times(page, next_week(3))  # Thursday
     page.get_by_role("button", name="09:30").click()
-    page.screenshot(path=str(SHOTS / "patient-book.png"), full_page=True)
+    page.screenshot(path=str(shots / "patient-book.png"), full_page=True)
     page.get_by_role("button", name="Confirm booking").click()
     expect(page.get_by_role("heading", name="My appointments")).to_be_visible()
     first = page.locator("#upcoming li", has_text="09:30").filter(has_text="Booked")
     expect(first).to_have_count(1)
+    page.screenshot(path=str(shots / "patient-home.png"), full_page=True)
     first_id = first.get_attribute("data-id")
 
     first.get_by_role("button", name="Reschedule").click()
@@ -88,7 +90,7 @@ def test_patient_books_reschedules_and_cancels(page: Any, portal_server: LiveSer
 
 
 def test_two_patients_take_the_same_time_at_once_one_is_told_in_words(
-    chromium: Any, portal_server: LiveServer
+    chromium: Any, portal_server: LiveServer, shots: Path
 ) -> None:
     pages = []
     for username, password in (("munoz", "demo-munoz"), ("munoz", "demo-munoz")):
@@ -99,6 +101,7 @@ def test_two_patients_take_the_same_time_at_once_one_is_told_in_words(
         find_times(page, next_week(4))  # Friday
         page.get_by_role("button", name="14:00").click()
         pages.append(page)
+    pages[0].screenshot(path=str(shots / "patient-phone.png"))
     for page in pages:  # both confirm the same held-by-nobody time
         page.get_by_role("button", name="Confirm booking").click()
     alerts = [p.get_by_role("alert") for p in pages]
