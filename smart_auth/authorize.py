@@ -226,15 +226,22 @@ class Authorize:
         if scopes.has("launch/patient") and not pending["launch"].get("patient"):
             return _html(pages.patient_picker_page(txn, await self._patients("")))
         user = pending["user"]
+        patient_id = pending["launch"].get("patient")
         return _html(
             pages.consent_page(
                 txn,
                 client.name or client.client_id,
                 pending["scope"].split(),
                 user.get("name") or user["username"],
-                pending["launch"].get("patient"),
+                await self._patient_name(patient_id) if patient_id else None,
             )
         )
+
+    async def _patient_name(self, patient_id: str) -> str:
+        """The patient's name for the consent page (their id when it has none)."""
+        found = await self.repository.lookup.read_json([("Patient", patient_id)])
+        patient = found.get(("Patient", patient_id))
+        return pages.patient_name(patient) if patient else f"Patient/{patient_id}"
 
     async def _pick(
         self, txn: str, pending: dict[str, Any], client: Client, patient: str

@@ -39,9 +39,11 @@ CHROMIUM_ARGS = [
 """Flags for this machine's closed network (no background connections)."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Debian chromium under Playwright."""
+    """A headless Debian chromium under Playwright, for one test module: Playwright's sync
+    API keeps an event loop running in this thread while it is open, which the suites after
+    this one (calling `asyncio.run`) must not find."""
     path = shutil.which("chromium")
     if path is None:
         pytest.skip("Debian's chromium is not installed: `make browser` installs it")

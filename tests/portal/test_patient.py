@@ -120,7 +120,7 @@ def test_two_patients_take_the_same_time_at_once_one_is_told_in_words(
 
 
 def test_a_new_patient_creates_an_account_and_signs_in(
-    page: Any, portal_server: LiveServer
+    page: Any, portal_server: LiveServer, shots: Path
 ) -> None:
     page.goto(f"{origin(portal_server)}/portal/")
     page.get_by_role("link", name="Create account").click()
@@ -138,6 +138,10 @@ def test_a_new_patient_creates_an_account_and_signs_in(
     page.get_by_label("Username").fill("lenapark")
     page.get_by_label("Password").fill("a long passphrase")
     page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Allow Clinic portal to connect?")).to_be_visible()
+    expect(page.get_by_text("It will open the record of Lena Park.")).to_be_visible()
+    expect(page.get_by_label("See, book, change and delete your appointments")).to_be_checked()
+    page.screenshot(path=str(shots / "consent.png"), full_page=True)
     page.get_by_role("button", name="Allow").click()
     expect(page.get_by_role("heading", name="My appointments")).to_be_visible()
     expect(page.locator("#who")).to_have_text("Lena Park")

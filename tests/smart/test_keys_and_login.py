@@ -72,7 +72,7 @@ def test_patient_user_cannot_list_or_pick_other_patients(
     consent = browser.post(
         "/auth/authorize", data={**form, "username": "munoz", "password": "demo-munoz"}
     )
-    assert "demo-patient-munoz" in consent.text  # straight to consent, no picker
+    assert "It will open the record of <strong>José Muñoz</strong>" in consent.text  # no picker
     txn = {"txn": form["txn"]}
     listing = browser.post("/auth/authorize", data={**txn, "step": "search", "q": "m"})
     assert listing.status_code == 403
