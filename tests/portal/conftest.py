@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import tarfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,6 +64,34 @@ def portal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
     assert off_loop(lambda: asyncio.run(_load_demo(server.settings))) > 0
     with server:
         yield server
+
+
+AXE_VERSION = "4.14.1"
+
+
+@pytest.fixture(scope="session")
+def axe_source(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """axe-core (npm, MPL-2.0) for accessibility checks run in the page: fetched once with
+    `npm pack axe-core@AXE_VERSION` into ~/.cache/fhir-server-tests (never committed)."""
+    cache = Path.home() / ".cache" / "fhir-server-tests" / f"axe-core-{AXE_VERSION}"
+    script = cache / "axe.min.js"
+    if not script.exists():
+        if shutil.which("npm") is None:
+            pytest.skip("npm is not installed: axe-core cannot be fetched")
+        cache.mkdir(parents=True, exist_ok=True)
+        work = tmp_path_factory.mktemp("axe")
+        subprocess.run(
+            ["npm", "pack", f"axe-core@{AXE_VERSION}", "--silent"],
+            cwd=work,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        with tarfile.open(work / f"axe-core-{AXE_VERSION}.tgz") as archive:
+            member = archive.extractfile("package/axe.min.js")
+            assert member is not None
+            script.write_bytes(member.read())
+    return script.read_text()
 
 
 @pytest.fixture(scope="session")
