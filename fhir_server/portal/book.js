@@ -16,6 +16,12 @@ function offsetOf(date, zone) {
   return match ? `${match[1]}:${match[2] || "00"}` : "+00:00";
 }
 
+/** The local day `date` in `zone`: `{start, end, offset}` as dateTimes with the offset. */
+export function dayWindow(date, zone) {
+  const offset = offsetOf(date, zone);
+  return { start: `${date}T00:00:00${offset}`, end: `${nextDay(date)}T00:00:00${offset}`, offset };
+}
+
 function nextDay(date) {
   const d = new Date(`${date}T12:00:00Z`);
   d.setUTCDate(d.getUTCDate() + 1);
@@ -70,8 +76,8 @@ export class Booking {
     const specialty = $("specialty").value;
     const chosen = this.roles.find((r) => r.role.id === roleId);
     const zone = (chosen && chosen.zone) || (this.roles.find((r) => r.zone) || {}).zone || Intl.DateTimeFormat().resolvedOptions().timeZone;
-    const offset = offsetOf(date, zone);
-    this.window = { start: `${date}T00:00:00${offset}`, end: `${nextDay(date)}T00:00:00${offset}` };
+    const { start, end } = dayWindow(date, zone);
+    this.window = { start, end };
     this.wanted = { roleId, specialty };
     const query = new URLSearchParams({ ...this.window, _count: "100" });
     if (roleId) query.append("actor", `PractitionerRole/${roleId}`);

@@ -89,9 +89,9 @@ async function showAppointments(client) {
   const appointments = found.filter((r) => r.resourceType === "Appointment");
   const now = Date.now();
   const upcoming = appointments.filter((a) => !a.start || Date.parse(a.end || a.start) >= now)
-    .sort((a, b) => (a.start || "").localeCompare(b.start || ""));
+    .sort((a, b) => (a.start ? Date.parse(a.start) : Infinity) - (b.start ? Date.parse(b.start) : Infinity));
   const past = appointments.filter((a) => a.start && Date.parse(a.end || a.start) < now)
-    .sort((a, b) => b.start.localeCompare(a.start));
+    .sort((a, b) => Date.parse(b.start) - Date.parse(a.start));
   $("upcoming").replaceChildren(...upcoming.map((a) => row(a, included, true)));
   $("past").replaceChildren(...past.map((a) => row(a, included, false)));
   if (!upcoming.length) $("upcoming").append(el("li", { class: "muted" }, "No upcoming appointments."));

@@ -69,3 +69,24 @@ def test_every_screen_has_no_serious_accessibility_violation(
     page.check_a11y("booking with free times")
     assert {k: v for k, v in page.a11y_found.items() if v} == {}
     assert len(page.a11y_found) == 6
+
+
+def test_the_provider_day_has_no_serious_accessibility_violation(
+    checked: Any, portal_server: LiveServer
+) -> None:
+    page = checked
+    page.goto(f"{origin(portal_server)}/portal/provider/")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    page.check_a11y("provider welcome")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Username").fill("smith")
+    page.get_by_label("Password").fill("demo-smith")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Allow").click()
+    expect(page.get_by_role("heading", name="Schedule")).to_be_visible()
+    page.get_by_label("Date").fill(next_week(1))
+    page.get_by_role("button", name="Show the day").click()
+    expect(page.locator("#day li").first).to_be_visible()
+    page.check_a11y("provider day")
+    assert {k: v for k, v in page.a11y_found.items() if v} == {}
+    assert len(page.a11y_found) == 2

@@ -1,0 +1,126 @@
+// The provider schedule (/portal/provider/): a practitioner's day (free, held, booked and
+// blocked time), time off as busy-unavailable Slots, and checking patients in (arrived,
+// fulfilled, no-show). A SMART app of this server with user/ scopes (smart.js).
+import { el, nameOf, stateWord, when, zoneOf } from "./format.js";
+import { connect, problemText, searchAll, signIn } from "./smart.js";
+import { dayWindow } from "./book.js";
+
+const SCOPE = [
+  "openid fhirUser",
+  "user/Appointment.cruds user/Slot.cruds user/Schedule.rs user/Patient.rs",
+  "user/Practitioner.rs user/PractitionerRole.rs user/Location.rs",
+].join(" ");
+const FHIR_JSON = { "Content-Type": "application/fhir+json" };
+const $ = (id) => document.getElementById(id);
+let client;
+let roles = [];
+
+function say(text) { $("status").textContent = text; }
+function problem(text) { $("problem").textContent = text; $("problem").hidden = !text; }
+function show(id) {
+  for (const section of document.querySelectorAll("main > section")) section.hidden = section.id !== id;
+}
+
+async function loadRoles() {
+  const found = await searchAll(client, "PractitionerRole?_include=PractitionerRole:practitioner&_include=PractitionerRole:location&_count=200");
+  const byRef = new Map(found.map((r) => [`${r.resourceType}/${r.id}`, r]));
+  roles = found.filter((r) => r.resourceType === "PractitionerRole").map((role) => {
+    const place = byRef.get(((role.location || [])[0] || {}).reference);
+    return { id: role.id, name: nameOf(byRef.get((role.practitioner || {}).reference)) || role.id,
+      zone: zoneOf(role) || zoneOf(place) || Intl.DateTimeFormat().resolvedOptions().timeZone };
+  }).sort((a, b) => a.name.localeCompare(b.name));
+  $("practitioner").replaceChildren(...roles.map((r) => el("option", { value: r.id }, r.name)));
+  const me = client.getFhirUser && client.getFhirUser();
+  const mine = found.find((r) => r.resourceType === "PractitionerRole" && me && r.practitioner && r.practitioner.reference === me);
+  if (mine) $("practitioner").value = mine.id;
+}
+
+/** "09:00" in `zone`. */
+function time(instant, zone) { return (when(instant, zone).split(" at ")[1] || instant).split(" ")[0]; }
+
+async function setStatus(id, status) {
+  problem("");
+  try {
+    const current = await client.request(`Appointment/${id}`);
+    await client.request({ url: `Appointment/${id}`, method: "PUT", headers: { ...FHIR_JSON, "If-Match": `W/"${current.meta.versionId}"` },
+      body: JSON.stringify({ ...current, status }) });
+    await showDay();
+    say(`Marked ${stateWord(status)}.`);
+  } catch (error) { problem(problemText(error)); }
+}
+
+/** The chosen practitioner's day: free, held, booked and blocked time, by start. */
+async function showDay() {
+  const role = roles.find((r) => r.id === $("practitioner").value);
+  const date = $("date").value;
+  if (!role || !date) return;
+  say("Loading the day…");
+  const { start, end } = dayWindow(date, role.zone);
+  const schedules = await searchAll(client, `Schedule?actor=PractitionerRole/${role.id}`);
+  const items = [];
+  for (const schedule of schedules) {
+    const free = await client.request(`Schedule/${schedule.id}/$find-slots?start=${encodeURIComponent(start)}&end=${encodeURIComponent(end)}&_count=500`);
+    for (const e of free.entry || []) {
+      if (e.resource.resourceType === "Slot") items.push({ start: e.resource.start, end: e.resource.end, kind: "Free", text: "" });
+    }
+    const blocks = await searchAll(client, `Slot?schedule=Schedule/${schedule.id}&start=ge${encodeURIComponent(start)}&start=lt${encodeURIComponent(end)}&status=busy-unavailable,busy,busy-tentative&_count=200`);
+    for (const slot of blocks) items.push({ start: slot.start, end: slot.end, kind: "Blocked", text: slot.comment || "Time off" });
+  }
+  const found = await searchAll(client, `Appointment?actor=PractitionerRole/${role.id}&date=ge${encodeURIComponent(start)}&date=lt${encodeURIComponent(end)}&_include=Appointment:patient&_count=200`);
+  const people = new Map(found.filter((r) => r.resourceType === "Patient").map((p) => [`Patient/${p.id}`, p]));
+  for (const a of found.filter((r) => r.resourceType === "Appointment" && r.status !== "cancelled")) {
+    const patientRef = (a.participant || []).map((p) => p.actor && p.actor.reference).find((r) => r && r.startsWith("Patient/"));
+    const kind = a.status === "pending" ? "Held" : stateWord(a.status);
+    items.push({ start: a.start, end: a.end, kind, text: nameOf(people.get(patientRef)) || patientRef || "", appointment: a });
+  }
+  items.sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
+  $("day-title").textContent = `${role.name}, ${when(`${date}T12:00:00Z`, role.zone).split(" at ")[0]} (${role.zone})`;
+  $("day").replaceChildren(...items.map((item) => {
+    const actions = item.appointment && ["booked", "arrived"].includes(item.appointment.status)
+      ? el("div", { class: "row-actions" }, ...["arrived", "fulfilled", "noshow"].filter((s) => s !== item.appointment.status)
+        .map((s) => el("button", { type: "button", class: "secondary", onclick: () => setStatus(item.appointment.id, s) },
+          { arrived: "Arrived", fulfilled: "Fulfilled", noshow: "No-show" }[s])))
+      : null;
+    return el("li", { "data-kind": item.kind },
+      el("div", { class: "when" }, `${time(item.start, role.zone)}–${time(item.end, role.zone)}`),
+      el("div", {}, el("span", { class: "state" }, item.kind), item.text ? ` ${item.text}` : ""), actions);
+  }));
+  if (!items.length) $("day").append(el("li", { class: "muted" }, "Nothing on this day."));
+  say("");
+}
+
+async function addTimeOff(event) {
+  event.preventDefault();
+  problem("");
+  const role = roles.find((r) => r.id === $("practitioner").value);
+  const date = $("date").value;
+  const schedules = await searchAll(client, `Schedule?actor=PractitionerRole/${role.id}`);
+  if (!schedules.length) { problem("This practitioner has no schedule."); return; }
+  const { offset } = dayWindow(date, role.zone);
+  const slot = { resourceType: "Slot", schedule: { reference: `Schedule/${schedules[0].id}` }, status: "busy-unavailable",
+    start: `${date}T${$("from").value}:00${offset}`, end: `${date}T${$("to").value}:00${offset}`,
+    comment: $("reason").value || "Time off" };
+  try {
+    await client.request({ url: "Slot", method: "POST", headers: FHIR_JSON, body: JSON.stringify(slot) });
+    await showDay();
+    say("Time off added.");
+  } catch (error) { problem(`The time off could not be added: ${problemText(error)}`); }
+}
+
+async function main() {
+  $("sign-in").addEventListener("click", () => signIn(SCOPE));
+  try { client = await connect(); } catch (error) { show("welcome"); problem(problemText(error)); return; }
+  if (!client) { show("welcome"); return; }
+  show("home");
+  $("day-form").addEventListener("submit", (event) => { event.preventDefault(); showDay().catch((e) => problem(problemText(e))); });
+  $("off-form").addEventListener("submit", (event) => addTimeOff(event).catch((e) => problem(problemText(e))));
+  try {
+    const user = await client.user.read();
+    $("who").textContent = nameOf(user);
+    await loadRoles();
+    $("date").value = new Date().toISOString().slice(0, 10);
+    await showDay();
+  } catch (error) { problem(problemText(error)); }
+}
+
+main();

@@ -1,0 +1,74 @@
+"""The provider schedule in a real browser: Dr. Smith signs in at /portal/provider/, sees her
+day (free, booked), adds time off, and a patient no longer finds those times; a booked
+patient is marked arrived, then fulfilled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.sync_api import expect
+
+from tests.conftest import LiveServer
+from tests.portal.conftest import off_loop
+from tests.portal.test_patient import MUNOZ, find_times, next_week, origin, sign_in
+from tests.smart.flows import appointment, bearer, run_cli
+
+DASH = "\u2013"  # the day view writes times as 09:00, DASH, 09:30
+
+
+def provider_sign_in(page: Any, server: LiveServer) -> None:
+    page.goto(f"{origin(server)}/portal/provider/")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Username").fill("smith")
+    page.get_by_label("Password").fill("demo-smith")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Allow").click()
+    expect(page.get_by_role("heading", name="Schedule")).to_be_visible()
+
+
+def test_time_off_hides_times_from_patients_and_check_in(
+    chromium: Any, portal_server: LiveServer, shots: Path
+) -> None:
+    token = off_loop(run_cli, portal_server.settings, "token", "--scope", "system/*.cruds")
+    visit = {**appointment(MUNOZ, 2, 9), "status": "booked"}  # Wednesday 09:00
+    made = httpx.post(
+        f"{portal_server.base_url}/Appointment", json=visit, headers=bearer(token.strip())
+    )
+    assert made.status_code == 201, made.text
+    context = chromium.new_context(viewport={"width": 1024, "height": 900})
+    page = context.new_page()
+    provider_sign_in(page, portal_server)
+    expect(page.get_by_label("Practitioner")).to_have_value("demo-role-smith")  # her own
+    page.get_by_label("Date").fill(next_week(2))
+    page.get_by_role("button", name="Show the day").click()
+    booked = page.locator("#day li", has_text="José Muñoz")
+    expect(booked).to_contain_text("Booked")
+    expect(page.locator("#day li", has_text=f"13:00{DASH}13:30")).to_contain_text("Free")
+
+    page.get_by_label("From").fill("13:00")
+    page.get_by_label("To").fill("15:00")
+    page.get_by_label("Reason").fill("Training")
+    page.get_by_role("button", name="Add time off").click()
+    expect(page.get_by_role("status")).to_have_text("Time off added.")
+    expect(page.locator("#day li", has_text="Training")).to_contain_text(f"13:00{DASH}15:00")
+    expect(page.locator("#day li", has_text=f"13:30{DASH}14:00")).to_have_count(0)
+    starts = [t.split(DASH)[0] for t in page.locator("#day li .when").all_inner_texts()]
+    assert starts == sorted(starts), starts  # the day in order
+
+    booked.get_by_role("button", name="Arrived").click()
+    expect(page.locator("#day li", has_text="José Muñoz")).to_contain_text("Arrived")
+    page.locator("#day li", has_text="José Muñoz").get_by_role("button", name="Fulfilled").click()
+    expect(page.locator("#day li", has_text="José Muñoz")).to_contain_text("Attended")
+    page.screenshot(path=str(shots / "provider-day.png"), full_page=True)
+    context.close()
+
+    patient = chromium.new_context().new_page()
+    sign_in(patient, portal_server, "munoz", "demo-munoz")
+    patient.get_by_role("link", name="Book an appointment").click()
+    find_times(patient, next_week(2))
+    expect(patient.get_by_role("button", name="15:00")).to_be_visible()
+    for hidden in ("13:00", "13:30", "14:00", "14:30"):
+        expect(patient.get_by_role("button", name=hidden)).to_have_count(0)
+    patient.context.close()
