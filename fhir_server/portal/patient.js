@@ -125,7 +125,7 @@ async function booked(appointment) {
 async function main() {
   $("sign-in").addEventListener("click", () => signIn(SCOPE));
   try {
-    client = await connect();
+    client = await connect(SCOPE);
   } catch (error) {
     show("welcome");
     problem(`Signing in did not work: ${problemText(error)}`);

@@ -109,7 +109,7 @@ async function addTimeOff(event) {
 
 async function main() {
   $("sign-in").addEventListener("click", () => signIn(SCOPE));
-  try { client = await connect(); } catch (error) { show("welcome"); problem(problemText(error)); return; }
+  try { client = await connect(SCOPE); } catch (error) { show("welcome"); problem(problemText(error)); return; }
   if (!client) { show("welcome"); return; }
   show("home");
   $("day-form").addEventListener("submit", (event) => { event.preventDefault(); showDay().catch((e) => problem(problemText(e))); });

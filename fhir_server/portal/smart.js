@@ -14,11 +14,12 @@ export function signIn(scope) {
   });
 }
 
-/** The connected client after the redirect back (or of the session), or null when signed out. */
-export async function connect() {
+/** The connected client after the redirect back (or of the session), or null when signed out.
+ * Opened by an EHR (`launch` and `iss` in the URL), it asks for `scope` plus `launch`. */
+export async function connect(scope) {
   const params = new URLSearchParams(location.search);
   if (params.has("launch") && params.has("iss")) {
-    await window.FHIR.oauth2.authorize({ clientId: CLIENT_ID, scope: "launch openid fhirUser patient/*.cruds user/*.cruds", redirectUri: location.origin + location.pathname });
+    await window.FHIR.oauth2.authorize({ clientId: CLIENT_ID, scope: `launch ${scope}`, redirectUri: location.origin + location.pathname });
     return null;
   }
   const hasSession = Object.keys(sessionStorage).some((k) => k === "SMART_KEY");

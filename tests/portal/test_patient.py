@@ -212,3 +212,29 @@ def test_patient_joins_the_waitlist_for_a_day(page: Any, portal_server: LiveServ
     row = page.locator("#upcoming li", has_text="On the waiting list")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("Any time from")
+
+
+def test_an_ehr_launches_the_portal_with_its_patient(
+    page: Any, portal_server: LiveServer
+) -> None:
+    printed = off_loop(
+        run_cli,
+        portal_server.settings,
+        "launch",
+        "--patient",
+        MUNOZ,
+        "--client",
+        "portal",
+        "--user",
+        "Practitioner/demo-pract-smith",
+    )
+    url = next(word for word in printed.split() if word.startswith("http"))
+    assert "/portal/?" in url and "launch=" in url, printed
+    page.goto(url)
+    page.get_by_label("Username").fill("smith")  # the EHR's user signs in
+    page.get_by_label("Password").fill("demo-smith")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("It will open the record of José Muñoz.")).to_be_visible()
+    page.get_by_role("button", name="Allow").click()
+    expect(page.get_by_role("heading", name="My appointments")).to_be_visible()
+    expect(page.locator("#who")).to_have_text("José Muñoz")
