@@ -214,9 +214,7 @@ def test_patient_joins_the_waitlist_for_a_day(page: Any, portal_server: LiveServ
     expect(row).to_contain_text("Any time from")
 
 
-def test_an_ehr_launches_the_portal_with_its_patient(
-    page: Any, portal_server: LiveServer
-) -> None:
+def test_an_ehr_launches_the_portal_with_its_patient(page: Any, portal_server: LiveServer) -> None:
     printed = off_loop(
         run_cli,
         portal_server.settings,
