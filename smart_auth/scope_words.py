@@ -35,11 +35,20 @@ _THINGS: Final = {
     "Observation": "test results and measurements",
     "Condition": "health conditions",
     "Encounter": "visits",
+    "Endpoint": "video visit links",
 }
 
 
 _SHARED: Final = frozenset(
-    {"Slot", "Schedule", "Practitioner", "PractitionerRole", "Location", "HealthcareService"}
+    {
+        "Slot",
+        "Schedule",
+        "Practitioner",
+        "PractitionerRole",
+        "Location",
+        "HealthcareService",
+        "Endpoint",
+    }
 )
 """Types that are the clinic's, not the patient's: no "your"."""
 

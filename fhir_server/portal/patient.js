@@ -67,11 +67,16 @@ function row(appointment, included, upcoming) {
       el("button", { type: "button", class: "secondary", "aria-describedby": `when-${appointment.id}`,
         onclick: () => { location.hash = `#reschedule/${appointment.id}`; } }, "Reschedule"))
     : null;
+  const video = (appointment.supportingInformation || []).map((i) => included.get(i.reference))
+    .find((r) => r && r.resourceType === "Endpoint" && r.address);
+  const join = video && appointment.status === "booked" && upcoming
+    ? el("p", {}, el("a", { href: video.address, target: "_blank", rel: "noopener" }, "Join the video visit"))
+    : null;
   return el("li", { "data-id": appointment.id },
     el("div", { class: "when", id: `when-${appointment.id}` }, time),
     el("div", {}, [who, where].filter(Boolean).join(", ")),
     el("div", {}, el("span", { class: "state" }, stateWord(appointment.status))),
-    actions);
+    join, actions);
 }
 
 async function showAppointments(client) {
@@ -83,7 +88,9 @@ async function showAppointments(client) {
   for (const resource of found) included.set(`${resource.resourceType}/${resource.id}`, resource);
   const roles = found.filter((r) => r.resourceType === "PractitionerRole");
   const more = roles.flatMap((r) => [r.practitioner, ...(r.location || [])]).filter((x) => x && x.reference && !included.has(x.reference));
-  for (const ref of more) {
+  const endpoints = found.filter((r) => r.resourceType === "Appointment")
+    .flatMap((a) => a.supportingInformation || []).filter((i) => (i.reference || "").startsWith("Endpoint/"));
+  for (const ref of [...more, ...endpoints]) {
     try { included.set(ref.reference, await client.request(ref.reference)); } catch (_) { /* unnamed */ }
   }
   const appointments = found.filter((r) => r.resourceType === "Appointment");

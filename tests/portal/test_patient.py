@@ -236,3 +236,33 @@ def test_an_ehr_launches_the_portal_with_its_patient(page: Any, portal_server: L
     page.get_by_role("button", name="Allow").click()
     expect(page.get_by_role("heading", name="My appointments")).to_be_visible()
     expect(page.locator("#who")).to_have_text("José Muñoz")
+
+
+def test_a_video_visit_shows_its_join_link(page: Any, portal_server: LiveServer) -> None:
+    token = off_loop(run_cli, portal_server.settings, "token", "--scope", "system/*.cruds")
+    admin = bearer(token.strip())
+    endpoint = {
+        "resourceType": "Endpoint",
+        "id": "video-1",
+        "status": "active",
+        "connectionType": {
+            "system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
+            "code": "hl7-fhir-rest",
+        },
+        "payloadType": [{"text": "video"}],
+        "address": "https://video.example.org/room/1",
+    }
+    assert httpx.put(
+        f"{portal_server.base_url}/Endpoint/video-1", json=endpoint, headers=admin
+    ).is_success
+    visit = {
+        **appointment(MUNOZ, 4, 16),
+        "status": "booked",
+        "supportingInformation": [{"reference": "Endpoint/video-1"}],
+    }
+    made = httpx.post(f"{portal_server.base_url}/Appointment", json=visit, headers=admin)
+    assert made.status_code == 201, made.text
+    sign_in(page, portal_server, "munoz", "demo-munoz")
+    row = page.locator(f'li[data-id="{made.json()["id"]}"]')
+    link = row.get_by_role("link", name="Join the video visit")
+    expect(link).to_have_attribute("href", "https://video.example.org/room/1")
