@@ -61,7 +61,7 @@ async function showDay() {
   for (const schedule of schedules) {
     const free = await client.request(`Schedule/${schedule.id}/$find-slots?start=${encodeURIComponent(start)}&end=${encodeURIComponent(end)}&_count=500`);
     for (const e of free.entry || []) {
-      if (e.resource.resourceType === "Slot") items.push({ start: e.resource.start, end: e.resource.end, kind: "Free", text: "" });
+      if (e.resource.resourceType === "Slot") items.push({ start: e.resource.start, end: e.resource.end, kind: "Free", text: "", slot: e.resource });
     }
     const blocks = await searchAll(client, `Slot?schedule=Schedule/${schedule.id}&start=ge${encodeURIComponent(start)}&start=lt${encodeURIComponent(end)}&status=busy-unavailable,busy,busy-tentative&_count=200`);
     for (const slot of blocks) items.push({ start: slot.start, end: slot.end, kind: "Blocked", text: slot.comment || "Time off" });
@@ -81,12 +81,54 @@ async function showDay() {
         .map((s) => el("button", { type: "button", class: "secondary", onclick: () => setStatus(item.appointment.id, s) },
           { arrived: "Arrived", fulfilled: "Fulfilled", noshow: "No-show" }[s])))
       : null;
+    const book = item.kind === "Free"
+      ? el("div", { class: "row-actions" }, el("button", { type: "button", class: "secondary",
+        onclick: () => chooseSlot(item, role) }, "Book for a patient"))
+      : null;
     return el("li", { "data-kind": item.kind },
       el("div", { class: "when" }, `${time(item.start, role.zone)}–${time(item.end, role.zone)}`),
-      el("div", {}, el("span", { class: "state" }, item.kind), item.text ? ` ${item.text}` : ""), actions);
+      el("div", {}, el("span", { class: "state" }, item.kind), item.text ? ` ${item.text}` : ""), actions || book);
   }));
   if (!items.length) $("day").append(el("li", { class: "muted" }, "Nothing on this day."));
   say("");
+}
+
+let chosenSlot = null;
+
+/** Staff book a free time for a patient: find them by family name and/or birth date. */
+function chooseSlot(item, role) {
+  chosenSlot = item.slot;
+  $("book-for-title").textContent = `Book ${time(item.start, role.zone)}–${time(item.end, role.zone)} for a patient`;
+  $("book-for").hidden = false;
+  $("patients").replaceChildren();
+  $("family").focus();
+}
+
+async function findPatients(event) {
+  event.preventDefault();
+  problem("");
+  const query = new URLSearchParams({ _count: "20" });
+  if ($("family").value) query.append("family", $("family").value);
+  if ($("birthdate").value) query.append("birthdate", $("birthdate").value);
+  if (!$("family").value && !$("birthdate").value) { problem("Give a family name or a birth date."); return; }
+  const found = await searchAll(client, `Patient?${query}`);
+  $("patients").replaceChildren(...found.map((patient) => el("li", {},
+    el("div", {}, `${nameOf(patient)} (born ${patient.birthDate || "?"})`),
+    el("div", { class: "row-actions" }, el("button", { type: "button", onclick: () => bookFor(patient) }, `Book for ${nameOf(patient)}`)))));
+  if (!found.length) $("patients").append(el("li", { class: "muted" }, "No patient found."));
+}
+
+async function bookFor(patient) {
+  problem("");
+  const resource = { resourceType: "Appointment", status: "proposed", slot: [{ reference: `Slot/${chosenSlot.id}` }],
+    participant: [{ actor: { reference: `Patient/${patient.id}` }, status: "accepted" }] };
+  try {
+    await client.request({ url: "Appointment/$book", method: "POST", headers: FHIR_JSON,
+      body: JSON.stringify({ resourceType: "Parameters", parameter: [{ name: "appointment-resource", resource }] }) });
+    $("book-for").hidden = true;
+    await showDay();
+    say(`Booked for ${nameOf(patient)}.`);
+  } catch (error) { problem(`The booking could not be made: ${problemText(error)}`); }
 }
 
 async function addTimeOff(event) {
@@ -114,6 +156,7 @@ async function main() {
   show("home");
   $("day-form").addEventListener("submit", (event) => { event.preventDefault(); showDay().catch((e) => problem(problemText(e))); });
   $("off-form").addEventListener("submit", (event) => addTimeOff(event).catch((e) => problem(problemText(e))));
+  $("patient-search").addEventListener("submit", (event) => findPatients(event).catch((e) => problem(problemText(e))));
   try {
     const user = await client.user.read();
     $("who").textContent = nameOf(user);

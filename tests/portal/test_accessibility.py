@@ -84,7 +84,7 @@ def test_the_provider_day_has_no_serious_accessibility_violation(
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("button", name="Allow").click()
     expect(page.get_by_role("heading", name="Schedule")).to_be_visible()
-    page.get_by_label("Date").fill(next_week(1))
+    page.get_by_label("Date", exact=True).fill(next_week(1))
     page.get_by_role("button", name="Show the day").click()
     expect(page.locator("#day li").first).to_be_visible()
     page.check_a11y("provider day")

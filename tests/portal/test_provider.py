@@ -41,7 +41,7 @@ def test_time_off_hides_times_from_patients_and_check_in(
     page = context.new_page()
     provider_sign_in(page, portal_server)
     expect(page.get_by_label("Practitioner")).to_have_value("demo-role-smith")  # her own
-    page.get_by_label("Date").fill(next_week(2))
+    page.get_by_label("Date", exact=True).fill(next_week(2))
     page.get_by_role("button", name="Show the day").click()
     booked = page.locator("#day li", has_text="José Muñoz")
     expect(booked).to_contain_text("Booked")
@@ -72,3 +72,22 @@ def test_time_off_hides_times_from_patients_and_check_in(
     for hidden in ("13:00", "13:30", "14:00", "14:30"):
         expect(patient.get_by_role("button", name=hidden)).to_have_count(0)
     patient.context.close()
+
+
+def test_staff_book_a_free_time_for_a_patient_found_by_name(
+    page: Any, portal_server: LiveServer
+) -> None:
+    provider_sign_in(page, portal_server)
+    page.get_by_label("Date", exact=True).fill(next_week(3))  # Thursday
+    page.get_by_role("button", name="Show the day").click()
+    page.locator("#day li", has_text=f"10:00{DASH}10:30").get_by_role(
+        "button", name="Book for a patient"
+    ).click()
+    expect(page.get_by_role("heading", name=f"Book 10:00{DASH}10:30 for a patient")).to_be_visible()
+    page.get_by_label("Family name").fill("muller")
+    page.get_by_role("button", name="Find the patient").click()
+    page.get_by_role("button", name="Book for Zoë Müller").click()
+    expect(page.get_by_role("status")).to_have_text("Booked for Zoë Müller.")
+    row = page.locator("#day li", has_text=f"10:00{DASH}10:30")
+    expect(row).to_contain_text("Booked")
+    expect(row).to_contain_text("Zoë Müller")
