@@ -8,7 +8,7 @@ import { dayWindow } from "./book.js";
 const SCOPE = [
   "openid fhirUser",
   "user/Appointment.cruds user/Slot.cruds user/Schedule.rs user/Patient.rs",
-  "user/Practitioner.rs user/PractitionerRole.rs user/Location.rs",
+  "user/Practitioner.rs user/PractitionerRole.rus user/Location.rs",
 ].join(" ");
 const FHIR_JSON = { "Content-Type": "application/fhir+json" };
 const $ = (id) => document.getElementById(id);
@@ -131,6 +131,48 @@ async function bookFor(patient) {
   } catch (error) { problem(`The booking could not be made: ${problemText(error)}`); }
 }
 
+const DAY_NAMES = { mon: "Monday", tue: "Tuesday", wed: "Wednesday", thu: "Thursday", fri: "Friday", sat: "Saturday", sun: "Sunday" };
+let hours = [];
+
+/** The chosen practitioner's weekly hours (PractitionerRole.availableTime), as edited. */
+async function showHours() {
+  const role = await client.request(`PractitionerRole/${$("practitioner").value}`);
+  hours = role.availableTime || [];
+  renderHours();
+}
+
+function renderHours() {
+  $("hours").replaceChildren(...hours.map((rule, n) => el("li", {},
+    el("span", {}, `${(rule.daysOfWeek || []).map((d) => DAY_NAMES[d]).join(", ")}: `
+      + (rule.allDay ? "all day" : `${(rule.availableStartTime || "").slice(0, 5)}–${(rule.availableEndTime || "").slice(0, 5)}`)),
+    el("div", { class: "row-actions" }, el("button", { type: "button", class: "secondary",
+      onclick: () => { hours.splice(n, 1); renderHours(); } }, "Remove")))));
+  if (!hours.length) $("hours").append(el("li", { class: "muted" }, "No weekly hours."));
+}
+
+function addHours(event) {
+  event.preventDefault();
+  const days = [...document.querySelectorAll('#hours-form input[name="day"]:checked')].map((box) => box.value);
+  if (!days.length) { problem("Choose at least one day."); return; }
+  if ($("opens").value >= $("closes").value) { problem("The hours must close after they open."); return; }
+  problem("");
+  hours.push({ daysOfWeek: days, availableStartTime: `${$("opens").value}:00`, availableEndTime: `${$("closes").value}:00` });
+  renderHours();
+}
+
+async function saveHours() {
+  problem("");
+  try {
+    const role = await client.request(`PractitionerRole/${$("practitioner").value}`);
+    const changed = { ...role, availableTime: hours };
+    if (!hours.length) delete changed.availableTime;
+    await client.request({ url: `PractitionerRole/${role.id}`, method: "PUT",
+      headers: { ...FHIR_JSON, "If-Match": `W/"${role.meta.versionId}"` }, body: JSON.stringify(changed) });
+    await showDay();
+    say("Weekly hours saved.");
+  } catch (error) { problem(`The hours could not be saved: ${problemText(error)}`); }
+}
+
 async function addTimeOff(event) {
   event.preventDefault();
   problem("");
@@ -156,6 +198,9 @@ async function main() {
   show("home");
   $("day-form").addEventListener("submit", (event) => { event.preventDefault(); showDay().catch((e) => problem(problemText(e))); });
   $("off-form").addEventListener("submit", (event) => addTimeOff(event).catch((e) => problem(problemText(e))));
+  $("hours-form").addEventListener("submit", addHours);
+  $("save-hours").addEventListener("click", () => saveHours());
+  $("practitioner").addEventListener("change", () => showHours().catch((e) => problem(problemText(e))));
   $("patient-search").addEventListener("submit", (event) => findPatients(event).catch((e) => problem(problemText(e))));
   try {
     const user = await client.user.read();
@@ -163,6 +208,7 @@ async function main() {
     await loadRoles();
     $("date").value = new Date().toISOString().slice(0, 10);
     await showDay();
+    await showHours();
   } catch (error) { problem(problemText(error)); }
 }
 

@@ -91,3 +91,27 @@ def test_staff_book_a_free_time_for_a_patient_found_by_name(
     row = page.locator("#day li", has_text=f"10:00{DASH}10:30")
     expect(row).to_contain_text("Booked")
     expect(row).to_contain_text("Zoë Müller")
+
+
+def test_weekly_hours_added_open_a_saturday_to_patients(
+    chromium: Any, portal_server: LiveServer
+) -> None:
+    context = chromium.new_context(viewport={"width": 1024, "height": 900})
+    page = context.new_page()
+    provider_sign_in(page, portal_server)
+    expect(page.locator("#hours")).to_contain_text("Monday, Tuesday, Wednesday, Thursday, Friday")
+    page.get_by_label("Saturday").check()
+    page.get_by_label("Opens").fill("09:00")
+    page.get_by_label("Closes").fill("11:00")
+    page.get_by_role("button", name="Add hours").click()
+    expect(page.locator("#hours")).to_contain_text(f"Saturday: 09:00{DASH}11:00")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Weekly hours saved.")
+    context.close()
+    patient = chromium.new_context().new_page()
+    sign_in(patient, portal_server, "munoz", "demo-munoz")
+    patient.get_by_role("link", name="Book an appointment").click()
+    find_times(patient, next_week(5))  # Saturday
+    expect(patient.get_by_role("button", name="10:30")).to_be_visible()
+    expect(patient.get_by_role("button", name="11:00")).to_have_count(0)
+    patient.context.close()
