@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from fhir_server.demo_coverage import COVERAGES
 from fhir_server.demo_data import (
     BOSTON_ID,
     HEALTHCARE_SERVICES,
@@ -73,7 +74,8 @@ def demo_clinic(today: dt.date) -> list[dict[str, Any]]:
     Returns:
         A fresh list (the caller may mutate it) of resource dicts, each with a fixed `id`, in
         dependency order: Organization, Location x2, Practitioner x4, HealthcareService x2,
-        PractitionerRole x4, Patient x6, Schedule x4, Slot x7, Appointment x2. The Boston site
+        PractitionerRole x4, Patient x6, Coverage x6 (`demo_coverage`), Schedule x4, Slot x7,
+        Appointment x2. The Boston site
         and its roles and schedules are in America/New_York, the Berlin ones in Europe/Berlin
         (the `http://hl7.org/fhir/StructureDefinition/timezone` extension on each Location and
         Schedule). Local wall-clock times are written as ISO 8601 dateTimes with the UTC offset
@@ -87,6 +89,7 @@ def demo_clinic(today: dt.date) -> list[dict[str, Any]]:
         *HEALTHCARE_SERVICES,
         *(_practitioner_role(role, today) for role in ROLES),
         *PATIENTS,
+        *COVERAGES,
         *(_schedule(role, today) for role in ROLES),
         *_slots(_demo_role(), today),
         *_appointments(_demo_role(), today),

@@ -30,6 +30,7 @@ _THINGS: Final = {
     "Location": "clinic locations",
     "HealthcareService": "clinic services",
     "Coverage": "insurance coverage",
+    "PaymentReconciliation": "payments",
     "Communication": "messages",
     "CommunicationRequest": "reminders",
     "Observation": "test results and measurements",

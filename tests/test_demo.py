@@ -67,6 +67,7 @@ def test_demo_clinic_resource_counts_match_the_brief() -> None:
         "HealthcareService": 2,
         "PractitionerRole": 4,
         "Patient": 6,
+        "Coverage": 6,
         "Schedule": 4,
         "Slot": 7,
         "Appointment": 2,

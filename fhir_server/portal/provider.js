@@ -9,6 +9,7 @@ const SCOPE = [
   "openid fhirUser",
   "user/Appointment.cruds user/Slot.cruds user/Schedule.rs user/Patient.rs",
   "user/Practitioner.rs user/PractitionerRole.rus user/Location.rs",
+  "user/Coverage.rs user/PaymentReconciliation.crs",
 ].join(" ");
 const FHIR_JSON = { "Content-Type": "application/fhir+json" };
 const $ = (id) => document.getElementById(id);
@@ -71,7 +72,8 @@ async function showDay() {
   for (const a of found.filter((r) => r.resourceType === "Appointment" && r.status !== "cancelled")) {
     const patientRef = (a.participant || []).map((p) => p.actor && p.actor.reference).find((r) => r && r.startsWith("Patient/"));
     const kind = a.status === "pending" ? "Held" : stateWord(a.status);
-    items.push({ start: a.start, end: a.end, kind, text: nameOf(people.get(patientRef)) || patientRef || "", appointment: a });
+    const copay = ["booked", "arrived", "fulfilled"].includes(a.status) ? await copayOf(a, patientRef) : null;
+    items.push({ start: a.start, end: a.end, kind, text: nameOf(people.get(patientRef)) || patientRef || "", appointment: a, copay });
   }
   items.sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
   $("day-title").textContent = `${role.name}, ${when(`${date}T12:00:00Z`, role.zone).split(" at ")[0]} (${role.zone})`;
@@ -85,9 +87,14 @@ async function showDay() {
       ? el("div", { class: "row-actions" }, el("button", { type: "button", class: "secondary",
         onclick: () => chooseSlot(item, role) }, "Book for a patient"))
       : null;
+    const copay = item.copay
+      ? el("div", { class: "copay" }, `Copay ${money(item.copay.amount)}: ${item.copay.paid ? "paid" : "due"}`,
+        item.copay.paid ? null : el("button", { type: "button", class: "secondary",
+          onclick: () => recordCopay(item.appointment, item.copay.amount) }, "Record copay paid"))
+      : null;
     return el("li", { "data-kind": item.kind },
       el("div", { class: "when" }, `${time(item.start, role.zone)}–${time(item.end, role.zone)}`),
-      el("div", {}, el("span", { class: "state" }, item.kind), item.text ? ` ${item.text}` : ""), actions || book);
+      el("div", {}, el("span", { class: "state" }, item.kind), item.text ? ` ${item.text}` : ""), copay, actions || book);
   }));
   if (!items.length) $("day").append(el("li", { class: "muted" }, "Nothing on this day."));
   say("");
@@ -171,6 +178,36 @@ async function saveHours() {
     await showDay();
     say("Weekly hours saved.");
   } catch (error) { problem(`The hours could not be saved: ${problemText(error)}`); }
+}
+
+const COPAY_SYSTEM = "urn:fhir-scheduling-server:copay";
+const money = (m) => new Intl.NumberFormat("en-US", { style: "currency", currency: m.currency || "USD" }).format(m.value);
+
+/** A visit's copay: due from the patient's active Coverage (costToBeneficiary), paid when a
+ * PaymentReconciliation with identifier COPAY_SYSTEM|{appointment id} exists. */
+async function copayOf(appointment, patientRef) {
+  if (!patientRef) return null;
+  const coverages = await searchAll(client, `Coverage?beneficiary=${patientRef}&status=active`);
+  const cost = coverages.flatMap((c) => c.costToBeneficiary || []).find((c) => c.valueMoney);
+  if (!cost) return null;
+  const paid = await searchAll(client, `PaymentReconciliation?identifier=${encodeURIComponent(`${COPAY_SYSTEM}|${appointment.id}`)}`);
+  return { amount: cost.valueMoney, paid: paid.length > 0 };
+}
+
+async function recordCopay(appointment, amount) {
+  problem("");
+  const now = new Date().toISOString();
+  const payment = { resourceType: "PaymentReconciliation", status: "active",
+    identifier: [{ system: COPAY_SYSTEM, value: appointment.id }], created: now, paymentDate: now.slice(0, 10),
+    paymentAmount: amount, disposition: "Copay paid at the front desk",
+    detail: [{ type: { coding: [{ system: "http://terminology.hl7.org/CodeSystem/payment-type", code: "payment" }] },
+      request: { reference: `Appointment/${appointment.id}` }, amount }] };
+  try {
+    await client.request({ url: "PaymentReconciliation", method: "POST",
+      headers: { ...FHIR_JSON, "If-None-Exist": `identifier=${COPAY_SYSTEM}|${appointment.id}` }, body: JSON.stringify(payment) });
+    await showDay();
+    say(`Copay of ${money(amount)} recorded as paid.`);
+  } catch (error) { problem(`The payment could not be recorded: ${problemText(error)}`); }
 }
 
 async function addTimeOff(event) {

@@ -1,6 +1,7 @@
 """The provider schedule in a real browser: Dr. Smith signs in at /portal/provider/, sees her
 day (free, booked), adds time off, and a patient no longer finds those times; a booked
-patient is marked arrived, then fulfilled."""
+patient's copay is due, then recorded paid; the patient is marked arrived, then fulfilled;
+staff book for a patient; weekly hours added open a day to patients."""
 
 from __future__ import annotations
 
@@ -57,6 +58,10 @@ def test_time_off_hides_times_from_patients_and_check_in(
     starts = [t.split(DASH)[0] for t in page.locator("#day li .when").all_inner_texts()]
     assert starts == sorted(starts), starts  # the day in order
 
+    expect(booked).to_contain_text("Copay $25.00: due")
+    booked.get_by_role("button", name="Record copay paid").click()
+    expect(page.get_by_role("status")).to_have_text("Copay of $25.00 recorded as paid.")
+    expect(page.locator("#day li", has_text="José Muñoz")).to_contain_text("Copay $25.00: paid")
     booked.get_by_role("button", name="Arrived").click()
     expect(page.locator("#day li", has_text="José Muñoz")).to_contain_text("Arrived")
     page.locator("#day li", has_text="José Muñoz").get_by_role("button", name="Fulfilled").click()
