@@ -59,6 +59,24 @@ def _oauth_error(exc: OAuthError, headers: Mapping[str, str]) -> Response:
     return _json({"error": exc.error, "error_description": exc.description}, exc.status, out)
 
 
+async def _json_object(request: Request, what: str) -> dict[str, Any]:
+    """The request body as a JSON object.
+
+    Raises:
+        PayloadTooLarge: (413) over FORM_LIMIT bytes. Invalid: (400) not a JSON object.
+    """
+    raw = await request.body()
+    if len(raw) > FORM_LIMIT:
+        raise PayloadTooLarge(f"{what} is at most {FORM_LIMIT} bytes")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid("The body must be a JSON object") from exc
+    if not isinstance(body, dict):
+        raise Invalid("The body must be a JSON object")
+    return body
+
+
 async def _form(request: Request) -> dict[str, str]:
     """The urlencoded form body as str -> str (first value of each field; the consent page's
     `grant` checkboxes joined by spaces).
@@ -182,15 +200,7 @@ def auth_routes(server: AuthServer, repository: Repository) -> list[Route]:
     async def register_endpoint(request: Request) -> Response:
         """Patient self-registration (`smart_auth.registration`): a JSON object; 201 with
         the new Patient's reference. FhirErrors become OperationOutcomes."""
-        raw = await request.body()
-        if len(raw) > FORM_LIMIT:
-            raise PayloadTooLarge(f"A registration is at most {FORM_LIMIT} bytes")
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise Invalid("The body must be a JSON object") from exc
-        if not isinstance(body, dict):
-            raise Invalid("The body must be a JSON object")
+        body = await _json_object(request, "A registration")
         address = request.client.host if request.client else "unknown"
         made = await register_patient(server.registry, repository, body, address)
         patient_id = made["patient"].split("/", 1)[1]
@@ -215,13 +225,7 @@ def auth_routes(server: AuthServer, repository: Repository) -> list[Route]:
             )
             await server.record("access-denied", client_id=policy.client_id, reason=reason)
             raise Forbidden(reason)
-        raw = await request.body()
-        if len(raw) > FORM_LIMIT:
-            raise PayloadTooLarge(f"A launch context is at most {FORM_LIMIT} bytes")
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise Invalid("The body must be a JSON object") from exc
+        body = await _json_object(request, "A launch context")
         launch = await server.grants.create_launch(launch_context(body), settings.launch_seconds)
         return _json(
             {"launch": launch, "expires_in": settings.launch_seconds, "iss": settings.base_url},

@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import LiveServer
 from tests.portal.test_patient import find_times, next_week, origin
+from tests.portal.test_provider import provider_sign_in
 
 RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
@@ -78,12 +79,7 @@ def test_the_provider_day_has_no_serious_accessibility_violation(
     page.goto(f"{origin(portal_server)}/portal/provider/")
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     page.check_a11y("provider welcome")
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_label("Username").fill("smith")
-    page.get_by_label("Password").fill("demo-smith")
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("button", name="Allow").click()
-    expect(page.get_by_role("heading", name="Schedule")).to_be_visible()
+    provider_sign_in(page, portal_server)
     page.get_by_label("Date", exact=True).fill(next_week(1))
     page.get_by_role("button", name="Show the day").click()
     expect(page.locator("#day li").first).to_be_visible()
