@@ -50,6 +50,42 @@ async function setStatus(id, status) {
   } catch (error) { problem(problemText(error)); }
 }
 
+/** A practitioner's free, held, booked and blocked time in [start, end), by start; with
+ * `copays`, each visit's copay too. */
+async function itemsOf(role, start, end, copays) {
+  const window = `start=${encodeURIComponent(start)}&end=${encodeURIComponent(end)}`;
+  const range = (p) => `${p}=ge${encodeURIComponent(start)}&${p}=lt${encodeURIComponent(end)}`;
+  const schedules = await searchAll(client, `Schedule?actor=PractitionerRole/${role.id}`);
+  const items = [];
+  for (const schedule of schedules) {
+    const free = await client.request(`Schedule/${schedule.id}/$find-slots?${window}&_count=1000`);
+    for (const e of free.entry || []) {
+      if (e.resource.resourceType === "Slot") items.push({ start: e.resource.start, end: e.resource.end, kind: "Free", text: "", slot: e.resource });
+    }
+    const blocks = await searchAll(client, `Slot?schedule=Schedule/${schedule.id}&${range("start")}&status=busy-unavailable,busy,busy-tentative&_count=200`);
+    for (const slot of blocks) items.push({ start: slot.start, end: slot.end, kind: "Blocked", text: slot.comment || "Time off" });
+  }
+  const found = await searchAll(client, `Appointment?actor=PractitionerRole/${role.id}&${range("date")}&_include=Appointment:patient&_count=500`);
+  const people = new Map(found.filter((r) => r.resourceType === "Patient").map((p) => [`Patient/${p.id}`, p]));
+  for (const a of found.filter((r) => r.resourceType === "Appointment" && r.status !== "cancelled")) {
+    const patientRef = (a.participant || []).map((p) => p.actor && p.actor.reference).find((r) => r && r.startsWith("Patient/"));
+    const kind = a.status === "pending" ? "Held" : stateWord(a.status);
+    const copay = copays && ["booked", "arrived", "fulfilled"].includes(a.status) ? await copayOf(a, patientRef) : null;
+    items.push({ start: a.start, end: a.end, kind, text: nameOf(people.get(patientRef)) || patientRef || "", appointment: a, copay });
+  }
+  return items.sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
+}
+
+function summary(item, role) {
+  return [el("div", { class: "when" }, `${time(item.start, role.zone)}–${time(item.end, role.zone)}`),
+    el("div", {}, el("span", { class: "state" }, item.kind), item.text ? ` ${item.text}` : "")];
+}
+
+function viewing(which) {
+  $("day").hidden = which !== "day";
+  $("week").hidden = which !== "week";
+}
+
 /** The chosen practitioner's day: free, held, booked and blocked time, by start. */
 async function showDay() {
   const role = roles.find((r) => r.id === $("practitioner").value);
@@ -57,25 +93,8 @@ async function showDay() {
   if (!role || !date) return;
   say("Loading the day…");
   const { start, end } = dayWindow(date, role.zone);
-  const schedules = await searchAll(client, `Schedule?actor=PractitionerRole/${role.id}`);
-  const items = [];
-  for (const schedule of schedules) {
-    const free = await client.request(`Schedule/${schedule.id}/$find-slots?start=${encodeURIComponent(start)}&end=${encodeURIComponent(end)}&_count=500`);
-    for (const e of free.entry || []) {
-      if (e.resource.resourceType === "Slot") items.push({ start: e.resource.start, end: e.resource.end, kind: "Free", text: "", slot: e.resource });
-    }
-    const blocks = await searchAll(client, `Slot?schedule=Schedule/${schedule.id}&start=ge${encodeURIComponent(start)}&start=lt${encodeURIComponent(end)}&status=busy-unavailable,busy,busy-tentative&_count=200`);
-    for (const slot of blocks) items.push({ start: slot.start, end: slot.end, kind: "Blocked", text: slot.comment || "Time off" });
-  }
-  const found = await searchAll(client, `Appointment?actor=PractitionerRole/${role.id}&date=ge${encodeURIComponent(start)}&date=lt${encodeURIComponent(end)}&_include=Appointment:patient&_count=200`);
-  const people = new Map(found.filter((r) => r.resourceType === "Patient").map((p) => [`Patient/${p.id}`, p]));
-  for (const a of found.filter((r) => r.resourceType === "Appointment" && r.status !== "cancelled")) {
-    const patientRef = (a.participant || []).map((p) => p.actor && p.actor.reference).find((r) => r && r.startsWith("Patient/"));
-    const kind = a.status === "pending" ? "Held" : stateWord(a.status);
-    const copay = ["booked", "arrived", "fulfilled"].includes(a.status) ? await copayOf(a, patientRef) : null;
-    items.push({ start: a.start, end: a.end, kind, text: nameOf(people.get(patientRef)) || patientRef || "", appointment: a, copay });
-  }
-  items.sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
+  const items = await itemsOf(role, start, end, true);
+  viewing("day");
   $("day-title").textContent = `${role.name}, ${when(`${date}T12:00:00Z`, role.zone).split(" at ")[0]} (${role.zone})`;
   $("day").replaceChildren(...items.map((item) => {
     const actions = item.appointment && ["booked", "arrived"].includes(item.appointment.status)
@@ -92,11 +111,34 @@ async function showDay() {
         item.copay.paid ? null : el("button", { type: "button", class: "secondary",
           onclick: () => recordCopay(item.appointment, item.copay.amount) }, "Record copay paid"))
       : null;
-    return el("li", { "data-kind": item.kind },
-      el("div", { class: "when" }, `${time(item.start, role.zone)}–${time(item.end, role.zone)}`),
-      el("div", {}, el("span", { class: "state" }, item.kind), item.text ? ` ${item.text}` : ""), copay, actions || book);
+    return el("li", { "data-kind": item.kind }, ...summary(item, role), copay, actions || book);
   }));
   if (!items.length) $("day").append(el("li", { class: "muted" }, "Nothing on this day."));
+  say("");
+}
+
+/** The week (Monday to Sunday) of the chosen date, day by day. */
+async function showWeek() {
+  const role = roles.find((r) => r.id === $("practitioner").value);
+  const date = $("date").value;
+  if (!role || !date) return;
+  say("Loading the week…");
+  const noon = new Date(`${date}T12:00:00Z`);
+  noon.setUTCDate(noon.getUTCDate() - ((noon.getUTCDay() + 6) % 7));
+  const days = [...Array(7).keys()].map((n) => {
+    const d = new Date(noon); d.setUTCDate(noon.getUTCDate() + n); return d.toISOString().slice(0, 10);
+  });
+  const items = await itemsOf(role, dayWindow(days[0], role.zone).start, dayWindow(days[6], role.zone).end, false);
+  viewing("week");
+  $("day-title").textContent = `${role.name}, the week of ${when(`${days[0]}T12:00:00Z`, role.zone).split(" at ")[0]} (${role.zone})`;
+  const local = (instant) => new Intl.DateTimeFormat("en-CA", { timeZone: role.zone }).format(new Date(instant));
+  $("week").replaceChildren(...days.map((day) => {
+    const mine = items.filter((item) => local(item.start) === day);
+    const list = el("ul", { class: "appointments" }, ...mine.map((item) => el("li", { "data-kind": item.kind }, ...summary(item, role))));
+    if (!mine.length) list.append(el("li", { class: "muted" }, "Nothing on this day."));
+    return el("section", { "aria-label": when(`${day}T12:00:00Z`, role.zone).split(" at ")[0] },
+      el("h3", {}, when(`${day}T12:00:00Z`, role.zone).split(" at ")[0]), list);
+  }));
   say("");
 }
 
@@ -236,6 +278,7 @@ async function main() {
   $("day-form").addEventListener("submit", (event) => { event.preventDefault(); showDay().catch((e) => problem(problemText(e))); });
   $("off-form").addEventListener("submit", (event) => addTimeOff(event).catch((e) => problem(problemText(e))));
   $("hours-form").addEventListener("submit", addHours);
+  $("show-week").addEventListener("click", () => showWeek().catch((e) => problem(problemText(e))));
   $("save-hours").addEventListener("click", () => saveHours());
   $("practitioner").addEventListener("change", () => showHours().catch((e) => problem(problemText(e))));
   $("patient-search").addEventListener("submit", (event) => findPatients(event).catch((e) => problem(problemText(e))));
@@ -243,7 +286,7 @@ async function main() {
     const user = await client.user.read();
     $("who").textContent = nameOf(user);
     await loadRoles();
-    $("date").value = new Date().toISOString().slice(0, 10);
+    if (!$("date").value) $("date").value = new Date().toISOString().slice(0, 10);
     await showDay();
     await showHours();
   } catch (error) { problem(problemText(error)); }

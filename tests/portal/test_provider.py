@@ -5,6 +5,7 @@ staff book for a patient; weekly hours added open a day to patients."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ def provider_sign_in(page: Any, server: LiveServer) -> None:
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("button", name="Allow").click()
     expect(page.get_by_role("heading", name="Schedule")).to_be_visible()
+    expect(page.locator("#day li").first).to_be_visible()  # today's schedule has loaded
 
 
 def test_time_off_hides_times_from_patients_and_check_in(
@@ -120,3 +122,24 @@ def test_weekly_hours_added_open_a_saturday_to_patients(
     expect(patient.get_by_role("button", name="10:30")).to_be_visible()
     expect(patient.get_by_role("button", name="11:00")).to_have_count(0)
     patient.context.close()
+
+
+def test_the_week_shows_each_day_of_the_practitioner(page: Any, portal_server: LiveServer) -> None:
+    token = off_loop(run_cli, portal_server.settings, "token", "--scope", "system/*.cruds")
+    visit = {**appointment(MUNOZ, 1, 11), "status": "booked"}  # Tuesday 11:00
+    made = httpx.post(
+        f"{portal_server.base_url}/Appointment", json=visit, headers=bearer(token.strip())
+    )
+    assert made.status_code == 201, made.text
+    provider_sign_in(page, portal_server)
+    page.get_by_label("Date", exact=True).fill(next_week(3))  # any day of that week
+    page.get_by_role("button", name="Show the week").click()
+    days = page.locator("#week section")
+    expect(days).to_have_count(7)
+    tuesday = page.get_by_role("region", name=re.compile("^Tuesday"))
+    expect(tuesday.locator("li", has_text=f"11:00{DASH}11:30")).to_contain_text("Booked José Muñoz")
+    expect(tuesday.locator("li", has_text=f"09:00{DASH}09:30")).to_contain_text("Free")
+    expect(page.get_by_role("region", name=re.compile("^Sunday"))).to_contain_text(
+        "Nothing on this day."
+    )
+    expect(page.locator("#day")).to_be_hidden()
