@@ -86,17 +86,14 @@ function viewing(which) {
   $("week").hidden = which !== "week";
 }
 
-/** The chosen practitioner's day: free, held, booked and blocked time, by start. */
-async function showDay() {
-  const role = roles.find((r) => r.id === $("practitioner").value);
-  const date = $("date").value;
-  if (!role || !date) return;
-  say("Loading the day…");
-  const { start, end } = dayWindow(date, role.zone);
-  const items = await itemsOf(role, start, end, true);
-  viewing("day");
-  $("day-title").textContent = `${role.name}, ${when(`${date}T12:00:00Z`, role.zone).split(" at ")[0]} (${role.zone})`;
-  $("day").replaceChildren(...items.map((item) => {
+/** The practitioners chosen (one or several; the first one's time off and hours are edited). */
+function chosenRoles() {
+  const ids = [...$("practitioner").selectedOptions].map((option) => option.value);
+  return roles.filter((r) => ids.includes(r.id));
+}
+
+function dayList(role, items) {
+  const list = el("ul", { class: "appointments" }, ...items.map((item) => {
     const actions = item.appointment && ["booked", "arrived"].includes(item.appointment.status)
       ? el("div", { class: "row-actions" }, ...["arrived", "fulfilled", "noshow"].filter((s) => s !== item.appointment.status)
         .map((s) => el("button", { type: "button", class: "secondary", onclick: () => setStatus(item.appointment.id, s) },
@@ -113,32 +110,57 @@ async function showDay() {
       : null;
     return el("li", { "data-kind": item.kind }, ...summary(item, role), copay, actions || book);
   }));
-  if (!items.length) $("day").append(el("li", { class: "muted" }, "Nothing on this day."));
+  if (!items.length) list.append(el("li", { class: "muted" }, "Nothing on this day."));
+  return list;
+}
+
+/** The chosen practitioners' day: free, held, booked and blocked time, by start, each in
+ * their clinic's zone. */
+async function showDay() {
+  const chosen = chosenRoles();
+  const date = $("date").value;
+  if (!chosen.length || !date) return;
+  say("Loading the day…");
+  const sections = [];
+  for (const role of chosen) {
+    const { start, end } = dayWindow(date, role.zone);
+    const items = await itemsOf(role, start, end, true);
+    sections.push(el("section", { "aria-label": role.name, "data-role": role.id },
+      el("h3", {}, `${role.name} (${role.zone})`), dayList(role, items)));
+  }
+  viewing("day");
+  $("day-title").textContent = when(`${date}T12:00:00Z`, chosen[0].zone).split(" at ")[0];
+  $("day").replaceChildren(...sections);
   say("");
 }
 
-/** The week (Monday to Sunday) of the chosen date, day by day. */
+/** The week (Monday to Sunday) of the chosen date, day by day, for each chosen practitioner. */
 async function showWeek() {
-  const role = roles.find((r) => r.id === $("practitioner").value);
+  const chosen = chosenRoles();
   const date = $("date").value;
-  if (!role || !date) return;
+  if (!chosen.length || !date) return;
   say("Loading the week…");
   const noon = new Date(`${date}T12:00:00Z`);
   noon.setUTCDate(noon.getUTCDate() - ((noon.getUTCDay() + 6) % 7));
   const days = [...Array(7).keys()].map((n) => {
     const d = new Date(noon); d.setUTCDate(noon.getUTCDate() + n); return d.toISOString().slice(0, 10);
   });
-  const items = await itemsOf(role, dayWindow(days[0], role.zone).start, dayWindow(days[6], role.zone).end, false);
+  const blocks = [];
+  for (const role of chosen) {
+    const items = await itemsOf(role, dayWindow(days[0], role.zone).start, dayWindow(days[6], role.zone).end, false);
+    const local = (instant) => new Intl.DateTimeFormat("en-CA", { timeZone: role.zone }).format(new Date(instant));
+    blocks.push(el("h3", {}, `${role.name} (${role.zone})`), ...days.map((day) => {
+      const mine = items.filter((item) => local(item.start) === day);
+      const list = el("ul", { class: "appointments" }, ...mine.map((item) => el("li", { "data-kind": item.kind }, ...summary(item, role))));
+      if (!mine.length) list.append(el("li", { class: "muted" }, "Nothing on this day."));
+      const name = when(`${day}T12:00:00Z`, role.zone).split(" at ")[0];
+      return el("section", { "aria-label": chosen.length > 1 ? `${role.name}, ${name}` : name, "data-role": role.id },
+        el("h4", {}, name), list);
+    }));
+  }
   viewing("week");
-  $("day-title").textContent = `${role.name}, the week of ${when(`${days[0]}T12:00:00Z`, role.zone).split(" at ")[0]} (${role.zone})`;
-  const local = (instant) => new Intl.DateTimeFormat("en-CA", { timeZone: role.zone }).format(new Date(instant));
-  $("week").replaceChildren(...days.map((day) => {
-    const mine = items.filter((item) => local(item.start) === day);
-    const list = el("ul", { class: "appointments" }, ...mine.map((item) => el("li", { "data-kind": item.kind }, ...summary(item, role))));
-    if (!mine.length) list.append(el("li", { class: "muted" }, "Nothing on this day."));
-    return el("section", { "aria-label": when(`${day}T12:00:00Z`, role.zone).split(" at ")[0] },
-      el("h3", {}, when(`${day}T12:00:00Z`, role.zone).split(" at ")[0]), list);
-  }));
+  $("day-title").textContent = `The week of ${when(`${days[0]}T12:00:00Z`, chosen[0].zone).split(" at ")[0]}`;
+  $("week").replaceChildren(...blocks);
   say("");
 }
 

@@ -143,3 +143,20 @@ def test_the_week_shows_each_day_of_the_practitioner(page: Any, portal_server: L
         "Nothing on this day."
     )
     expect(page.locator("#day")).to_be_hidden()
+
+
+def test_several_practitioners_side_by_side(page: Any, portal_server: LiveServer) -> None:
+    provider_sign_in(page, portal_server)
+    page.get_by_label("Practitioner").select_option(["demo-role-smith", "demo-role-okafor"])
+    page.get_by_label("Date", exact=True).fill(next_week(1))
+    page.get_by_role("button", name="Show the day").click()
+    smith = page.get_by_role("region", name="Dr. Emily Smith")
+    okafor = page.get_by_role("region", name="Dr. Chinedu Okafor")
+    expect(smith.locator("li", has_text=f"09:00{DASH}09:30")).to_contain_text("Free")
+    expect(okafor.locator("li", has_text=f"17:30{DASH}18:00")).to_contain_text("Free")
+    expect(okafor.locator("li", has_text=f"09:00{DASH}09:30")).to_have_count(0)  # opens at 10
+    page.get_by_role("button", name="Show the week").click()
+    expect(page.locator("#week section")).to_have_count(14)
+    expect(
+        page.get_by_role("region", name=re.compile("^Dr. Chinedu Okafor, Tuesday"))
+    ).to_contain_text("Free")
