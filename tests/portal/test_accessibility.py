@@ -84,5 +84,8 @@ def test_the_provider_day_has_no_serious_accessibility_violation(
     page.get_by_role("button", name="Show the day").click()
     expect(page.locator("#day li").first).to_be_visible()
     page.check_a11y("provider day")
+    page.get_by_role("button", name="Show the week").click()
+    expect(page.locator("#week section")).to_have_count(7)
+    page.check_a11y("provider week")
     assert {k: v for k, v in page.a11y_found.items() if v} == {}
-    assert len(page.a11y_found) == 2
+    assert len(page.a11y_found) == 3
