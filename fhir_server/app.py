@@ -37,6 +37,7 @@ from fhir_server.api.errors import (
     unexpected_error_response,
 )
 from fhir_server.api.fhir_endpoint import FHIR_PREFIX, FhirMount, fhir_endpoint
+from fhir_server.api.health import health_routes
 from fhir_server.api.portal import portal_routes
 from fhir_server.api.waitlist_links import waitlist_link_routes
 from fhir_server.api.websocket import websocket_routes
@@ -268,9 +269,11 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
             app.state.authenticate = auth.policy
             app.state.on_denied = denial_recorder(audit)
         _warm_up()
+        app.state.ready = True
         try:
             yield
         finally:
+            app.state.ready = False
             await exports.close()
             for task in background:
                 task.cancel()
@@ -290,6 +293,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     app.state.exports = exports
     app.state.authenticate = None
     app.state.on_denied = None
+    app.state.ready = False
     app.state.auth = auth
     app.add_exception_handler(FhirError, fhir_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
@@ -304,6 +308,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     app.router.routes.extend(bulk_data_routes())
     app.router.routes.extend(waitlist_link_routes())
     app.router.routes.extend(portal_routes())
+    app.router.routes.extend(health_routes())
     if auth is not None:
         app.router.routes.extend(auth_routes(auth, auth_repository))
     return app
