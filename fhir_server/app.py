@@ -39,6 +39,7 @@ from fhir_server.api.errors import (
 from fhir_server.api.fhir_endpoint import FHIR_PREFIX, FhirMount, fhir_endpoint
 from fhir_server.api.health import health_routes
 from fhir_server.api.portal import portal_routes
+from fhir_server.api.request_log import RequestLog, enable_access_log
 from fhir_server.api.waitlist_links import waitlist_link_routes
 from fhir_server.api.websocket import websocket_routes
 from fhir_server.bundles import BundleProcessor
@@ -181,7 +182,7 @@ async def _guarded(request: Request) -> Response:
     except FhirError as exc:
         return await fhir_error_handler(request, exc)
     except Exception as exc:  # anything else: a 500 OperationOutcome, never a traceback
-        return unexpected_error_response(exc)
+        return unexpected_error_response(exc, getattr(request.state, "request_id", None))
 
 
 def build_auth_server(repository: Repository, settings: Settings) -> AuthServer:
@@ -299,6 +300,9 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.add_middleware(FhirMount, handler=_guarded)
+    app.add_middleware(RequestLog)  # added last: the outermost, around every request
+    if settings.access_log:
+        enable_access_log()
 
     async def root(_request: Request) -> Response:
         return RedirectResponse(FHIR_PREFIX + "/metadata")

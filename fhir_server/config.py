@@ -32,6 +32,8 @@ class Settings(BaseSettings):
             first start) or `database`.
         access_token_seconds / refresh_token_seconds: token lifetimes (1 hour / 90 days).
         launch_seconds: how long an EHR launch context waits to be used (1 hour).
+        access_log: one JSON line per request on stdout (`fhir_server.api.request_log`),
+            default on.
         registrations_per_hour: how many patient accounts one client address may create
             an hour at `POST /auth/register` (10).
 
@@ -93,6 +95,7 @@ class Settings(BaseSettings):
     refresh_token_seconds: int = 90 * 24 * 3600
     launch_seconds: int = 3600
     registrations_per_hour: int = 10
+    access_log: bool = True
 
     # -- Bulk Data export (see the class docstring) --
     export_dir: str = "./data/exports"

@@ -86,9 +86,10 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     )
 
 
-def unexpected_error_response(exc: BaseException) -> Response:
-    """500 with a request id for the log; no internal text reaches the client."""
-    request_id = uuid.uuid4().hex
+def unexpected_error_response(exc: BaseException, request_id: str | None = None) -> Response:
+    """500 with the request's id (`request_log`; a fresh one without it) for the log; no
+    internal text reaches the client."""
+    request_id = request_id or uuid.uuid4().hex
     log.error("Unexpected error (request id %s)", request_id, exc_info=exc)
     issue = Issue(
         code="exception",
@@ -98,6 +99,6 @@ def unexpected_error_response(exc: BaseException) -> Response:
     return outcome_response(500, [issue], {"X-Request-Id": request_id})
 
 
-async def unexpected_error_handler(_request: Request, exc: Exception) -> Response:
+async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     """Any other exception -> 500 OperationOutcome."""
-    return unexpected_error_response(exc)
+    return unexpected_error_response(exc, getattr(request.state, "request_id", None))

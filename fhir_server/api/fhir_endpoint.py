@@ -86,6 +86,7 @@ async def fhir_endpoint(request: Request) -> Response:
     if authenticate is None or path.strip("/") in PUBLIC_PATHS:
         return await _serve(request, path, UNAUTHENTICATED)
     policy = await authenticate(request.headers.get("authorization"))
+    request.state.client_id = getattr(policy, "client_id", None) or None  # for the access log
     try:
         return await _serve(request, path, policy)
     except Forbidden as exc:

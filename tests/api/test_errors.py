@@ -134,9 +134,10 @@ async def test_unexpected_failure_returns_500_outcome_without_internal_text(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t/fhir") as c:
-            r = await c.get("/Patient/1")
+            r = await c.get("/Patient/1", headers={"X-Request-ID": "case-500"})
     assert r.status_code == 500
     found = issue(r)
     assert found["code"] == "exception"
     assert "secret" not in r.text
-    assert r.headers["x-request-id"] in str(found["diagnostics"])
+    assert r.headers["x-request-id"] == "case-500"  # the caller's id, quoted in the 500
+    assert "case-500" in str(found["diagnostics"])
