@@ -89,37 +89,48 @@ class WaitlistMatcher:
         events = await repo.lookup.events_after(int(cursor["cursor"]), BATCH)
         freed: set[str] = set()
         written: set[str] = set()
+        waiting: set[str] = set()
         for event in events:
-            await self._note(event.version, freed, written)
+            await self._note(event.version, freed, written, waiting)
         states = {k: EntryState.of(d) for k, d in await repo.records.list_records(STATE)}
         now = self.clock()
         for entry_id, state in list(states.items()):
             lapsed = state.offer is not None and (state.expires or 0) <= now
             if lapsed or entry_id in written:
-                freed |= await self._settle(entry_id, state, now)
-                if await repo.records.get_record(STATE, entry_id) is None:
+                gave_back, kept = await self._settle(entry_id, state, now)
+                freed |= gave_back
+                if not kept:
                     del states[entry_id]
-        made = await self._offer(freed, written, states, now) if freed or written else 0
+        # Only time given back, or an entry written, can make an offer possible: a round of
+        # bookings alone never loads the waitlist.
+        made = await self._offer(freed, waiting, states, now) if freed or waiting else 0
         if events:
             await repo.records.put_record(*CURSOR, {"cursor": events[-1].number})
         return made
 
-    async def _note(self, version: StoredResource, freed: set[str], written: set[str]) -> None:
-        """What one event means for the waitlist: the Schedules it freed (or took) time of,
-        the entries it wrote (an entry, or an offer naming its entry)."""
+    async def _note(
+        self, version: StoredResource, freed: set[str], written: set[str], waiting: set[str]
+    ) -> None:
+        """What one event means for the waitlist: the Schedules it gave time back to, the
+        Appointments it wrote (an entry, or an offer naming its entry: their state is settled)
+        and the entries written waiting (matched again)."""
         if version.resource_type in ("Schedule", *HOURS_SOURCES):
             self._schedules.clear()  # which Schedules match an entry may have changed
         if version.resource_type == "Appointment":
+            content = content_of(version)
             written.add(version.id)
-            entry_id = offer_entry_id(self.repository, content_of(version))
+            if content.get("status") == "waitlist":
+                waiting.add(version.id)
+            entry_id = offer_entry_id(self.repository, content)
             if entry_id is not None:
                 written.add(entry_id)
         changed = await schedules_changed(self.repository, version, freed_only=True)
         freed.update(s.id for s in changed)
 
-    async def _settle(self, entry_id: str, state: EntryState, now: int) -> set[str]:
-        """Settle the entry's offer and its state (module docstring, step 2); the ids of the
-        Schedules an ended offer gave time back to."""
+    async def _settle(self, entry_id: str, state: EntryState, now: int) -> tuple[set[str], bool]:
+        """Settle the entry's offer and its state (module docstring, step 2): the ids of the
+        Schedules an ended offer gave time back to, and whether the entry is still waiting
+        (its state kept)."""
         repo = self.repository
         entry = (await repo.lookup.read_json([("Appointment", entry_id)])).get(
             ("Appointment", entry_id)
@@ -128,30 +139,29 @@ class WaitlistMatcher:
         freed: set[str] = set()
         if state.offer is not None:
             offer_id = state.offer
-            found = await repo.lookup.read_json([("Appointment", offer_id)])
-            status = (found.get(("Appointment", offer_id)) or {}).get("status")
+            stored = await repo.lookup.read("Appointment", offer_id)
+            status = content_of(stored).get("status")
             if status in BOOKED:
                 if waiting:
                     await close_booked_entry(repo, entry_id, offer_id)
                 await repo.records.delete_record(STATE, entry_id)
-                return freed
+                return freed, False
             live = status == "pending" and (state.expires or 0) > now
             if live and not waiting:
                 await withdraw_offer(repo, offer_id, "The patient left the waitlist")
                 live = False
             if not live:
                 state.refuse()
-                stored = await repo.lookup.read("Appointment", offer_id)
                 if stored is not None:
                     freed |= {s.id for s in await schedules_changed(repo, stored)}
         if waiting:
             await repo.records.put_record(STATE, entry_id, state.doc())
         else:
             await repo.records.delete_record(STATE, entry_id)
-        return freed
+        return freed, waiting
 
     async def _offer(
-        self, freed: set[str], written: set[str], states: dict[str, EntryState], now: int
+        self, freed: set[str], waiting: set[str], states: dict[str, EntryState], now: int
     ) -> int:
         """Steps 3 and 4 of the module docstring; how many offers were made."""
         repo = self.repository
@@ -168,7 +178,7 @@ class WaitlistMatcher:
                 continue
             if entry_id not in states:
                 updated = (content.get("meta") or {}).get("lastUpdated")
-                since = parse_instant(updated) if entry_id in written and updated else now
+                since = parse_instant(updated) if entry_id in waiting and updated else now
                 states[entry_id] = EntryState(since=since)
                 await repo.records.put_record(STATE, entry_id, states[entry_id].doc())
             entries.append((entry, content))
@@ -180,7 +190,7 @@ class WaitlistMatcher:
                 continue
             version = str((content.get("meta") or {}).get("versionId"))
             schedules = await self._schedules_of(entry, version)
-            if entry.id not in written and not freed & {str(s.get("id")) for s in schedules}:
+            if entry.id not in waiting and not freed & {str(s.get("id")) for s in schedules}:
                 continue
             try:
                 offered = await make_offer(repo, entry, content, state, schedules, now)
