@@ -5,7 +5,7 @@
 | `GET/POST /auth/authorize` | SMART App Launch 2.2 §2.0.5 (`smart_auth.authorize`) |
 | `POST /auth/token` | RFC 6749 §3.2, §5; `Cache-Control: no-store`; CORS for registered origins |
 | `POST /auth/introspect` | RFC 7662 (caller: an authenticated client or a valid bearer token) |
-| `POST /auth/revoke` | RFC 7009 (the client that owns the token) |
+| `POST /auth/revoke` | RFC 7009 (the client that owns the token, or a bearer token's own grant) |
 | `GET /auth/jwks` | RFC 7517 public keys |
 | `GET /auth/smart-style.json` | SMART 2.2 "Styling": the default style document (any origin) |
 | `POST /auth/launch` | EHR API: a launch issuer's `system/` token creates a launch context |
@@ -184,13 +184,26 @@ def auth_routes(server: AuthServer, repository: Repository) -> list[Route]:
         return _json(await server.introspect(form["token"]), headers=NO_STORE)
 
     async def revoke_endpoint(request: Request) -> Response:
+        """The caller is a client authenticating as at the token endpoint, or the holder of
+        a bearer access token, which may revoke its own grant (`AuthServer.revoke_as_bearer`:
+        how `fhir-server token`'s tokens are revoked)."""
+        authorization = request.headers.get("authorization", "")
         try:
             form = await _form(request)
-            client = await caller(request, form, "revoke")
             if not form.get("token"):
                 raise OAuthError("invalid_request", "token is required")
+            if authorization.lower().startswith("bearer "):
+                await server.revoke_as_bearer(authorization[7:].strip(), form["token"])
+                return Response(status_code=200, headers=NO_STORE)
+            client = await caller(request, form, "revoke")
         except OAuthError as exc:
             return _oauth_error(exc, NO_STORE)
+        except FhirError:
+            return _json(
+                {"error": "invalid_token", "error_description": "The caller's token is not valid"},
+                401,
+                {**NO_STORE, "WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
         await server.revoke(client, form["token"])
         return Response(status_code=200, headers=NO_STORE)
 

@@ -150,17 +150,37 @@ class AuthServer:
     async def revoke(self, client: Client, token: str) -> None:
         """RFC 7009: revoke the grant behind an access or refresh token of `client` (its
         other tokens stop too). Unknown tokens are ignored (200 either way)."""
-        grant_id: str | None = None
+        grant_id = await self._grant_of(token)
+        if grant_id is not None and grant_id[1] == client.client_id:
+            await self._revoke_grant(grant_id[0], client.client_id)
+
+    async def revoke_as_bearer(self, bearer: str, token: str) -> None:
+        """RFC 7009 for a caller that authenticates with a bearer access token instead of
+        client credentials (an administrator's `fhir-server token`, which has no client to
+        authenticate as): `token` is revoked when it belongs to the bearer's own grant (it
+        is usually the bearer itself). Unknown tokens and other grants' tokens are ignored
+        (200 either way, as RFC 7009 §2.2 asks).
+
+        Raises:
+            Unauthorized: the bearer token is not valid (expired, revoked, forged).
+        """
+        claims = await self.verify(bearer)
+        grant_id = await self._grant_of(token)
+        if grant_id is not None and grant_id[0] == claims.grant:
+            await self._revoke_grant(claims.grant, claims.client_id)
+
+    async def _grant_of(self, token: str) -> tuple[str, str] | None:
+        """`(grant id, client id)` of a valid access token or a usable refresh token."""
         try:
             claims = await self.verify(token)
-            if claims.client_id == client.client_id:
-                grant_id = claims.grant
         except Unauthorized:
             grant = await self.grants.refresh_grant(token)
-            if grant is not None and grant.client_id == client.client_id:
-                grant_id = grant.id
-        if grant_id is not None and await self.grants.revoke(grant_id):
-            await self.record("token-revoked", client_id=client.client_id, grant=grant_id)
+            return (grant.id, grant.client_id) if grant is not None else None
+        return claims.grant, claims.client_id
+
+    async def _revoke_grant(self, grant_id: str, client_id: str) -> None:
+        if await self.grants.revoke(grant_id):
+            await self.record("token-revoked", client_id=client_id, grant=grant_id)
 
     # -- bearer tokens on the FHIR API ------------------------------------------------------
 

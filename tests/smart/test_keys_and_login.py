@@ -107,3 +107,25 @@ def test_cli_users_add_then_that_user_signs_in(
     assert token["scope"] == "openid fhirUser user/Patient.rs"
     found = browser.get("/fhir/Patient?_count=3", headers=bearer(token))
     assert found.status_code == 200 and len(found.json()["entry"]) == 3
+
+
+def test_cli_token_is_revoked_by_posting_it_with_itself_as_bearer(
+    smart_server: LiveServer, browser: httpx.Client
+) -> None:
+    token = run_cli(smart_server.settings, "token", "--scope", "system/Patient.rs").strip()
+    other = run_cli(smart_server.settings, "token", "--scope", "system/Patient.rs").strip()
+    assert browser.get("/fhir/Patient?_count=1", headers=bearer(token)).status_code == 200
+    # another grant's bearer may not revoke it: ignored (RFC 7009 answers 200 either way)
+    assert browser.post("/auth/revoke", data={"token": token}, headers=bearer(other)).is_success
+    assert browser.get("/fhir/Patient?_count=1", headers=bearer(token)).status_code == 200
+    # a forged bearer is refused outright
+    refused = browser.post("/auth/revoke", data={"token": token}, headers=bearer(token + "x"))
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
+    revoked = browser.post("/auth/revoke", data={"token": token}, headers=bearer(token))
+    assert revoked.status_code == 200 and revoked.headers["cache-control"] == "no-store"
+    gone = browser.get("/fhir/Patient?_count=1", headers=bearer(token))
+    assert gone.status_code == 401 and gone.json()["resourceType"] == "OperationOutcome"
+    assert browser.get("/fhir/Patient?_count=1", headers=bearer(other)).status_code == 200
+    # a missing token parameter is an OAuth invalid_request, bearer or not
+    empty = browser.post("/auth/revoke", data={}, headers=bearer(other))
+    assert empty.status_code == 400 and empty.json()["error"] == "invalid_request"
