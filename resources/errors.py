@@ -228,6 +228,14 @@ class TooManyRequests(FhirError):
     default_code: IssueType = "throttled"
 
 
+class ServiceUnavailable(FhirError):
+    """503 `transient`: the store stayed busy past its deadline (another process held its
+    write lock); the request may be repeated. Carries `Retry-After`."""
+
+    status = 503
+    default_code: IssueType = "transient"
+
+
 class TooCostly(FhirError):
     """400/403 `too-costly`: the request would do too much work."""
 

@@ -11,7 +11,9 @@ than it saves: under load the GIL convoy between the event loop and worker threa
 several milliseconds per hop (measured with bench/rest.py: create p99 830 ms with a writer
 thread). A write is one `BEGIN IMMEDIATE` transaction with no await inside it, so within a
 process writes never interleave; across processes (`--workers`) SQLite's file lock serialises
-them (busy timeout 30 s). WAL readers never wait for writers and see every committed write.
+them, and a statement that finds the lock taken is retried after an `asyncio.sleep`
+(`sqlite_busy.py`: the connections' busy timeout is 0, so a waiting writer never blocks its
+event loop). WAL readers never wait for writers and see every committed write.
 A process killed inside a write leaves nothing of it (SQLite rolls the open transaction back
 when the file is next opened), so `recover` has nothing to do.
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fhir_server.search.query import Condition, StoreQuery
-from fhir_server.storage import locks, sqlite_claims, sqlite_events, sqlite_records
+from fhir_server.storage import locks, sqlite_busy, sqlite_claims, sqlite_events, sqlite_records
 from fhir_server.storage.base import (
     Claim,
     Event,
@@ -80,20 +82,21 @@ class SQLiteStore:
                 uri=self._uri,
                 isolation_level=None,
                 check_same_thread=False,
-                timeout=30.0,
+                timeout=10.0,  # only while the pragmas below run (WAL switch on a new file)
             )
             for pragma in PRAGMAS:
                 conn.execute(pragma)
+            conn.execute("PRAGMA busy_timeout = 0")  # waits happen in sqlite_busy.run
             self._local.conn = conn
             with self._conn_lock:
                 self._connections.append(conn)
         return conn
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return fn(self._connection())
+        conn = self._connection()
+        return await sqlite_busy.run(lambda: fn(conn))
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return fn(self._connection())
+    _write = _read  # the same: a busy write waits off the loop and runs again (sqlite_busy)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -126,16 +129,16 @@ class SQLiteStore:
 
     async def read(self, resource_type: str, id: str) -> StoredResource | None:
         """Return the current version (possibly a deletion marker), or None."""
-        row = (
-            self._connection()
-            .execute(
+
+        def run(conn: sqlite3.Connection) -> StoredResource | None:
+            row = conn.execute(
                 "SELECT res_type, res_id, version_id, last_updated, deleted, content, method "
                 "FROM resources WHERE res_type = ? AND res_id = ?",
                 (resource_type, id),
-            )
-            .fetchone()
-        )
-        return stored_row(row) if row else None
+            ).fetchone()
+            return stored_row(row) if row else None
+
+        return await self._read(run)
 
     async def read_many(self, refs: Sequence[tuple[str, str]]) -> list[StoredResource]:
         """Return the live current versions of the given `(type, id)` pairs that exist."""
