@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -67,9 +68,15 @@ async def _hold(
     repository: Repository, key: str, owner: str, ttl_us: int, holding: Holding, name: str
 ) -> None:
     while True:
+        was = holding.held
         try:
             holding.held = await repository.lookup.lease(key, owner, ttl_us)
         except Exception:
             holding.held = False
             log.exception("%s: could not renew its lease", name)
+        if holding.held != was:
+            log.info("%s: %s the lease %s (pid %d)", name, _TOLD[holding.held], key, os.getpid())
         await asyncio.sleep(RENEW_S)
+
+
+_TOLD = {True: "took", False: "lost"}

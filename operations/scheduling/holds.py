@@ -16,19 +16,20 @@ sweep then
    without transactions: undone or completed from the journal, `ResourceStore.recover`).
 
 A cancel that loses a race (the hold was booked meanwhile) is skipped: its version changed. The
-sweep is safe to run in several processes at once. It runs with a job repository
+sweep is safe to run in several processes at once; `run_sweeper` runs it in the one holding
+its lease. It runs with a job repository
 (`RepositoryFactory.for_job(SWEEPER)`); `sweep_expired_holds(repository, now)` is callable
 directly (tests pass a future `now`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from fhir_server.repository import Repository, load_json
 from fhir_server.search.query import StoreQuery, TokenCondition, TokenValue
+from operations.leased import Holding, run_leased
 from operations.scheduling.appointments import (
     SchedulingConfig,
     clear_marks,
@@ -125,23 +126,32 @@ async def _cancel(repository: Repository, id: str, now: int, config: SchedulingC
     return True
 
 
+SWEEPER_LEASE = "holds:sweeper"
+"""The sweeper's lease: one process of those sharing the store sweeps at a time."""
+SWEEPER_LEASE_US = 5_000_000
+"""Its time to live (µs): another process takes the sweep over within 5 s of the holder dying."""
+
+
 async def run_sweeper(repository: Repository, interval: float) -> None:
     """Sweep expired holds every `interval` seconds, settle interrupted writes every
     `RECOVER_SECONDS`, and lapsed records (proposals, authorization codes and grants: they
     count as absent once expired, their deletion is housekeeping) every `PURGE_SECONDS`, until
-    cancelled (the app's lifespan task, with a job repository). A failing round is logged and
-    retried at the next tick; it never stops."""
-    purged = recovered = now_us()
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            now = now_us()
-            if now - recovered >= RECOVER_SECONDS * 1_000_000:
-                recovered = now
-                await repository.recover_interrupted_writes(now)
-            await sweep_expired_holds(repository)
-            if now - purged >= PURGE_SECONDS * 1_000_000:
-                purged = now
-                await repository.records.purge_records(now)
-        except Exception:
-            log.exception("The hold and record sweep failed; retrying in %.2f s", interval)
+    cancelled (the app's lifespan task, with a job repository), in the one process holding
+    the lease SWEEPER_LEASE (`operations.leased`; the sweep is safe twice over, the lease
+    saves the other workers the work). A failing round is logged and retried at the next
+    tick; it never stops."""
+    last = {"purged": now_us(), "recovered": now_us()}
+
+    async def round_(holding: Holding) -> None:
+        now = now_us()
+        if now - last["recovered"] >= RECOVER_SECONDS * 1_000_000:
+            last["recovered"] = now
+            await repository.recover_interrupted_writes(now)
+        await sweep_expired_holds(repository)
+        if now - last["purged"] >= PURGE_SECONDS * 1_000_000:
+            last["purged"] = now
+            await repository.records.purge_records(now)
+
+    await run_leased(
+        repository, SWEEPER_LEASE, SWEEPER_LEASE_US, lambda: interval, round_, "Hold sweeper"
+    )
