@@ -11,11 +11,12 @@ Examples:
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -135,31 +136,72 @@ async def _load_demo(settings: Settings) -> int:
         await store.close()
 
 
+CertFile = Annotated[
+    Path | None,
+    typer.Option("--ssl-certfile", help="PEM certificate (chain): serve HTTPS.", exists=True),
+]
+KeyFile = Annotated[
+    Path | None,
+    typer.Option("--ssl-keyfile", help="PEM private key of --ssl-certfile.", exists=True),
+]
+
+
+def default_workers(database_url: str) -> int:
+    """Worker processes by default: one per core this process may run on, or 1 for a
+    private in-memory SQLite database, which another process could not share."""
+    if database_url.endswith(":memory:"):
+        return 1
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes sharing the store (default: one per core)."),
+    ] = None,
     database_url: DatabaseUrl = None,
     demo: Annotated[bool, typer.Option(help="Load the demo clinic if the store is empty.")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    ssl_certfile: CertFile = None,
+    ssl_keyfile: KeyFile = None,
+    graceful_timeout: Annotated[
+        int,
+        typer.Option(help="Seconds in-flight requests get to finish on SIGTERM/SIGINT."),
+    ] = 30,
 ) -> None:
-    """Serve the FHIR API at http://HOST:PORT/fhir."""
+    """Serve the FHIR API at http(s)://HOST:PORT/fhir with WORKERS processes.
+
+    Every worker serves every request; work that must happen once (hold sweep, Subscription
+    dispatch, reminders, waitlist) runs in the one holding its lease in the database. On
+    SIGTERM or Ctrl-C the workers stop accepting connections, let in-flight requests finish
+    (up to --graceful-timeout seconds) and give their leases up.
+    """
     import uvicorn
 
     settings = _settings(database_url)
     if database_url:
         os.environ["FHIR_SERVER_DATABASE_URL"] = database_url
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise typer.BadParameter("--ssl-certfile and --ssl-keyfile go together")
+    scheme = "https" if ssl_certfile else "http"
     if not settings.base_url:  # SMART.md: the aud/iss come from here, never from Host
-        settings = settings.model_copy(update={"base_url": f"http://{host}:{port}/fhir"})
+        settings = settings.model_copy(update={"base_url": f"{scheme}://{host}:{port}/fhir"})
         os.environ["FHIR_SERVER_BASE_URL"] = settings.base_url
+    n = workers if workers is not None else default_workers(settings.database_url)
+    if n > 1 and settings.database_url.endswith(":memory:"):
+        raise typer.BadParameter("an in-memory database cannot be shared: use --workers 1")
     if demo:
         loaded = asyncio.run(_load_demo(settings))
         if loaded:
             _say(f"Loaded the demo clinic ({loaded} resources).")
     base = settings.base_url
     _say(("FHIR base URL:", "bold green"), f" {base}")
-    _say(f"  store: {settings.database_url}")
+    _say(f"  store: {settings.database_url}; {n} worker process{'es' if n > 1 else ''}")
     if settings.auth:
         print_token_help(base, demo)
     else:
@@ -174,10 +216,29 @@ def serve(
         factory=True,
         host=host,
         port=port,
-        workers=workers,
+        workers=n,
         log_level=log_level,
         access_log=False,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        timeout_graceful_shutdown=graceful_timeout,
+        log_config=log_config(log_level),
     )
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration with the server's own loggers (`fhir_server`,
+    `operations`, `smart_auth`: lease changes, failed background rounds) printed the same
+    way, each line naming its process (workers share the terminal). The access log has its
+    own JSON handler (`fhir_server.api.request_log`)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["default"]["fmt"] = "%(levelprefix)s [%(process)d] %(message)s"
+    for name in ("fhir_server", "operations", "smart_auth"):
+        config["loggers"][name] = {"handlers": ["default"], "level": level.upper()}
+    config["loggers"]["fhir_server.access"] = {"level": "INFO", "propagate": False}
+    return config
 
 
 def print_token_help(base: str, demo: bool) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -75,7 +74,7 @@ async def _hold(
             holding.held = False
             log.exception("%s: could not renew its lease", name)
         if holding.held != was:
-            log.info("%s: %s the lease %s (pid %d)", name, _TOLD[holding.held], key, os.getpid())
+            log.info("%s: %s the lease %s", name, _TOLD[holding.held], key)
         await asyncio.sleep(RENEW_S)
 
 

@@ -160,14 +160,22 @@ class KeyFile:
         return [SigningKey.from_dict(k) for k in data.get("keys", [])]
 
     async def create(self, keys: list[SigningKey]) -> bool:
-        """Write the first keys unless another process did first; False if it did."""
+        """Write the first keys unless another process did first; False if it did.
+
+        The file appears whole or not at all (written aside, then hard-linked into place,
+        which fails if the name exists), so workers starting together never read half a
+        file and all end up with the winner's keys."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        aside = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(orjson.dumps({"keys": [k.to_dict() for k in keys]}))
+            os.link(aside, self.path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as out:
-            out.write(orjson.dumps({"keys": [k.to_dict() for k in keys]}))
+        finally:
+            aside.unlink(missing_ok=True)
         return True
 
     async def save(self, keys: list[SigningKey]) -> None:

@@ -46,6 +46,7 @@ def _serve(tmp_path: Path, port: int, smtp_port: int) -> subprocess.Popen[bytes]
         "FHIR_SERVER_DISPATCH_SECONDS": "0.2",
     }
     command = [str(Path(sys.executable).parent / "fhir-server"), "serve", "--port", str(port)]
+    command += ["--workers", "1"]  # SIGKILL of the one process, no orphaned workers
     with (tmp_path / f"server-{port}-{time.monotonic_ns()}.log").open("wb") as log:
         process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=log)
     deadline = time.monotonic() + 30
