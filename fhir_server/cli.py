@@ -1,6 +1,7 @@
 """The `fhir-server` command: `serve` the FHIR API, `load` FHIR files into the store,
-administer authorization (`clients`, `users`, `launch`, `token`, `keys`: `cli_auth.py`) and
-look at reminders (`reminders`: `cli_reminders.py`).
+administer authorization (`clients`, `users`, `launch`, `token`, `keys`: `cli_auth.py`),
+look at reminders (`reminders`: `cli_reminders.py`), and `backup`, `restore` and `check` the
+SQLite store (`cli_backup.py`).
 
 Examples:
     fhir-server serve --port 8080 --demo
@@ -27,6 +28,7 @@ from rich.text import Text
 from fhir_server.app import build_interactions, build_repositories
 from fhir_server.bundles import BundleProcessor
 from fhir_server.cli_auth import DEFAULT_BASE_URL, register
+from fhir_server.cli_backup import register as register_backup
 from fhir_server.cli_reminders import register as register_reminders
 from fhir_server.config import Settings
 from fhir_server.demo_access import (
@@ -287,6 +289,7 @@ def load(
 
 register(app)
 register_reminders(app)
+register_backup(app)
 
 
 def main() -> None:
