@@ -15,11 +15,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from prometheus_client import multiprocess
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -38,6 +40,7 @@ from fhir_server.api.errors import (
 )
 from fhir_server.api.fhir_endpoint import FHIR_PREFIX, FhirMount, fhir_endpoint
 from fhir_server.api.health import health_routes
+from fhir_server.api.metrics_endpoint import metrics_routes
 from fhir_server.api.portal import portal_routes
 from fhir_server.api.request_log import RequestLog, enable_access_log
 from fhir_server.api.waitlist_links import waitlist_link_routes
@@ -46,6 +49,7 @@ from fhir_server.bundles import BundleProcessor
 from fhir_server.config import Settings, canonical_root, get_settings
 from fhir_server.interactions import Interactions
 from fhir_server.messages import Operation
+from fhir_server.metrics import MULTIPROCESS
 from fhir_server.repository import Repository, RepositoryFactory
 from fhir_server.storage.base import ResourceStore
 from fhir_server.storage.factory import open_store
@@ -281,6 +285,8 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await the_store.close()
+            if MULTIPROCESS:  # this worker's live gauges stop counting
+                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     app = FastAPI(
         title="FHIR R4 scheduling server",
@@ -313,6 +319,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     app.router.routes.extend(waitlist_link_routes())
     app.router.routes.extend(portal_routes())
     app.router.routes.extend(health_routes())
+    app.router.routes.extend(metrics_routes(lambda: settings.metrics))
     if auth is not None:
         app.router.routes.extend(auth_routes(auth, auth_repository))
     return app

@@ -16,6 +16,8 @@ import copy
 import datetime as dt
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -181,10 +183,9 @@ def serve(
     Every worker serves every request; work that must happen once (hold sweep, Subscription
     dispatch, reminders, waitlist) runs in the one holding its lease in the database. On
     SIGTERM or Ctrl-C the workers stop accepting connections, let in-flight requests finish
-    (up to --graceful-timeout seconds) and give their leases up.
+    (up to --graceful-timeout seconds) and give their leases up. `/metrics` adds up every
+    worker's values (`fhir_server.metrics`).
     """
-    import uvicorn
-
     settings = _settings(database_url)
     if database_url:
         os.environ["FHIR_SERVER_DATABASE_URL"] = database_url
@@ -213,12 +214,34 @@ def serve(
             "server on 127.0.0.1",
         )
         _say(f"  try:   curl -s '{base}/Patient?_count=5'")
+    metrics_dir = None
+    if n > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="fhir-server-metrics-")  # fhir_server.metrics
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        _run_uvicorn(host, port, n, log_level, ssl_certfile, ssl_keyfile, graceful_timeout)
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_uvicorn(
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    ssl_certfile: Path | None,
+    ssl_keyfile: Path | None,
+    graceful_timeout: int,
+) -> None:
+    import uvicorn
+
     uvicorn.run(
         "fhir_server.app:create_app",
         factory=True,
         host=host,
         port=port,
-        workers=n,
+        workers=workers,
         log_level=log_level,
         access_log=False,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
         launch_seconds: how long an EHR launch context waits to be used (1 hour).
         access_log: one JSON line per request on stdout (`fhir_server.api.request_log`),
             default on.
+        metrics: `GET /metrics` in the Prometheus format (`fhir_server.api.metrics_endpoint`),
+            default on; off answers 404.
         registrations_per_hour: how many patient accounts one client address may create
             an hour at `POST /auth/register` (10).
 
@@ -96,6 +98,7 @@ class Settings(BaseSettings):
     launch_seconds: int = 3600
     registrations_per_hour: int = 10
     access_log: bool = True
+    metrics: bool = True
 
     # -- Bulk Data export (see the class docstring) --
     export_dir: str = "./data/exports"

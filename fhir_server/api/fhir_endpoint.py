@@ -114,6 +114,8 @@ async def _serve(request: Request, path: str, policy: AccessPolicy) -> Response:
     if method in ("POST", "PUT", "PATCH"):
         raw = await read_body(request, settings.max_body_bytes)
         body = parse_body(headers.get("content-type"), raw)
+        if not path.strip("/") and isinstance(body, dict):  # for the metrics' label
+            request.state.bundle = body.get("type")
     if method == "POST" and path.rstrip("/").endswith("/_search") and isinstance(body, list):
         query = [*query, *body]
         body = None

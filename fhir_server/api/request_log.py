@@ -1,5 +1,5 @@
-"""One JSON log line per HTTP request, with a request id (issue "Run it in production":
-observability).
+"""One JSON log line per HTTP request, with a request id, and its HTTP metrics
+(`metrics_endpoint.observe`) (issue "Run it in production": observability).
 
 Every request gets an id: the caller's `X-Request-ID` when it is 1-128 characters of
 `A-Z a-z 0-9 . _ - :` (anything else is ignored), else a fresh uuid4 hex. The id is echoed
@@ -26,6 +26,7 @@ import orjson
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhir_server.api import metrics_endpoint
 from resources.fhir_dates import format_instant, now_us
 
 __all__ = ["ACCESS_LOG", "REQUEST_ID_HEADER", "RequestLog", "enable_access_log", "request_id_of"]
@@ -77,6 +78,7 @@ class RequestLog:
         state["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        metrics_endpoint.started()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -88,6 +90,8 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            metrics_endpoint.observe(scope, status, elapsed)
             if ACCESS_LOG.isEnabledFor(logging.INFO):
                 line = {
                     "ts": format_instant(now_us()),
@@ -95,7 +99,7 @@ class RequestLog:
                     "method": scope.get("method"),
                     "path": scope.get("path"),
                     "status": status,
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "ms": round(elapsed * 1000, 2),
                     "client_id": state.get("client_id"),
                 }
                 ACCESS_LOG.info(orjson.dumps(line).decode())

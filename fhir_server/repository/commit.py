@@ -10,17 +10,33 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from fhir_server.access import OWNED_TYPES, denied
+from fhir_server.metrics import BOOKINGS, CANCELLATIONS, DOUBLE_BOOKING_REFUSALS
 from fhir_server.repository.prepared import Prepared
-from fhir_server.repository.reads import criteria_key
+from fhir_server.repository.reads import criteria_key, load_json
 from fhir_server.repository.services import WriteRules
 from fhir_server.repository.writes import PrepareWrites
 from resources.errors import ClaimConflict, Conflict
 from resources.search_parameters import in_patient_compartment
 
-__all__ = ["MAX_RETRIES", "CommitWrites"]
+__all__ = ["MAX_RETRIES", "CommitWrites", "count_appointments"]
 
 MAX_RETRIES = 5
 """How often a write is prepared again after losing a version race (or a seat)."""
+
+
+def count_appointments(writes: Sequence[Prepared]) -> None:
+    """Count the committed Appointment versions that became booked or cancelled (the
+    version they replace was not) in `fhir_server.metrics`."""
+    for p in writes:
+        op = p.op
+        if op is None or op.version.resource_type != "Appointment" or p.content is None:
+            continue
+        status = p.content.get("status")
+        if status not in ("booked", "cancelled"):
+            continue
+        before = load_json(p.current.content) if p.current and not p.current.deleted else {}
+        if before.get("status") != status:
+            (BOOKINGS if status == "booked" else CANCELLATIONS).inc()
 
 
 class CommitWrites(PrepareWrites):
@@ -49,12 +65,16 @@ class CommitWrites(PrepareWrites):
                 try:
                     await self._store.apply(ops)
                     await self._put_records(writes)
+                    count_appointments(writes)
                     return
                 except ClaimConflict as exc:
                     scope = exc.key.rpartition("#")[0]
                     lost = [p for p in writes if scope in p.seat_scopes]
                     if not lost or attempt == MAX_RETRIES - 1:
-                        raise await self._explained(exc, writes) from exc
+                        refusal = await self._explained(exc, writes)
+                        detail = refusal.issues[0].details_code or "taken"
+                        DOUBLE_BOOKING_REFUSALS.labels(detail).inc()
+                        raise refusal from exc
                     for p in lost:  # a seat went to a concurrent booker: choose again
                         await self._planned(p)
         finally:

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import orjson
 
+from fhir_server.metrics import REMINDER_LATENESS
 from fhir_server.repository import Repository
 from fhir_server.search.query import (
     DateCondition,
@@ -162,6 +163,8 @@ class ReminderSender:
             return 0
         await self._finish(request, comm, "completed", None)
         await repo.records.delete_record(RETRY, request["id"])
+        due = parse_instant(str(request.get("occurrenceDateTime")))
+        REMINDER_LATENESS.observe(max(0, self.clock() - due) / 1_000_000)
         return 1
 
     async def _why_not(self, request: dict[str, Any], now: int) -> str | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from fhir_server.metrics import HOLDS_EXPIRED
 from fhir_server.repository import Repository, load_json
 from fhir_server.search.query import StoreQuery, TokenCondition, TokenValue
 from operations.leased import Holding, run_leased
@@ -80,6 +81,7 @@ async def sweep_expired_holds(repository: Repository, now: int | None = None) ->
     for id in sorted(ids):
         if await _cancel(repository, id, now, config):
             cancelled.append(id)
+            HOLDS_EXPIRED.inc()
     return cancelled
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fhir_server.cli import _load_demo
 from tests.conftest import _free_port, make_settings
@@ -86,7 +87,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "FHIR_SERVER_EXPORT_DIR": settings.export_dir,
         "FHIR_SERVER_HOLD_SECONDS": "2",
         "FHIR_SERVER_ACCESS_LOG": "false",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),  # what `serve --workers 2` sets
     }
+    (tmp / "metrics").mkdir()
     servers = [Serve(env, port_a, tmp / "a.log"), Serve(env, port_b, tmp / "b.log")]
     try:
         for server in servers:
@@ -134,6 +137,24 @@ def test_200_racing_books_over_two_processes_book_each_time_once(pair: Any) -> N
         if appt["status"] == "booked" and "racer-" in json.dumps(appt["participant"])
     )
     assert len(booked) == 20 and set(booked.values()) == {1}, booked
+    # /metrics on either process adds up both processes' counts
+    for server in servers:
+        scraped = _metrics(server)
+        assert scraped["fhir_appointments_booked_total"] == 20
+        assert scraped['fhir_double_booking_refusals_total{detail="slot-unavailable"}'] == 180
+        books = 'fhir_requests_total{code="409",interaction="operation",operation="$book",'
+        assert scraped[books + 'type="Appointment"}'] == 180
+
+
+def _metrics(server: Serve) -> dict[str, float]:
+    """`GET /metrics` as {sample with labels: value} (prometheus_client's own parser)."""
+    text = httpx.get(f"{server.origin}/metrics").text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return out
 
 
 def test_a_token_from_one_process_works_on_the_other_and_is_revoked_on_both(
