@@ -203,6 +203,9 @@ def build_auth_server(repository: Repository, settings: Settings) -> AuthServer:
         refresh_seconds=settings.refresh_token_seconds,
         launch_seconds=settings.launch_seconds,
         default_tz=settings.default_timezone,
+        per_user=settings.rate_limit_per_user,
+        per_client=settings.rate_limit_per_client,
+        logins=settings.logins_per_minute,
     )
     records = repository.records
     return AuthServer(

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from fhir_server.cli_auth import DatabaseUrl
 from fhir_server.config import Settings
-from fhir_server.storage.sqlite import default_path_for
+from fhir_server.storage.factory import default_path_for
 from fhir_server.storage.sqlite_backup import BackupError, Integrity, backup, check, restore
 
 __all__ = ["register"]

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
             default on; off answers 404.
         registrations_per_hour: how many patient accounts one client address may create
             an hour at `POST /auth/register` (10).
+        rate_limit_per_user / rate_limit_per_client: requests a minute one signed-in user /
+            one client's tokens may make (100 / 6000; 0: unlimited; the administrator's
+            `fhir-server token` tokens are not limited), `smart_auth.rate_limits`.
+        logins_per_minute: sign-in attempts a minute from one client address (20).
 
     Subscriptions (R4 Subscription, `operations/subscriptions/`):
         subscription_retry_hours: how long a failing delivery is retried, with exponential
@@ -97,6 +101,9 @@ class Settings(BaseSettings):
     refresh_token_seconds: int = 90 * 24 * 3600
     launch_seconds: int = 3600
     registrations_per_hour: int = 10
+    rate_limit_per_user: int = 100
+    rate_limit_per_client: int = 6000
+    logins_per_minute: int = 20
     access_log: bool = True
     metrics: bool = True
 

@@ -196,4 +196,12 @@ class RecordStore(Protocol):
         """Every live record of `kind` as `(key, doc)`, ordered by key."""
 
     async def purge_records(self, now: int) -> int:
-        """Delete every record with `expires < now` (µs UTC); return how many."""
+        """Delete every record with `expires < now` (µs UTC); return how many (hit
+        counters of `count_hit` included)."""
+
+    async def count_hit(self, kind: str, key: str, expires: int) -> int:
+        """Add one to the counter `(kind, key)` and return its new value, atomically across
+        processes (of N concurrent calls on a fresh counter, each gets a different value
+        1..N). A counter that does not exist, or whose `expires` (µs UTC) has passed,
+        starts again at 1 and lasts until this call's `expires`. Counters are separate from
+        records (a record and a counter may share a kind and key). For rate limits."""

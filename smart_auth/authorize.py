@@ -31,8 +31,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from fhir_server.repository import Repository
 from fhir_server.search.parse import SearchContext, parse_condition
 from fhir_server.search.query import StoreQuery
+from resources.errors import TooManyRequests
 from smart_auth import pages
 from smart_auth.grants import Grant, PendingCode, new_token
+from smart_auth.rate_limits import hit
 from smart_auth.registry import Client, LoginLocked
 from smart_auth.scopes import ScopeSet
 from smart_auth.server import AuthServer
@@ -53,8 +55,8 @@ AUTH_PARAMS = (
 )
 
 
-def _html(body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers=NO_STORE)
+def _html(body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
 
 
 def _redirect(uri: str, params: dict[str, str]) -> RedirectResponse:
@@ -78,10 +80,11 @@ class Authorize:
         self.server = server
         self.repository = repository
 
-    async def handle(self, params: Mapping[str, str]) -> Response:
-        """One GET or POST to `/auth/authorize`."""
+    async def handle(self, params: Mapping[str, str], address: str = "") -> Response:
+        """One GET or POST to `/auth/authorize` from the client address `address` (sign-ins
+        are rate-limited per address: `AuthSettings.login_limit`)."""
         if "txn" in params:
-            return await self._step(params)
+            return await self._step(params, address)
         return await self._start(params)
 
     # -- the request ------------------------------------------------------------------------
@@ -149,7 +152,7 @@ class Authorize:
 
     # -- the steps --------------------------------------------------------------------------
 
-    async def _step(self, params: Mapping[str, str]) -> Response:
+    async def _step(self, params: Mapping[str, str], address: str) -> Response:
         txn = params["txn"]
         pending = await self.server.grants.transaction(txn)
         if pending is None:
@@ -161,7 +164,7 @@ class Authorize:
             return _html(pages.error_page("The app is no longer registered."), 400)
         step = params.get("step")
         if step == "login":
-            return await self._login(txn, pending, client, params)
+            return await self._login(txn, pending, client, params, address)
         if "user" not in pending:
             return _html(pages.login_page(txn, client.name or client.client_id))
         if step == "search":
@@ -180,10 +183,20 @@ class Authorize:
         return _html(pages.error_page("Unknown step."), 400)
 
     async def _login(
-        self, txn: str, pending: dict[str, Any], client: Client, params: Mapping[str, str]
+        self,
+        txn: str,
+        pending: dict[str, Any],
+        client: Client,
+        params: Mapping[str, str],
+        address: str,
     ) -> Response:
         name = client.name or client.client_id
         username = params.get("username", "")
+        try:
+            await hit(self.server.grants.records, self.server.settings.login_limit, address)
+        except TooManyRequests as exc:
+            page = pages.login_page(txn, name, "Too many sign-ins from here: try again shortly.")
+            return _html(page, 429, exc.headers)
         try:
             user = await self.server.registry.sign_in(username, params.get("password", ""))
         except LoginLocked:

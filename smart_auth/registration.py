@@ -13,8 +13,8 @@ Rules:
   refused too. A taken username is refused the same way (the user record is inserted, never
   overwritten).
 - **Rate-limited** per client address: at most `FHIR_SERVER_REGISTRATIONS_PER_HOUR` (10)
-  registrations an hour (record RATE_KIND, shared by every server process), then 429 with
-  `Retry-After`.
+  registrations an hour (`rate_limits`, counters of kind RATE_KIND, counted atomically in
+  the database by every server process together), then 429 with `Retry-After`.
 - A failed registration leaves nothing behind (the claims it made are given back).
 
 Errors are OperationOutcomes: 400 `invalid` (which field and why), 409 `duplicate` (email or
@@ -31,8 +31,8 @@ from typing import Any, Final
 
 from fhir_server.repository import Repository
 from fhir_server.search.query import StoreQuery, TokenCondition, TokenValue
-from resources.errors import Conflict, Invalid, StoreConflict, TooManyRequests
-from resources.fhir_dates import now_us
+from resources.errors import Conflict, Invalid, StoreConflict
+from smart_auth.rate_limits import Limit, hit
 from smart_auth.registry import Registry, User, hash_secret
 
 __all__ = ["MIN_PASSWORD", "RATE_SECONDS", "register_patient"]
@@ -75,21 +75,9 @@ def _checked(body: Mapping[str, Any]) -> dict[str, str]:
     return fields
 
 
-async def _throttle(repository: Repository, address: str) -> None:
-    """Count one registration of `address`. Raises TooManyRequests (429) past the limit."""
-    now = now_us()
-    window = RATE_SECONDS * 1_000_000
-    doc = await repository.records.get_record(RATE_KIND, address)
-    if doc is None or int(doc["start"]) + window <= now:
-        doc = {"start": now, "count": 0}
-    if int(doc["count"]) >= repository.settings.registrations_per_hour:
-        wait = max(1, (int(doc["start"]) + window - now) // 1_000_000)
-        raise TooManyRequests(
-            "Too many accounts were created from this address; try again later",
-            headers={"Retry-After": str(wait)},
-        )
-    doc["count"] = int(doc["count"]) + 1
-    await repository.records.put_record(RATE_KIND, address, doc, int(doc["start"]) + window)
+def registration_limit(per_hour: int) -> Limit:
+    """At most `per_hour` registrations an hour from one address (`rate_limits`)."""
+    return Limit(RATE_KIND, per_hour, RATE_SECONDS, "accounts an hour from this address")
 
 
 async def register_patient(
@@ -107,7 +95,9 @@ async def register_patient(
         Invalid (400), Conflict (409 `duplicate`), TooManyRequests (429).
     """
     fields = _checked(body)
-    await _throttle(repository, address)
+    await hit(
+        repository.records, registration_limit(repository.settings.registrations_per_hour), address
+    )
     email = fields["email"].lower()
     email_key = hashlib.sha256(email.encode()).hexdigest()
     records = repository.records

@@ -140,7 +140,8 @@ def auth_routes(server: AuthServer, repository: Repository) -> list[Route]:
                 params = await _form(request)
             except OAuthError as exc:
                 return _oauth_error(exc, NO_STORE)
-        return await authorize.handle(params)
+        address = request.client.host if request.client else "unknown"
+        return await authorize.handle(params, address)
 
     async def token_endpoint(request: Request) -> Response:
         headers = {**NO_STORE, **await cors_headers(request)}

@@ -22,6 +22,7 @@ from smart_auth.client_auth import JwksCache
 from smart_auth.grants import Grant, Grants
 from smart_auth.keys import KeyFile, KeyRecords, ServerKeys, load_keys
 from smart_auth.policy import ScopePolicy
+from smart_auth.rate_limits import Limit, hit
 from smart_auth.registry import Client, Registry
 from smart_auth.scopes import ScopeSet
 from smart_auth.tokens import (
@@ -48,6 +49,8 @@ class AuthSettings:
         base_url: the public FHIR base URL (`iss` and the required `aud`).
         access_seconds / refresh_seconds / code_seconds / launch_seconds: lifetimes.
         default_tz: zone for index extraction in compartment checks.
+        per_user / per_client / logins: requests a minute per signed-in user and per
+            client, sign-ins a minute per address (`smart_auth.rate_limits`; 0: none).
     """
 
     base_url: str
@@ -56,6 +59,21 @@ class AuthSettings:
     code_seconds: int = 60
     launch_seconds: int = 3600
     default_tz: str = "UTC"
+    per_user: int = 100
+    per_client: int = 6000
+    logins: int = 20
+
+    @property
+    def user_limit(self) -> Limit:
+        return Limit("rate-user", self.per_user, 60, "requests a minute for this user")
+
+    @property
+    def client_limit(self) -> Limit:
+        return Limit("rate-client", self.per_client, 60, "requests a minute for this app")
+
+    @property
+    def login_limit(self) -> Limit:
+        return Limit("rate-login", self.logins, 60, "sign-ins a minute from this address")
 
     def endpoint(self, name: str) -> str:
         """The absolute URL of `/auth/{name}`."""
@@ -219,13 +237,14 @@ class AuthServer:
                 headers={"WWW-Authenticate": f'Bearer realm="{self.settings.base_url}"'},
             )
         token = authorization[7:].strip()
-        hit = self._verified.get(token)
-        if hit is not None and hit[0].expires_at > time.time():
+        cached = self._verified.get(token)
+        if cached is not None and cached[0].expires_at > time.time():
             # the signature was checked before; revocation is still checked every time
-            if not await self.grants.is_active(hit[0].grant):
+            if not await self.grants.is_active(cached[0].grant):
                 raise invalid_token("the token has been revoked")
             self._verified.move_to_end(token)
-            return hit[1]
+            await self._count(*cached)
+            return cached[1]
         claims = await self.verify(token)
         policy = ScopePolicy(
             ScopeSet.parse(claims.scope),
@@ -237,7 +256,23 @@ class AuthServer:
         self._verified[token] = (claims, policy)
         if len(self._verified) > VERIFIED_CACHE:
             self._verified.popitem(last=False)
+        await self._count(claims, policy)
         return policy
+
+    async def _count(self, claims: AccessClaims, policy: ScopePolicy) -> None:
+        """One request against the rate limits of the token's user and client (the
+        administrator's CLI tokens are not limited; `smart_auth.rate_limits`).
+
+        Raises:
+            TooManyRequests: (429 `throttled`, Retry-After) a limit is exceeded.
+        """
+        if claims.client_id == ADMIN_CLIENT:
+            return
+        records = self.grants.records
+        settings = self.settings
+        if claims.subject and claims.subject != claims.client_id:  # a signed-in user
+            await hit(records, settings.user_limit, claims.subject)
+        await hit(records, settings.client_limit, policy.client_id)
 
     async def restore_policy(self, credentials: dict[str, Any]) -> AccessPolicy | None:
         """The policy `credentials` (`AccessPolicy.credentials()` of an earlier request)

@@ -142,5 +142,9 @@ class Records:
         return await self._store.list_records(kind)
 
     async def purge_records(self, now: int) -> int:
-        """Delete every record with `expires < now` (µs UTC); how many."""
+        """Delete every record and hit counter with `expires < now` (µs UTC); how many."""
         return await self._store.purge_records(now)
+
+    async def count_hit(self, kind: str, key: str, expires: int) -> int:
+        """Add one to the counter `(kind, key)` and return it (`RecordStore.count_hit`)."""
+        return await self._store.count_hit(kind, key, expires)

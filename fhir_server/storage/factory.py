@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fhir_server.storage.base import ResourceStore
 from resources.errors import Invalid
 
@@ -17,7 +19,7 @@ def open_store(url: str) -> ResourceStore:
         Invalid: for any other scheme.
     """
     if url.startswith("sqlite:"):
-        from fhir_server.storage.sqlite import SQLiteStore, default_path_for
+        from fhir_server.storage.sqlite import SQLiteStore
 
         return SQLiteStore(default_path_for(url))
     if url.startswith(("mongodb://", "mongodb+srv://")):
@@ -25,3 +27,9 @@ def open_store(url: str) -> ResourceStore:
 
         return MongoStore.from_url(url)
     raise Invalid(f"Unsupported database URL scheme in {url.split(':', 1)[0]!r}")
+
+
+def default_path_for(url: str) -> str:
+    """The file path of a `sqlite:///path` URL (`sqlite:///:memory:` -> `:memory:`)."""
+    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+    return path if path == ":memory:" else os.path.expanduser(path)

@@ -383,3 +383,7 @@ class MongoStore:
     async def purge_records(self, now: int) -> int:
         """Delete every record with `expires < now` (µs UTC); return how many."""
         return await mongo_records.purge_records(self._records, now)
+
+    async def count_hit(self, kind: str, key: str, expires: int) -> int:
+        """Add one to the counter and return it (`RecordStore.count_hit`)."""
+        return await mongo_records.count_hit(self._records, kind, key, expires, self._clock())

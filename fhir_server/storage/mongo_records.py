@@ -12,7 +12,8 @@ take is one `find_one_and_delete`. A record with `expires < now` counts as absen
 `purge_records`. Indexes (`RECORD_INDEXES`, created by `MongoStore.start`): (kind, key) for
 `list_records`, (expires) for `purge_records`. Calls stay within the mongomock-motor surface
 (`find().sort().to_list()`, `find_one`, `insert_one`, `replace_one`, `find_one_and_delete`,
-`delete_one`, `delete_many`).
+`delete_one`, `delete_many`, `find_one_and_update`). Hit counters (`count_hit`) share the
+collection under the kind HIT_KIND.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import orjson
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -136,5 +137,36 @@ async def list_records(
 
 
 async def purge_records(records: AsyncCollection[Doc], now: int) -> int:
-    """Delete every record with `expires < now` (µs UTC; null never matches); how many."""
+    """Delete every record and hit counter with `expires < now` (µs UTC; null never
+    matches); how many."""
     return (await records.delete_many({"expires": {"$lt": now}})).deleted_count
+
+
+HIT_KIND = "\x1dhit"
+"""The `kind` field of hit counters (`count_hit`), which no record kind can equal: they live
+in the records collection, so `purge_records` removes them, yet `list_records` never lists
+them."""
+
+
+async def count_hit(
+    records: AsyncCollection[Doc], kind: str, key: str, expires: int, now: int
+) -> int:
+    """`RecordStore.count_hit`: drop the counter if it expired, then one upserting
+    `find_one_and_update` with `$inc` (atomic on the document). Two first hits at once both
+    upsert; the unique `_id` lets one insert and the other, refused, increments it."""
+    _id = f"{HIT_KIND}{SEPARATOR}{record_id(kind, key)}"
+    await records.delete_one({"_id": _id, "expires": {"$lt": now}})
+    update = {
+        "$inc": {"n": 1},
+        "$setOnInsert": {"kind": HIT_KIND, "key": record_id(kind, key), "expires": expires},
+    }
+    for _ in range(3):
+        try:
+            found = await records.find_one_and_update(
+                {"_id": _id}, update, upsert=True, return_document=ReturnDocument.AFTER
+            )
+        except DuplicateKeyError:
+            continue
+        if found is not None:
+            return int(found["n"])
+    raise StoreConflict(f"The hit counter {kind}/{key} could not be counted", key=_id)

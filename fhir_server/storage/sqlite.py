@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 import threading
 import uuid
@@ -383,11 +382,12 @@ class SQLiteStore:
         return await self._read(lambda conn: sqlite_records.list_records(conn, kind, now))
 
     async def purge_records(self, now: int) -> int:
-        """Delete every record with `expires < now` (µs UTC); return how many."""
+        """Delete every record and hit counter with `expires < now` (µs UTC); how many."""
         return await self._write(lambda conn: sqlite_records.purge_records(conn, now))
 
-
-def default_path_for(url: str) -> str:
-    """The file path of a `sqlite:///path` URL (`sqlite:///:memory:` -> `:memory:`)."""
-    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
-    return path if path == ":memory:" else os.path.expanduser(path)
+    async def count_hit(self, kind: str, key: str, expires: int) -> int:
+        """Add one to the counter and return it (`RecordStore.count_hit`)."""
+        now = now_us()
+        return await self._write(
+            lambda conn: sqlite_records.count_hit(conn, kind, key, expires, now)
+        )

@@ -94,8 +94,24 @@ def list_records(conn: sqlite3.Connection, kind: str, now: int) -> list[tuple[st
 
 
 def purge_records(conn: sqlite3.Connection, now: int) -> int:
-    """Delete every record with `expires < now` (µs UTC) in one statement; how many."""
-    return int(conn.execute("DELETE FROM records WHERE expires < ?", (now,)).rowcount)
+    """Delete every record and hit counter with `expires < now` (µs UTC); how many."""
+    gone = int(conn.execute("DELETE FROM records WHERE expires < ?", (now,)).rowcount)
+    return gone + int(conn.execute("DELETE FROM hits WHERE expires < ?", (now,)).rowcount)
+
+
+_HIT = (
+    "INSERT INTO hits (kind, key, n, expires) VALUES (?, ?, 1, ?) "
+    "ON CONFLICT (kind, key) DO UPDATE SET "
+    "n = CASE WHEN hits.expires < ? THEN 1 ELSE hits.n + 1 END, "
+    "expires = CASE WHEN hits.expires < ? THEN excluded.expires ELSE hits.expires END "
+    "RETURNING n"
+)
+
+
+def count_hit(conn: sqlite3.Connection, kind: str, key: str, expires: int, now: int) -> int:
+    """`RecordStore.count_hit` in one upsert statement on the `hits` table (the primary key
+    and SQLite's write lock make it atomic across processes)."""
+    return int(conn.execute(_HIT, (kind, key, expires, now, now)).fetchone()[0])
 
 
 def _doc(blob: bytes) -> dict[str, Any]:

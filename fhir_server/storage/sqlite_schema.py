@@ -142,6 +142,10 @@ CREATE TABLE IF NOT EXISTS records (
     PRIMARY KEY (kind, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_expires ON records (expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS hits (
+    kind TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL, expires INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
 DROP INDEX IF EXISTS idx_string_seq;
 DROP INDEX IF EXISTS idx_token_seq;
 DROP INDEX IF EXISTS idx_date_seq;

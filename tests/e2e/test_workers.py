@@ -5,6 +5,7 @@ each so the test can aim at either): they share bookings, tokens and the once-on
   processes: exactly one booking per time, 180 refused 409, and the file holds no two booked
   Appointments of his at one time.
 - A token one process issued works on the other; revoked at one, both refuse it at once.
+- The per-user rate limit counts a user's requests on both processes together.
 - The hold sweeper runs in exactly one process (its lease); killed with SIGKILL, the other
   takes the lease over within 10 s and sweeps the next expired hold.
 """
@@ -173,6 +174,36 @@ def test_a_token_from_one_process_works_on_the_other_and_is_revoked_on_both(
     for server in (a, b):
         refused = httpx.get(server.origin + read, headers=bearer(token))
         assert refused.status_code == 401, refused.text
+
+
+def test_the_per_user_limit_counts_requests_on_both_processes_together(pair: Any) -> None:
+    settings, (a, b), _ = pair
+    if time.time() % 60 > 50:  # the limit's window is a UTC minute: stay inside one
+        time.sleep(60 - time.time() % 60 + 0.1)
+    person = {
+        "given": "Ada",
+        "family": "Limit",
+        "birthDate": "1990-01-02",
+        "email": "ada.limit@example.org",
+        "username": "ada-limit",
+        "password": "a-long-password-1",
+    }
+    made = httpx.post(f"{a.origin}/auth/register", json=person)  # a user of its own
+    assert made.status_code == 201, made.text
+    with httpx.Client(base_url=b.origin, follow_redirects=False, timeout=30) as http:
+        scope = "launch/patient patient/*.rs"
+        token = bearer(
+            patient_token(http, settings.base_url, scope, "ada-limit", person["password"])
+        )
+    read = "/fhir/" + made.json()["patient"]
+    with httpx.Client(timeout=30) as http:
+        statuses = [
+            http.get((a, b)[n % 2].origin + read, headers=token).status_code for n in range(100)
+        ]
+        assert statuses == [200] * 100  # 100 a minute per user, 50 on each process
+        for server in (a, b):
+            refused = http.get(server.origin + read, headers=token)
+            assert refused.status_code == 429 and "retry-after" in refused.headers
 
 
 def _hold(server: Serve, admin: dict[str, str], day: int) -> str:

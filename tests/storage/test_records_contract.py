@@ -261,3 +261,44 @@ async def test_mongo_record_kind_with_separator_raises_value_error() -> None:
     with pytest.raises(ValueError, match="U\\+001F"):
         await store.put_record("a\x1fb", "c", doc(1))
     await store.close()
+
+
+# -- hit counters ---------------------------------------------------------------------------------
+
+
+async def test_count_hit_counts_up_and_starts_again_once_expired(store: ResourceStore) -> None:
+    assert [await store.count_hit("rate", "u1", later()) for _ in range(3)] == [1, 2, 3]
+    assert await store.count_hit("rate", "u2", later()) == 1  # another key counts apart
+    assert await store.count_hit("other", "u1", later()) == 1  # another kind counts apart
+    await store.count_hit("rate", "old", past())  # made already expired
+    assert await store.count_hit("rate", "old", later()) == 1  # so it starts again
+
+
+async def test_count_hit_is_apart_from_records_and_purged_when_expired(
+    store: ResourceStore,
+) -> None:
+    await store.put_record("rate", "u1", doc(1), expires=later())
+    assert await store.count_hit("rate", "u1", later()) == 1
+    assert await store.get_record("rate", "u1") == doc(1)
+    assert await store.list_records("rate") == [("u1", doc(1))]  # counters are not listed
+    await store.count_hit("rate", "gone", past())
+    assert await store.purge_records(now_us()) == 1  # the expired counter
+    assert await store.count_hit("rate", "u1", later()) == 2  # the live one stays
+
+
+async def race_hits(store: ResourceStore) -> None:
+    """RACERS concurrent first hits of one counter get 1..RACERS, each once."""
+    results = await asyncio.gather(
+        *(store.count_hit("rate", "racer", later()) for _ in range(RACERS))
+    )
+    assert sorted(results) == list(range(1, RACERS + 1))
+
+
+async def test_count_hit_concurrent_hits_each_get_their_own_number(store: ResourceStore) -> None:
+    await race_hits(store)
+
+
+async def test_count_hit_interleaved_hits_each_get_their_own_number(
+    interleaved_store: ResourceStore,
+) -> None:
+    await race_hits(interleaved_store)
