@@ -59,8 +59,15 @@ def chromium() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def portal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """uvicorn on 127.0.0.1 with authorization on, its own SQLite file and the demo clinic."""
-    server = LiveServer(make_settings(tmp_path_factory.mktemp("portal"), auth=True))
+    """uvicorn on 127.0.0.1 with authorization on, its own SQLite file and the demo clinic.
+    One module's browser sessions act as the same few users within a minute, far faster
+    than a person clicks (the provider flow alone sends ~150 requests as Dr. Smith): the
+    per-user rate limit is raised so it cannot decide a test (tests/smart/test_rate_limits.py
+    tests it)."""
+    settings = make_settings(
+        tmp_path_factory.mktemp("portal"), auth=True, rate_limit_per_user=10_000
+    )
+    server = LiveServer(settings)
     assert off_loop(lambda: asyncio.run(_load_demo(server.settings))) > 0
     with server:
         yield server
