@@ -23,7 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import os
+import random
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -168,59 +171,66 @@ def double_bookings(db: Path) -> tuple[int, int, int]:
     return sum(n for _, n in booked), twice, overlaps
 
 
-async def sustained(client: httpx.AsyncClient, monday: dt.date, seconds: float) -> dict[str, Any]:
+async def free_times(client: httpx.AsyncClient, monday: dt.date) -> list[dict[str, Any]]:
+    """The free rule-derived Slots of schedules 1..98 over weeks 2-6 ($find-slots), shuffled
+    (so concurrent bookers rarely want the same practitioner's minute)."""
     start = f"{monday + dt.timedelta(days=7)}T00:00:00Z"
     end = f"{monday + dt.timedelta(days=38)}T00:00:00Z"
     queue: list[dict[str, Any]] = []
-    for i in range(1, 100):
+    for i in range(1, 99):
         r = await client.get(
             f"/Schedule/sched-{i}/$find-slots", params={"start": start, "end": end, "_count": 1000}
         )
         for entry in r.json().get("entry", []):
             if entry["search"]["mode"] == "match":
                 queue.append(entry["resource"])
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    deadline = time.perf_counter() + seconds
+    random.Random(7).shuffle(queue)
+    return queue
 
-    async def worker(w: int) -> None:
-        n = 0
-        while time.perf_counter() < deadline and queue:
-            slot = queue.pop()
-            schedule = slot["schedule"]["reference"].split("/")[1]
-            appointment = {
-                "resourceType": "Appointment",
-                "status": "proposed",
-                "start": slot["start"],
-                "end": slot["end"],
-                "slot": [{"reference": f"Slot/{slot['id']}"}],
-                "participant": [
-                    {  # one patient per booking: a patient is never booked twice at once
-                        "actor": {"reference": f"Patient/sustained-{w}-{n}"},
-                        "status": "accepted",
-                    },
-                    {
-                        "actor": {"reference": f"PractitionerRole/role-{schedule.split('-')[1]}"},
-                        "status": "accepted",
-                    },
-                ],
-            }
-            t = time.perf_counter()
-            r = await client.post("/Appointment/$book", json=parameters(appointment))
-            latencies.append((time.perf_counter() - t) * 1000)
-            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-            n += 1
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*[worker(w) for w in range(50)])
-    elapsed = time.perf_counter() - t0
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50": pct(latencies, 0.5),
-        "p99": pct(latencies, 0.99),
-        "statuses": statuses,
-        "offered": len(queue) + len(latencies),
-    }
+def book_bodies(slots: list[dict[str, Any]], tag: str) -> str:
+    """One `$book` Parameters body per line, a new patient for each (never double-booked)."""
+    lines = []
+    for n, slot in enumerate(slots):
+        schedule = slot["schedule"]["reference"].split("/")[1]
+        appointment = {
+            "resourceType": "Appointment",
+            "status": "proposed",
+            "start": slot["start"],
+            "end": slot["end"],
+            "slot": [{"reference": f"Slot/{slot['id']}"}],
+            "participant": [
+                {"actor": {"reference": f"Patient/{tag}-{n}"}, "status": "accepted"},
+                {
+                    "actor": {"reference": f"PractitionerRole/role-{schedule.split('-')[1]}"},
+                    "status": "accepted",
+                },
+            ],
+        }
+        lines.append(json.dumps(parameters(appointment)))
+    return "\n".join(lines) + "\n"
+
+
+def wrk_book(
+    base: str,
+    bodies: str,
+    token: str,
+    seconds: float,
+    connections: int,
+    tmp: Path,
+    delay_ms: int | None = None,
+) -> dict[str, float]:
+    """Run bench/book.lua with wrk (2 threads): closed loop, or paced by `delay_ms`."""
+    path = tmp / f"bodies-{connections}-{delay_ms}.ndjson"
+    path.write_text(bodies)
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "30s"]
+    command += ["-s", str(ROOT / "bench" / "book.lua"), base, "--", str(path), "2", token]
+    if delay_ms is not None:
+        command.append(str(delay_ms))
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    result["rps"] = result["ok"] / (result["duration_us"] / 1e6)
+    return result
 
 
 async def find_latency(
@@ -239,8 +249,30 @@ async def find_latency(
     return {"p50": statistics.median(latencies), "p99": pct(latencies, 0.99), "total": sizes[-1]}
 
 
+class Goals:
+    """The issue's goals, each printed with its figure and pass/fail at the end."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, bool]] = []
+
+    def check(self, goal: str, figure: str, passed: bool) -> None:
+        self.rows.append((goal, figure, passed))
+
+    def print(self) -> None:
+        print("goals:")
+        for goal, figure, passed in self.rows:
+            print(f"  [{'PASS' if passed else 'FAIL'}] {goal}: {figure}")
+
+
 async def run(
-    base: str, db: Path | None, monday: dt.date, seconds: float, pid: int, token: str
+    base: str,
+    db: Path | None,
+    monday: dt.date,
+    seconds: float,
+    pids: list[int],
+    token: str,
+    tmp: Path,
+    goals: Goals,
 ) -> None:
     # idle connections are dropped well before uvicorn's 5 s keep-alive closes them: with
     # httpx's default of 5 s too, a request could go out on a connection the server was closing
@@ -260,22 +292,14 @@ async def run(
                 f"  from the database: {booked} booked on the race slots, {twice} slots booked twice, "
                 f"{overlaps} overlapping bookings of one practitioner"
             )
-        s = await sustained(client, monday, seconds)
-        if db is not None:
-            _, twice, overlaps = double_bookings(db)
-            print(f"  after sustained booking: {twice} slots booked twice, {overlaps} overlapping")
-        print(
-            f"book: 50 clients, {s['rps']:.0f} bookings/s, p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, "
-            f"statuses {s['statuses']} ({s['offered']} free slots offered)"
-        )
         window = {
-            "start": f"{monday}T00:00:00Z",
-            "end": f"{monday + dt.timedelta(days=31)}T00:00:00Z",
+            "start": f"{monday + dt.timedelta(days=7)}T00:00:00Z",
+            "end": f"{monday + dt.timedelta(days=38)}T00:00:00Z",
         }
-        one = await find_latency(client, "/Schedule/sched-50/$find-slots", window, 200)
+        empty_one = await find_latency(client, "/Schedule/sched-99/$find-slots", window, 200)
         print(
-            f"find-1: one schedule, 31 days: p50 {one['p50']:.1f} ms, p99 {one['p99']:.1f} ms "
-            f"({one['total']} free slots)"
+            f"find-1: one schedule, 31 days, empty calendar: p50 {empty_one['p50']:.1f} ms, "
+            f"p99 {empty_one['p99']:.1f} ms ({empty_one['total']} free slots)"
         )
         many = await find_latency(
             client,
@@ -287,7 +311,44 @@ async def run(
             f"find-100: 100 schedules, 31 days: p50 {many['p50']:.1f} ms, p99 {many['p99']:.1f} ms "
             f"({many['total']} free slots)"
         )
-        print(f"server RSS {rss_mib(pid):.0f} MiB")
+        goals.check(
+            "Slot/$find-slots, 100 schedules x 31 days, p50 < 100 ms",
+            f"p50 {many['p50']:.1f} ms",
+            many["p50"] < 100,
+        )
+        slots = await free_times(client, monday)
+    closed_n = int(min(len(slots) * 0.8, 2000 * seconds))
+    closed = wrk_book(base, book_bodies(slots[:closed_n], "closed"), token, seconds, 50, tmp)
+    print(
+        f"book (wrk, closed loop, 50 connections): {closed['rps']:.0f} bookings/s, "
+        f"p50 {closed['p50_us'] / 1000:.1f} ms, p90 {closed['p90_us'] / 1000:.1f} ms, "
+        f"p99 {closed['p99_us'] / 1000:.1f} ms, max {closed['max_us'] / 1000:.0f} ms; "
+        f"{closed['ok']:.0f} booked, {closed['conflict']:.0f} x 409, {closed['other']:.0f} other, "
+        f"{closed['socket_errors']:.0f} socket errors"
+    )
+    goals.check(
+        "$book closed loop, 50 clients: >= 600 bookings/s",
+        f"{closed['rps']:.0f}/s",
+        closed["rps"] >= 600,
+    )
+    ratio = closed["p99_us"] / max(closed["p50_us"], 1)
+    goals.check("$book closed loop: p99 <= 3 x p50", f"p99/p50 = {ratio:.1f}", ratio <= 3)
+    rest = slots[closed_n:]
+    paced = wrk_book(base, book_bodies(rest, "paced"), token, seconds, 10, tmp, delay_ms=100)
+    print(
+        f"book (wrk, 10 connections x 10/s = 100/s offered): {paced['rps']:.0f} bookings/s, "
+        f"p50 {paced['p50_us'] / 1000:.1f} ms, p99 {paced['p99_us'] / 1000:.1f} ms, "
+        f"max {paced['max_us'] / 1000:.0f} ms; {paced['ok']:.0f} booked, {paced['other']:.0f} other"
+    )
+    goals.check(
+        "$book at 100/s offered: p99 < 50 ms",
+        f"p99 {paced['p99_us'] / 1000:.1f} ms",
+        paced["p99_us"] < 50_000,
+    )
+    if db is not None:
+        _, twice, overlaps = double_bookings(db)
+        print(f"  after the booking runs: {twice} slots booked twice, {overlaps} overlapping")
+    print(f"server RSS {sum(rss_mib(pid) for pid in pids):.0f} MiB ({len(pids)} processes)")
 
 
 def server_env(url: str, port: int, tmp: Path) -> dict[str, str]:
@@ -300,13 +361,23 @@ def server_env(url: str, port: int, tmp: Path) -> dict[str, str]:
     }
 
 
-def serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def serve(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
+    command = [str(BIN / "fhir-server"), "serve", "--port", str(port), "--log-level", "warning"]
     return subprocess.Popen(
-        [str(BIN / "fhir-server"), "serve", "--port", str(port), "--log-level", "warning"],
+        [*command, "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def family(pid: int) -> list[int]:
+    """`pid` and its child processes (uvicorn's workers)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(c) for c in children)]
 
 
 def main() -> int:
@@ -314,7 +385,11 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("needs wrk: apt-get install -y wrk", file=sys.stderr)
+        return 2
     today = dt.date.today()
     monday = today + dt.timedelta(days=7 - today.weekday())
     engines: list[tuple[str, str, Path | None]] = []
@@ -324,19 +399,20 @@ def main() -> int:
     if mongo:
         engines.append(("mongodb", mongo, None))
     for name, url, db in engines:
-        print(f"== {name} ({url}), week of {monday}")
+        print(f"== {name} ({url}), {args.workers} workers, week of {monday}")
         port = free_port()
         env = server_env(url, port, tmp)
-        proc = serve(env, port)
+        proc = serve(env, port, args.workers)
+        goals = Goals()
         try:
             wait_up(f"http://127.0.0.1:{port}/fhir/metadata", proc)
             token = admin_token(env)
-            asyncio.run(
-                run(f"http://127.0.0.1:{port}/fhir", db, monday, args.seconds, proc.pid, token)
-            )
+            base = f"http://127.0.0.1:{port}/fhir"
+            asyncio.run(run(base, db, monday, args.seconds, family(proc.pid), token, tmp, goals))
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+        goals.print()
     if not mongo:
         print("== mongodb: skipped (set FHIR_SERVER_BENCH_MONGODB_URL to a MongoDB to run it)")
     return 0

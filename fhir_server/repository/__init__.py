@@ -14,6 +14,8 @@ server's own rules; records), `services` (hook protocols).
 
 from __future__ import annotations
 
+import dataclasses
+
 from fhir_server.access import AccessPolicy, SystemPolicy
 from fhir_server.config import Settings
 from fhir_server.repository.commit import MAX_RETRIES
@@ -30,6 +32,7 @@ from fhir_server.repository.services import (
     VirtualReader,
     WriteRules,
 )
+from fhir_server.repository.yielding import yielding
 from fhir_server.storage.base import ResourceStore
 
 __all__ = [
@@ -75,6 +78,9 @@ class RepositoryFactory:
 
     def __init__(self, store: ResourceStore, settings: Settings) -> None:
         self._services = Services(store, settings)
+        # the same rules, readers and owners (shared dicts) over a store letting requests go
+        # first (`yielding.py`)
+        self._job_services = dataclasses.replace(self._services, store=yielding(store))
         self.rules = self._services.rules
         self.virtual = self._services.virtual
         self.owners = self._services.owners
@@ -91,5 +97,6 @@ class RepositoryFactory:
 
     def for_job(self, name: str, base_url: str = "") -> Repository:
         """The repository of a background job or start-up task, acting as the server itself
-        (`SystemPolicy(name)`: `name` is the requestor its audit records name)."""
-        return Repository(self._services, SystemPolicy(name), base_url)
+        (`SystemPolicy(name)`: `name` is the requestor its audit records name). Its store
+        calls let requests go first (`yielding.py`)."""
+        return Repository(self._job_services, SystemPolicy(name), base_url)
