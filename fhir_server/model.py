@@ -17,6 +17,7 @@ from resources.index_values import ResourceIndex
 __all__ = [
     "Claim",
     "ClaimKey",
+    "ClaimRun",
     "ClaimSet",
     "Event",
     "HistoryScope",
@@ -99,6 +100,11 @@ class Claim:
     key: ClaimKey
     owner: str
     expires: int | None
+
+
+ClaimRun = tuple[str, int, int]
+"""`(owner, first quantum, end quantum)`: consecutive claims of one owner (end exclusive),
+as `ResourceStore.claim_runs` returns them."""
 
 
 @dataclass(frozen=True, slots=True)

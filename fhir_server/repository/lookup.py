@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from fhir_server.model import Claim, Event, HistoryScope, Page, StoredResource
+from fhir_server.model import Claim, ClaimRun, Event, HistoryScope, Page, StoredResource
 from fhir_server.search.query import Condition, StoreQuery
 from fhir_server.storage.base import ResourceStore
 
@@ -79,6 +79,11 @@ class Lookup:
     async def claims_in(self, scope: str, low: int, high: int) -> list[Claim]:
         """The live claims of `scope` with `low <= quantum < high`, by quantum."""
         return await self._store.claims_in(scope, low, high)
+
+    async def claim_runs(self, scope: str, low: int, high: int) -> list[ClaimRun]:
+        """The live claims of `scope` in `[low, high)` as `(owner, first, end)` runs of
+        consecutive quanta, by first (`ResourceStore.claim_runs`)."""
+        return await self._store.claim_runs(scope, low, high)
 
     # -- the event log and leases, for background jobs (ResourceStore "Events", "Leases") --
 

@@ -42,6 +42,7 @@ from typing import Protocol
 from fhir_server.model import (
     Claim,
     ClaimKey,
+    ClaimRun,
     ClaimSet,
     Event,
     HistoryScope,
@@ -56,6 +57,7 @@ from resources.errors import ClaimConflict
 __all__ = [
     "Claim",
     "ClaimKey",
+    "ClaimRun",
     "ClaimSet",
     "Event",
     "HistoryScope",
@@ -66,6 +68,7 @@ __all__ = [
     "WriteOp",
     "final_claim_sets",
     "is_live",
+    "runs_of",
 ]
 
 
@@ -165,6 +168,12 @@ class ResourceStore(RecordStore, Protocol):
         taken over are left out.
         """
 
+    async def claim_runs(self, scope: str, low: int, high: int) -> list[ClaimRun]:
+        """The live claims of `scope` with `low <= quantum < high` as runs: each owner's
+        maximal sequences of consecutive quanta, `(owner, first, end)` with `end` exclusive,
+        ordered by `(first, end, owner)` (`runs_of` of `claims_in`). A Schedule's booked minutes
+        come back as one row per visit, not one per minute."""
+
     async def claims_of(self, owner: str) -> list[Claim]:
         """Every claim `owner` holds, expired ones included, ordered by scope, quantum."""
 
@@ -209,6 +218,22 @@ class ResourceStore(RecordStore, Protocol):
 
     async def end_lease(self, key: str, owner: str) -> None:
         """Give the lease `key` up if `owner` holds it (another owner's is left alone)."""
+
+
+def runs_of(claims: Sequence[Claim]) -> list[ClaimRun]:
+    """`ResourceStore.claim_runs` from claims ordered by quantum: each owner's consecutive
+    quanta merged, ordered by `(first, end, owner)`."""
+    open_runs: dict[str, list[list[int]]] = {}
+    for claim in claims:
+        spans = open_runs.setdefault(claim.owner, [])
+        quantum = claim.key.quantum
+        if spans and spans[-1][1] == quantum:
+            spans[-1][1] = quantum + 1
+        else:
+            spans.append([quantum, quantum + 1])
+    runs = [(owner, a, b) for owner, spans in open_runs.items() for a, b in spans]
+    runs.sort(key=lambda run: (run[1], run[2], run[0]))
+    return runs
 
 
 def final_claim_sets(ops: Sequence[WriteOp]) -> list[ClaimSet]:

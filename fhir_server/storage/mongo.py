@@ -1,18 +1,16 @@
 """MongoDB adapter of the ResourceStore, on PyMongo's async API (`AsyncMongoClient`).
 
-The document schema and indexes are in `mongo_schema.py`, query compilation in
-`mongo_query.py`, `apply` in `mongo_apply.py` (its claims in `mongo_claim_run.py` and
-`mongo_claims.py`, its journal and `recover` in `mongo_journal.py`), records
-(`base.RecordStore`) in `mongo_records.py`, the lock's lease in `locks.py`, the event log
-and leases in `mongo_events.py`. The adapter keeps to
-the call surface PyMongo's async collection shares with mongomock-motor
-(`find().sort().skip().limit().to_list()`, `find_one`, `insert_one`, `insert_many`,
-`update_one`, `replace_one`, `find_one_and_update`, `find_one_and_delete`, `delete_one`,
-`delete_many`, `count_documents`, `create_index`, each with `session=` None outside a
-transaction) and never relies on a multi-document transaction: unique `_id`s and
-single-document conditional writes are its guarantees, and a journal lets a crashed `apply` be
-undone or completed (`recover`). Where the deployment supports transactions (a replica set or
-mongos) `apply` also runs inside one.
+Schema and indexes: `mongo_schema.py`; queries: `mongo_query.py`; `apply`: `mongo_apply.py`
+(claims in `mongo_claim_run.py`, `mongo_claims.py`; journal and `recover` in
+`mongo_journal.py`); records: `mongo_records.py`; the lock's lease: `locks.py`; the event log
+and leases: `mongo_events.py`. The adapter keeps to the call surface PyMongo's async
+collection shares with mongomock-motor (`find().sort().skip().limit().to_list()`,
+`find_one`, `insert_one`, `insert_many`, `update_one`, `replace_one`, `find_one_and_update`,
+`find_one_and_delete`, `delete_one`, `delete_many`, `count_documents`, `create_index`, each
+with `session=` None outside a transaction) and never relies on a multi-document
+transaction: unique `_id`s and single-document conditional writes are its guarantees, and a
+journal lets a crashed `apply` be undone or completed (`recover`). Where the deployment
+supports transactions (a replica set or mongos) `apply` also runs inside one.
 """
 
 from __future__ import annotations
@@ -29,7 +27,16 @@ from pymongo.errors import DuplicateKeyError
 
 from fhir_server.search.query import Condition, Cursor, StoreQuery
 from fhir_server.storage import locks, mongo_claims, mongo_events, mongo_journal, mongo_records
-from fhir_server.storage.base import Claim, Event, HistoryScope, Page, StoredResource, WriteOp
+from fhir_server.storage.base import (
+    Claim,
+    ClaimRun,
+    Event,
+    HistoryScope,
+    Page,
+    StoredResource,
+    WriteOp,
+    runs_of,
+)
 from fhir_server.storage.mongo_apply import (
     apply_in_transaction,
     apply_ops,
@@ -56,10 +63,8 @@ from fhir_server.storage.mongo_schema import (
 )
 from resources.fhir_dates import now_us
 
-LOCK_POLL_S = 0.02
-"""Seconds between attempts to take a held lock."""
-ITER_BATCH = 500
-"""Documents per round trip in `iter_all`."""
+LOCK_POLL_S = 0.02  # seconds between attempts to take a held lock
+ITER_BATCH = 500  # documents per round trip in `iter_all`
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +243,10 @@ class MongoStore:
     async def claims_in(self, scope: str, low: int, high: int) -> list[Claim]:
         """The claims of `scope` with `low <= quantum < high` live now, ordered by quantum."""
         return await mongo_claims.claims_in(self._claims, scope, low, high, self._clock())
+
+    async def claim_runs(self, scope: str, low: int, high: int) -> list[ClaimRun]:
+        """The live claims of `scope` in `[low, high)` as each owner's runs (`base.runs_of`)."""
+        return runs_of(await self.claims_in(scope, low, high))
 
     async def claims_of(self, owner: str) -> list[Claim]:
         """Every claim of `owner` (expired ones included), ordered by scope, quantum."""

@@ -33,6 +33,7 @@ from fhir_server.search.query import Condition, StoreQuery
 from fhir_server.storage import locks, sqlite_busy, sqlite_claims, sqlite_events, sqlite_records
 from fhir_server.storage.base import (
     Claim,
+    ClaimRun,
     Event,
     HistoryScope,
     Page,
@@ -247,6 +248,11 @@ class SQLiteStore:
         now = now_us()
         return await self._read(lambda conn: sqlite_claims.claims_in(conn, scope, low, high, now))
 
+    async def claim_runs(self, scope: str, low: int, high: int) -> list[ClaimRun]:
+        """The live claims of `scope` in `[low, high)` as each owner's runs (`base`)."""
+        now = now_us()
+        return await self._read(lambda c: sqlite_claims.claim_runs(c, scope, low, high, now))
+
     async def claims_of(self, owner: str) -> list[Claim]:
         """Every claim of `owner` (expired ones included), ordered by scope, quantum."""
         return await self._read(lambda conn: sqlite_claims.claims_of(conn, owner))
@@ -294,8 +300,7 @@ class SQLiteStore:
         await self._write(lambda conn: apply_ops(conn, ops, claim_sets))
 
     async def recover(self, now: int) -> int:
-        """Nothing to recover: an apply is one transaction, which a crash rolls back (µs UTC
-        `now` unused). Returns 0."""
+        """Nothing to recover: a crash rolls an apply's transaction back. Returns 0."""
         return 0
 
     def lock(

@@ -23,6 +23,7 @@ offers no rule slot it cannot name (stored Slots of that Schedule are still offe
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -148,6 +149,18 @@ def _decode(text: str) -> int | None:
     return int(minutes, 36) * _US_PER_MINUTE + (int(rest, 36) if rest else 0)
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_fhir_id(text: str) -> bool:
+    """Whether `text` is a FHIR id (asked once per Schedule, not once per slot)."""
+    return FHIR_ID_RE.fullmatch(text) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _encoded_length(us: int) -> str:
+    """`_encode` of a visit length (a handful of values, asked for every slot)."""
+    return _encode(us)
+
+
 def rule_slot_id(schedule_id: str, start_us: int, end_us: int) -> str:
     """The deterministic FHIR id of a rule-derived slot (encoding in the module docstring).
 
@@ -163,11 +176,11 @@ def rule_slot_id(schedule_id: str, start_us: int, end_us: int) -> str:
         ValueError: `schedule_id` is no FHIR id, `start_us < 0` or `end_us <= start_us`.
         SlotIdTooLong: the id would exceed 64 characters (schedule id too long).
     """
-    if FHIR_ID_RE.fullmatch(schedule_id) is None:
+    if not _is_fhir_id(schedule_id):
         raise ValueError(f"not a FHIR id: {schedule_id!r}")
     if start_us < 0 or end_us <= start_us:
         raise ValueError(f"invalid slot time [{start_us}, {end_us})")
-    slot_id = f"{_PREFIX}{_encode(start_us)}-{_encode(end_us - start_us)}-{schedule_id}"
+    slot_id = f"{_PREFIX}{_encode(start_us)}-{_encoded_length(end_us - start_us)}-{schedule_id}"
     if len(slot_id) > 64:
         raise SlotIdTooLong(f"schedule id {schedule_id!r} is too long for a rule-slot id")
     return slot_id

@@ -6,7 +6,7 @@ Instants are µs since the epoch (UTC), intervals half-open."""
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,28 +52,16 @@ async def claimed_intervals(
 ) -> list[tuple[str, Interval]]:
     """The booked and held time of `scope` (`Schedule/{id}`) in `[low, high)` µs UTC.
 
-    Reads the live minute claims (expired holds are left out by the store) and merges each
-    owner's consecutive minutes into one interval.
+    The live minute claims (expired holds are left out by the store), each owner's
+    consecutive minutes merged into one interval by the store (`Lookup.claim_runs`).
 
     Returns:
-        `(owner, interval)` pairs, e.g. `("Appointment/7", [09:00Z, 09:30Z))`, by start.
+        `(owner, interval)` pairs, e.g. `("Appointment/7", [09:00Z, 09:30Z))`, by start, end,
+        owner.
     """
     first, last = low // MINUTE_US, -(-high // MINUTE_US)
-    runs: dict[str, list[list[int]]] = defaultdict(list)
-    for claim in await lookup.claims_in(scope, first, last):
-        owned = runs[claim.owner]
-        minute = claim.key.quantum
-        if owned and owned[-1][1] == minute:
-            owned[-1][1] = minute + 1
-        else:
-            owned.append([minute, minute + 1])
-    merged = [
-        (owner, Interval(start * MINUTE_US, end * MINUTE_US))
-        for owner, spans in runs.items()
-        for start, end in spans
-    ]
-    merged.sort(key=lambda item: (item[1], item[0]))
-    return merged
+    runs = await lookup.claim_runs(scope, first, last)  # merged by the store, by start
+    return [(owner, Interval(a * MINUTE_US, b * MINUTE_US)) for owner, a, b in runs]
 
 
 async def seat_owners(lookup: Lookup, slot_id: str, capacity: int) -> set[str]:

@@ -248,3 +248,23 @@ async def test_apply_interleaved_takeover_of_expired_hold_one_wins(
     interleaved_store: ResourceStore,
 ) -> None:
     await race_takeover_of_expired_hold(interleaved_store)
+
+
+async def test_claim_runs_merge_each_owners_consecutive_quanta(store: ResourceStore) -> None:
+    await store.apply([book("a", [1, 2, 3, 7, 8]), book("b", [4, 5]), book("c", [10, 11])])
+    await store.apply([book("d", [20, 21], scope="Schedule/other")])
+    await store.apply([book("e", [12, 13], expires=now_us() - 1_000_000)])  # a lapsed hold
+    runs = await store.claim_runs(SCOPE, 0, 100)
+    assert runs == [
+        ("Appointment/a", 1, 4),
+        ("Appointment/b", 4, 6),
+        ("Appointment/a", 7, 9),
+        ("Appointment/c", 10, 12),
+    ]
+    # the window cuts runs at its edges, exactly as claims_in does
+    assert await store.claim_runs(SCOPE, 2, 8) == [
+        ("Appointment/a", 2, 4),
+        ("Appointment/b", 4, 6),
+        ("Appointment/a", 7, 8),
+    ]
+    assert await store.claim_runs("Schedule/none", 0, 100) == []
