@@ -279,9 +279,10 @@ async def find_slots(call: OperationCall) -> FhirResult:
     args = parse_request(call.request, call.repository.bases)
     service = SchedulingService(call.repository)
     schedules = await _schedules(call, service, args)
-    found = await service.free_slots(schedules, args.start, args.end, duration_us=args.duration_us)
+    shown, total = await service.free_slot_page(
+        schedules, args.start, args.end, args.count, duration_us=args.duration_us
+    )
     base = call.request.base_url
-    shown = found[: args.count]
     entries: list[dict[str, Any]] = [
         {
             "fullUrl": f"{base}/Slot/{slot.slot_id}",
@@ -301,7 +302,7 @@ async def find_slots(call: OperationCall) -> FhirResult:
         "resourceType": "Bundle",
         "type": "searchset",
         "meta": {"lastUpdated": format_instant(now_us())},
-        "total": len(found),
+        "total": total,
         "link": [{"relation": "self", "url": f"{base}/{path}?{urlencode(args.echo)}"}],
     }
     if entries:

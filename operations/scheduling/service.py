@@ -17,6 +17,7 @@ Instants are µs since the epoch (UTC); windows are half-open `[start, end)`.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from operations.scheduling.extensions import SLOT_CAPACITY_URL
 from operations.scheduling.intervals import Interval
 from operations.scheduling.matching import ScheduleMatcher
 from operations.scheduling.rules import schedule_windows
-from operations.scheduling.slots import CandidateSlot, free_slots, parse_rule_slot_id
+from operations.scheduling.slots import CandidateSlot, Source, free_slots, parse_rule_slot_id
 from operations.scheduling.taken import taken_time
 from operations.scheduling.timezones import local_date, wall_to_utc_us, zone
 from resources.fhir_dates import format_instant
@@ -59,6 +60,15 @@ class OfferedSlot(CandidateSlot):
 
     schedule: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     stored: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
+_Row = tuple[int, str, int, Source, str, int]
+"""A free slot before it becomes an `OfferedSlot`: `(start, schedule id, end, source, slot
+id, seats)`, so plain tuple order is the order of `free_slots`."""
+
+
+def _row(sid: str, start: int, end: int, seats: int, slot_id: str, source: Source) -> _Row:
+    return (start, sid, end, source, slot_id, seats)
 
 
 class SchedulingService:
@@ -134,17 +144,54 @@ class SchedulingService:
         Returns:
             `OfferedSlot`s sorted by start, then Schedule id.
         """
+        found, _ = await self._search(schedules, start, end, duration_us, None)
+        return found
+
+    async def free_slot_page(
+        self,
+        schedules: Sequence[dict[str, Any]],
+        start: int,
+        end: int,
+        count: int,
+        *,
+        duration_us: int | None = None,
+    ) -> tuple[list[CandidateSlot], int]:
+        """The first `count` of `free_slots(...)`, in the same order, and how many there are
+        in all (`Slot/$find-slots`: a page and its `total`). Only the page's slots become
+        objects: a month of a hundred Schedules holds tens of thousands."""
+        return await self._search(schedules, start, end, duration_us, count)
+
+    async def _search(
+        self,
+        schedules: Sequence[dict[str, Any]],
+        start: int,
+        end: int,
+        duration_us: int | None,
+        count: int | None,
+    ) -> tuple[list[CandidateSlot], int]:
         if not schedules or end <= start:
-            return []
+            return [], 0
         contexts = await self.contexts(schedules)
         active = [c for c in contexts if c.active]
         window = Interval(start, end)
         stored = await stored_slots(self.lookup, active, start - BLOCK_LOOKBACK_US, end + _DAY_US)
-        offered: list[CandidateSlot] = []
+        rows: list[_Row] = []
         for context in active:
-            offered += await self._free(context, window, stored[context.id], duration_us)
-        offered.sort(key=lambda c: (c.start, c.schedule_id, c.end, c.source, c.slot_id))
-        return offered
+            rows += await self._free(context, window, stored[context.id], duration_us)
+        total = len(rows)
+        if count is None:
+            rows.sort()  # by start, Schedule id, end, source, slot id (unique)
+        else:
+            rows = heapq.nsmallest(count, rows)
+        by_id = {c.id: (c.schedule, stored[c.id].content) for c in active}
+        offered: list[CandidateSlot] = []
+        for slot_start, sid, slot_end, source, slot_id, seats in rows:
+            schedule, content = by_id[sid]
+            found = content.get(slot_id) if source == "stored" else None
+            offered.append(
+                OfferedSlot(sid, slot_start, slot_end, seats, slot_id, source, schedule, found)
+            )
+        return offered, total
 
     async def _free(
         self,
@@ -152,7 +199,7 @@ class SchedulingService:
         window: Interval,
         stored: StoredSlots,
         duration_us: int | None,
-    ) -> list[CandidateSlot]:
+    ) -> list[_Row]:
         # Whole local days (`timezones.whole_local_days`) and one more on each side, so a
         # rule slot's id does not depend on where a search starts, overnight rules included.
         zone_info = zone(context.tz)
@@ -169,7 +216,7 @@ class SchedulingService:
         buffers = (params.buffer_before_us, params.buffer_after_us)
         free = [slot for slot in stored.free if horizon.contains(slot[1])]
         taken = await taken_time(self.lookup, context, window, span, free, self.extension_base)
-        candidates = free_slots(
+        return free_slots(
             context.id,
             windows,
             free,
@@ -182,20 +229,8 @@ class SchedulingService:
             taken.per_day,
             taken_seats=taken.seats,
             search=window,
+            make=_row,
         )
-        return [
-            OfferedSlot(
-                c.schedule_id,
-                c.start,
-                c.end,
-                c.capacity,
-                c.slot_id,
-                c.source,
-                schedule=context.schedule,
-                stored=stored.content.get(c.slot_id) if c.source == "stored" else None,
-            )
-            for c in candidates
-        ]
 
     # -- slots as resources -----------------------------------------------------------------
 
