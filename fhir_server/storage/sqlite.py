@@ -11,9 +11,8 @@ than it saves: under load the GIL convoy between the event loop and worker threa
 several milliseconds per hop (measured with bench/rest.py: create p99 830 ms with a writer
 thread). A write is one `BEGIN IMMEDIATE` transaction with no await inside it, so within a
 process writes never interleave; across processes (`--workers`) SQLite's file lock serialises
-them, and a statement that finds the lock taken is retried after an `asyncio.sleep`
-(`sqlite_busy.py`: the connections' busy timeout is 0, so a waiting writer never blocks its
-event loop). WAL readers never wait for writers and see every committed write.
+them: a statement that finds the lock taken waits at most 1 ms in place, then is retried
+after an `asyncio.sleep` (`sqlite_busy.py`), so a waiting writer never holds its event loop. WAL readers never wait for writers and see every committed write.
 A process killed inside a write leaves nothing of it (SQLite rolls the open transaction back
 when the file is next opened), so `recover` has nothing to do.
 """
@@ -86,7 +85,7 @@ class SQLiteStore:
             )
             for pragma in PRAGMAS:
                 conn.execute(pragma)
-            conn.execute("PRAGMA busy_timeout = 0")  # waits happen in sqlite_busy.run
+            conn.execute(f"PRAGMA busy_timeout = {sqlite_busy.SPIN_MS}")  # then sqlite_busy.run
             self._local.conn = conn
             with self._conn_lock:
                 self._connections.append(conn)
