@@ -314,16 +314,13 @@ async def find_one(base: str, token: str, window: dict[str, str]) -> dict[str, f
 
 
 def year_phase(tmp: Path, monday: dt.date, workers: int, bookings: int, goals: Goals) -> None:
-    """One schedule's 31 days of free time on an empty calendar, then with `bookings`
-    appointments spread over a year on all 100 schedules (loaded with `fhir-server load`
-    while the server is stopped, so no background job replays them during the measurement)."""
-    db = tmp / "year.db"
-    url = f"sqlite:///{db}"
-    port = free_port()
-    env = server_env(url, port, tmp)
+    """One schedule's 31 days of free time on an empty calendar, and on a calendar holding
+    `bookings` appointments spread over a year on all 100 schedules: two database files with
+    the same setup, the second also loaded with the bookings (`fhir-server load`, two
+    processes) before its server first starts, so no background job replays them while the
+    search is measured (the reminder planner starts at the end of the log)."""
     setup = tmp / "setup.json"
     setup.write_text(json.dumps(setup_bundle(monday)))
-    load_parallel(env, [setup])
     middle = monday + dt.timedelta(weeks=30)
     window = {
         "start": f"{middle}T00:00:00Z",
@@ -331,6 +328,9 @@ def year_phase(tmp: Path, monday: dt.date, workers: int, bookings: int, goals: G
     }
     figures = []
     for phase in ("empty", "booked"):
+        port = free_port()
+        env = server_env(f"sqlite:///{tmp / f'year-{phase}.db'}", port, tmp)
+        load_parallel(env, [setup])
         if phase == "booked":
             files = year_of_bookings(monday, bookings, tmp / "year.ndjson", "yr")
             seconds = load_parallel(env, files)
