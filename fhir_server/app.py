@@ -246,7 +246,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     the_store = store or open_store(settings.database_url)
     repositories = build_repositories(the_store, settings)
     exports = BulkExports(settings)
-    auth_repository = repositories.for_job("authorization server", settings.base_url)
+    auth_repository = repositories.for_server("authorization server", settings.base_url)
     auth = build_auth_server(auth_repository, settings) if settings.auth else None
     if auth is None:
         log.warning(
@@ -258,7 +258,7 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_store.start()
         app.state.interactions = build_interactions(settings, exports)
-        await publish_conformance(repositories.for_job("start-up"), settings)
+        await publish_conformance(repositories.for_server("start-up"), settings)
         await ReminderPlanner(repositories.for_job(MESSAGING)).start()
         await WaitlistMatcher(repositories.for_job(MESSAGING)).start()
         sweeper = repositories.for_job(SWEEPER, settings.base_url)

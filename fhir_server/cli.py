@@ -76,7 +76,7 @@ def _settings(database_url: str | None) -> Settings:
 
 def _loader(store: ResourceStore, settings: Settings, job: str) -> tuple[Repository, Loader]:
     """A job repository over a started store and a Loader writing through it."""
-    repository = build_repositories(store, settings).for_job(job, settings.base_url)
+    repository = build_repositories(store, settings).for_server(job, settings.base_url)
     bundles = build_interactions(settings).bundle_handler
     assert isinstance(bundles, BundleProcessor)
     return repository, Loader(repository, bundles, settings.base_url)

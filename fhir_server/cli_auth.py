@@ -73,7 +73,7 @@ async def opened(settings: Settings) -> AsyncIterator[AuthServer]:
     store = open_store(settings.database_url)
     await store.start()
     try:
-        repository = build_repositories(store, settings).for_job("fhir-server cli")
+        repository = build_repositories(store, settings).for_server("fhir-server cli")
         server = build_auth_server(repository, settings)
         await server.start()
         yield server

@@ -51,7 +51,7 @@ async def _job(database_url: str | None) -> AsyncIterator[Repository]:
     store = open_store(settings.database_url)
     await store.start()
     try:
-        yield build_repositories(store, settings).for_job("fhir-server reminders")
+        yield build_repositories(store, settings).for_server("fhir-server reminders")
     finally:
         await store.close()
 

@@ -49,7 +49,7 @@ async def _readyz(request: Request) -> Response:
     if not getattr(request.app.state, "ready", False):
         return _not_ready(request, "The server is starting: the store is not open yet")
     repositories: RepositoryFactory = request.app.state.repositories
-    lookup = repositories.for_job("readiness").lookup
+    lookup = repositories.for_server("readiness").lookup
     try:
         await asyncio.wait_for(lookup.latest_event(), STORE_TIMEOUT_S)
     except Exception as exc:  # any failure to read means not ready; the reason is logged

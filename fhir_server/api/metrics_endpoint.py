@@ -135,8 +135,16 @@ def observe(scope: Scope, status: int, seconds: float) -> None:
     labels = labels_of(
         str(scope.get("method")), str(scope.get("path")), operations, state.get("bundle", "")
     )
-    REQUESTS.labels(*labels, str(status)).inc()
-    LATENCY.labels(*labels).observe(seconds)
+    key = (*labels, status)
+    children = _CHILDREN.get(key)
+    if children is None:  # `labels()` validates and locks: once per label set, not per request
+        children = _CHILDREN[key] = (REQUESTS.labels(*labels, str(status)), LATENCY.labels(*labels))
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+_CHILDREN: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+"""The metric children of each label set seen (bounded: labels are names, never values)."""
 
 
 class _Outbox(Collector):
@@ -177,7 +185,7 @@ def metrics_routes(enabled: Callable[[], bool]) -> list[Route]:
         else:
             registry.register(_Local())
         repositories: RepositoryFactory = request.app.state.repositories
-        registry.register(_Outbox(*await outbox(repositories.for_job("metrics"))))
+        registry.register(_Outbox(*await outbox(repositories.for_server("metrics"))))
         return Response(
             generate_latest(registry),
             media_type=CONTENT_TYPE_LATEST,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from email.utils import formatdate
 from typing import Any
 
@@ -16,8 +17,13 @@ from resources.xml_format import to_xml
 
 
 def http_date(us: int) -> str:
-    """RFC 7231 date of an instant in µs since the epoch."""
-    return formatdate(us / 1_000_000, usegmt=True)
+    """RFC 7231 date of an instant in µs since the epoch (whole seconds)."""
+    return _http_date(us // 1_000_000)
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
 
 
 def _json(obj: Any, pretty: bool) -> bytes:

@@ -52,7 +52,7 @@ def _refusal(request: Request, status: int, code: IssueType, message: str) -> Re
 async def _offer(request: Request) -> Response:
     repositories: RepositoryFactory = request.app.state.repositories
     settings = request.app.state.settings
-    repository = repositories.for_job(JOB, settings.base_url)
+    repository = repositories.for_server(JOB, settings.base_url)
     now = now_us()
     try:
         link = read_link(await link_key(repository), request.path_params["token"], now)

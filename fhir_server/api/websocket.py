@@ -46,7 +46,7 @@ async def subscription_websocket(ws: WebSocket) -> None:
     settings = ws.app.state.settings
     scheme = "https" if ws.url.scheme == "wss" else "http"
     base_url = settings.base_url or f"{scheme}://{ws.url.netloc}{FHIR_PREFIX}"
-    job = ws.app.state.repositories.for_job(JOB, base_url)
+    job = ws.app.state.repositories.for_server(JOB, base_url)
 
     async def authorize(sub_id: str) -> bool:
         if policy is None:

@@ -96,7 +96,13 @@ class RepositoryFactory:
         return Repository(self._services, policy, base_url)
 
     def for_job(self, name: str, base_url: str = "") -> Repository:
-        """The repository of a background job or start-up task, acting as the server itself
-        (`SystemPolicy(name)`: `name` is the requestor its audit records name). Its store
-        calls let requests go first (`yielding.py`)."""
+        """The repository of a background job (sweeper, dispatcher, messaging, purges),
+        acting as the server itself (`SystemPolicy(name)`: `name` is the requestor its audit
+        records name). Its store calls let requests go first (`yielding.py`)."""
         return Repository(self._job_services, SystemPolicy(name), base_url)
+
+    def for_server(self, name: str, base_url: str = "") -> Repository:
+        """The repository of the server's own work done while a caller waits (the
+        authorization server, health and metrics, waitlist links, websocket bindings,
+        start-up, the command line): `SystemPolicy(name)`, store calls at full speed."""
+        return Repository(self._services, SystemPolicy(name), base_url)

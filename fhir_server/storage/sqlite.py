@@ -12,9 +12,10 @@ several milliseconds per hop (measured with bench/rest.py: create p99 830 ms wit
 thread). A write is one `BEGIN IMMEDIATE` transaction with no await inside it, so within a
 process writes never interleave; across processes (`--workers`) SQLite's file lock serialises
 them: a statement that finds the lock taken waits at most 1 ms in place, then is retried
-after an `asyncio.sleep` (`sqlite_busy.py`), so a waiting writer never holds its event loop. WAL readers never wait for writers and see every committed write.
-A process killed inside a write leaves nothing of it (SQLite rolls the open transaction back
-when the file is next opened), so `recover` has nothing to do.
+after an `asyncio.sleep` (`sqlite_busy.py`), so a waiting writer never holds its event loop.
+WAL readers never wait for writers and see every committed write. A process killed inside a
+write leaves nothing of it (SQLite rolls the open transaction back when the file is next
+opened), so `recover` has nothing to do.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from resources.fhir_dates import now_us
 T = TypeVar("T")
 
 
-class SQLiteStore:
+class SQLiteStore(sqlite_records.RecordMethods):
     """ResourceStore on one SQLite file.
 
     Args:
@@ -95,7 +96,15 @@ class SQLiteStore:
         conn = self._connection()
         return await sqlite_busy.run(lambda: fn(conn))
 
-    _write = _read  # the same: a busy write waits off the loop and runs again (sqlite_busy)
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._records_cache().writes += 1  # this connection's own change (RecordCache)
+        return await self._read(fn)
+
+    def _records_cache(self) -> sqlite_records.RecordCache:
+        cache: sqlite_records.RecordCache | None = getattr(self._local, "records", None)
+        if cache is None:
+            cache = self._local.records = sqlite_records.RecordCache()
+        return cache
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -343,55 +352,3 @@ class SQLiteStore:
     async def end_lease(self, key: str, owner: str) -> None:
         """Give the lease `key` up if `owner` holds it."""
         await self._release_lock(key, owner)
-
-    # -- records (base.RecordStore; sqlite_records.py) -------------------------------------
-
-    async def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
-        """The live record's document, or None."""
-        now = now_us()
-        return await self._read(lambda conn: sqlite_records.get_record(conn, kind, key, now))
-
-    async def put_record(
-        self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
-    ) -> None:
-        """Create or replace the record; `expires` µs UTC or None (never)."""
-        await self._write(lambda conn: sqlite_records.put_record(conn, kind, key, doc, expires))
-
-    async def insert_record(
-        self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
-    ) -> None:
-        """Create the record unless a live one exists (an expired one is replaced).
-
-        Raises:
-            StoreConflict: a live record exists (`key` = `{kind}/{key}`); nothing is written.
-        """
-        now = now_us()
-        await self._write(
-            lambda conn: sqlite_records.insert_record(conn, kind, key, doc, expires, now)
-        )
-
-    async def take_record(self, kind: str, key: str) -> dict[str, Any] | None:
-        """Delete the live record and return its document in one statement; None if none."""
-        now = now_us()
-        return await self._write(lambda conn: sqlite_records.take_record(conn, kind, key, now))
-
-    async def delete_record(self, kind: str, key: str) -> bool:
-        """Delete the record; True if a live one existed."""
-        now = now_us()
-        return await self._write(lambda conn: sqlite_records.delete_record(conn, kind, key, now))
-
-    async def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
-        """Every live record of `kind` as `(key, doc)`, ordered by key."""
-        now = now_us()
-        return await self._read(lambda conn: sqlite_records.list_records(conn, kind, now))
-
-    async def purge_records(self, now: int) -> int:
-        """Delete every record and hit counter with `expires < now` (µs UTC); how many."""
-        return await self._write(lambda conn: sqlite_records.purge_records(conn, now))
-
-    async def count_hit(self, kind: str, key: str, expires: int) -> int:
-        """Add one to the counter and return it (`RecordStore.count_hit`)."""
-        now = now_us()
-        return await self._write(
-            lambda conn: sqlite_records.count_hit(conn, kind, key, expires, now)
-        )

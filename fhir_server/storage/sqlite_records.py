@@ -10,13 +10,16 @@ on its own and SQLite's file lock orders it against every other process's writes
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import orjson
 
 from fhir_server.storage.base import is_live
 from resources.errors import StoreConflict
+from resources.fhir_dates import now_us
 
+T = TypeVar("T")
 _LIVE = "(expires IS NULL OR expires >= ?)"
 
 _INSERT = (
@@ -25,14 +28,6 @@ _INSERT = (
     "WHERE records.expires < ?"
 )
 """Insert a new row or replace an expired one; a live row is left alone (no change)."""
-
-
-def get_record(conn: sqlite3.Connection, kind: str, key: str, now: int) -> dict[str, Any] | None:
-    """The document of the record `(kind, key)` live at `now` (µs UTC), or None."""
-    row = conn.execute(
-        "SELECT doc, expires FROM records WHERE kind = ? AND key = ?", (kind, key)
-    ).fetchone()
-    return _doc(row[0]) if row is not None and is_live(row[1], now) else None
 
 
 def put_record(
@@ -116,3 +111,100 @@ def count_hit(conn: sqlite3.Connection, kind: str, key: str, expires: int, now: 
 
 def _doc(blob: bytes) -> dict[str, Any]:
     return cast(dict[str, Any], orjson.loads(blob))
+
+
+class RecordCache:
+    """`get_record` answers kept while the database is unchanged, for one connection.
+
+    `PRAGMA data_version` changes when another connection (another worker process) commits;
+    this connection's own writes are counted in `writes` (the store bumps it on every write
+    call). While both stand still, a record read before reads the same now, so the
+    authorization server's check of a token's grant on every request costs one pragma
+    instead of a query (SMART reads: `bench/rest.py`). Documents are kept as the stored
+    JSON bytes and parsed per call, so a caller may change what it gets.
+    """
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self._stamp: tuple[int, int] | None = None
+        self._entries: dict[tuple[str, str], tuple[bytes | None, int | None]] = {}
+
+    def get(self, conn: sqlite3.Connection, kind: str, key: str, now: int) -> dict[str, Any] | None:
+        """`get_record(conn, kind, key, now)`, from the cache when nothing changed since."""
+        stamp = (int(conn.execute("PRAGMA data_version").fetchone()[0]), self.writes)
+        if stamp != self._stamp:
+            self._entries.clear()
+            self._stamp = stamp
+        hit = self._entries.get((kind, key))
+        if hit is None:
+            row = conn.execute(
+                "SELECT doc, expires FROM records WHERE kind = ? AND key = ?", (kind, key)
+            ).fetchone()
+            hit = (row[0], row[1]) if row is not None else (None, None)
+            if len(self._entries) < self.LIMIT:
+                self._entries[(kind, key)] = hit
+        blob, expires = hit
+        return _doc(blob) if blob is not None and is_live(expires, now) else None
+
+
+class RecordMethods:
+    """The `RecordStore` methods of `SQLiteStore`, over the functions above; the store
+    supplies `_read`, `_write` (which runs a unit on the loop thread's connection, waiting
+    off the loop while another process writes) and `_records_cache`."""
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError
+
+    def _records_cache(self) -> RecordCache:
+        raise NotImplementedError
+
+    async def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The live record's document, or None."""
+        now, cache = now_us(), self._records_cache()
+        return await self._read(lambda conn: cache.get(conn, kind, key, now))
+
+    async def put_record(
+        self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
+    ) -> None:
+        """Create or replace the record; `expires` µs UTC or None (never)."""
+        await self._write(lambda conn: put_record(conn, kind, key, doc, expires))
+
+    async def insert_record(
+        self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
+    ) -> None:
+        """Create the record unless a live one exists (an expired one is replaced).
+
+        Raises:
+            StoreConflict: a live record exists (`key` = `{kind}/{key}`); nothing is written.
+        """
+        now = now_us()
+        await self._write(lambda conn: insert_record(conn, kind, key, doc, expires, now))
+
+    async def take_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """Delete the live record and return its document in one statement; None if none."""
+        now = now_us()
+        return await self._write(lambda conn: take_record(conn, kind, key, now))
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        """Delete the record; True if a live one existed."""
+        now = now_us()
+        return await self._write(lambda conn: delete_record(conn, kind, key, now))
+
+    async def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every live record of `kind` as `(key, doc)`, ordered by key."""
+        now = now_us()
+        return await self._read(lambda conn: list_records(conn, kind, now))
+
+    async def purge_records(self, now: int) -> int:
+        """Delete every record and hit counter with `expires < now` (µs UTC); how many."""
+        return await self._write(lambda conn: purge_records(conn, now))
+
+    async def count_hit(self, kind: str, key: str, expires: int) -> int:
+        """Add one to the counter and return it (`RecordStore.count_hit`)."""
+        now = now_us()
+        return await self._write(lambda conn: count_hit(conn, kind, key, expires, now))
