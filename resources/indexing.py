@@ -161,9 +161,10 @@ def _has_choice(node: dict[str, Any], stem: str) -> bool:
     return any(key.startswith(stem) and key[size : size + 1].isupper() for key in node)
 
 
-def _reachable(resource: dict[str, Any], steps: tuple[str, ...]) -> bool:
-    """Whether the member path `steps` reaches any value in `resource` (lists flattened); a
-    choice element met on the way counts as reachable and is left to fhirpathpy."""
+def _walk(resource: dict[str, Any], steps: tuple[str, ...]) -> list[Any] | None:
+    """The values the member path `steps` reaches in `resource` (lists flattened, nulls and
+    extension-only primitives skipped), or None when a choice element is met on the way
+    (`value` held as `valueQuantity`): only fhirpathpy knows its types."""
     level: list[Any] = [resource]
     for step in steps:
         found: list[Any] = []
@@ -173,15 +174,22 @@ def _reachable(resource: dict[str, Any], steps: tuple[str, ...]) -> bool:
             value = node.get(step)
             if value is None:
                 if _has_choice(node, step):
-                    return True
+                    return None
             elif isinstance(value, list):
-                found.extend(value)
+                found.extend(v for v in value if v is not None)
             else:
                 found.append(value)
         if not found:
-            return False
+            return []
         level = found
-    return True
+    return level
+
+
+def _reachable(resource: dict[str, Any], steps: tuple[str, ...]) -> bool:
+    """Whether the member path `steps` reaches any value in `resource`; a choice element met
+    on the way counts as reachable and is left to fhirpathpy."""
+    found = _walk(resource, steps)
+    return found is None or bool(found)
 
 
 def _branch(resource_type: str, expression: str) -> _Branch:
@@ -209,30 +217,12 @@ def _branch(resource_type: str, expression: str) -> _Branch:
 
 def _member_path(steps: tuple[str, ...], fhirpath: Evaluator) -> Evaluator:
     """The evaluator of a plain member path (`Appointment.participant.actor`): the JSON walked
-    directly, lists flattened, primitives present only as extensions (`_status`) skipped —
-    what fhirpathpy returns for it, at a fraction of the cost (indexing is most of a write's
-    CPU). A choice element on the way (`value` held as `valueQuantity`) is left to
-    fhirpathpy, which knows the types."""
+    directly (`_walk`) — what fhirpathpy returns for it, at a fraction of the cost (indexing
+    is most of a write's CPU); a choice element on the way is left to fhirpathpy."""
 
     def evaluate(resource: dict[str, Any]) -> list[Any]:
-        level: list[Any] = [resource]
-        for step in steps:
-            found: list[Any] = []
-            for node in level:
-                if not isinstance(node, dict):
-                    continue
-                value = node.get(step)
-                if value is None:
-                    if _has_choice(node, step):
-                        return fhirpath(resource)
-                elif isinstance(value, list):
-                    found.extend(v for v in value if v is not None)
-                else:
-                    found.append(value)
-            if not found:
-                return []
-            level = found
-        return level
+        found = _walk(resource, steps)
+        return fhirpath(resource) if found is None else found
 
     return evaluate
 
