@@ -9,6 +9,7 @@ on its own and SQLite's file lock orders it against every other process's writes
 
 from __future__ import annotations
 
+import abc
 import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -149,19 +150,22 @@ class RecordCache:
         return _doc(blob) if blob is not None and is_live(expires, now) else None
 
 
-class RecordMethods:
+class RecordMethods(abc.ABC):
     """The `RecordStore` methods of `SQLiteStore`, over the functions above; the store
-    supplies `_read`, `_write` (which runs a unit on the loop thread's connection, waiting
-    off the loop while another process writes) and `_records_cache`."""
+    supplies the three abstract methods."""
 
+    @abc.abstractmethod
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
+        """Run `fn` on the loop thread's connection (waiting off the loop while another
+        process holds the write lock) and return its result."""
 
+    @abc.abstractmethod
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
+        """`_read` for a unit that writes (counted by the record cache)."""
 
+    @abc.abstractmethod
     def _records_cache(self) -> RecordCache:
-        raise NotImplementedError
+        """This connection's `RecordCache`."""
 
     async def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
         """The live record's document, or None."""
