@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,13 @@ from fhirpathpy.models import models as fhirpath_models
 
 from resources.fhir_dates import check_zone
 from resources.index_conversions import CONVERTERS, localize, normalize_string, reference_target
+from resources.index_paths import (
+    Evaluator,
+    is_member_path,
+    leading_steps,
+    member_path,
+    reachable,
+)
 from resources.index_values import (
     DateEntry,
     IndexEntry,
@@ -57,17 +64,6 @@ _RESOLVE_FILTER = re.compile(r"^(?P<path>.+)\.where\(resolve\(\) is (?P<type>[A-
 _EQUALS_FILTER = re.compile(
     r"^(?P<path>.+)\.where\((?P<field>[a-z]\w*) ?= ?'(?P<value>[^'\\]*)'\)$"
 )
-# A branch made only of navigation, indexers, where() and type casts yields nothing when its
-# leading member path is absent, so it can be skipped without calling fhirpathpy.
-_NAVIGATION_ONLY = re.compile(
-    r"\(?[A-Za-z]\w*(?:\.[A-Za-z]\w*|\[\d+\]|\.where\([^()]*\)|\.(?:as|ofType)\(\w+\)"
-    r"| as \w+\)?)*"
-)
-_MEMBER_PATH = re.compile(r"[A-Za-z]\w*(?:\.[a-z]\w*)+")
-"""A branch that is only member navigation from the type (`Patient.name.given`)."""
-_LEADING_PATH = re.compile(r"\(?([A-Za-z]\w*(?:\.[A-Za-z]\w*(?![\w(]))*)")
-
-Evaluator = Callable[[dict[str, Any]], list[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,57 +137,6 @@ def _compile(expression: str) -> Evaluator | None:
     return evaluate
 
 
-def _leading_steps(resource_type: str, expression: str) -> tuple[str, ...] | None:
-    """The member names a navigation-only branch starts with (`Patient.address.city` ->
-    `("address", "city")`); None when the branch may yield values from nothing (`exists()`)."""
-    if _NAVIGATION_ONLY.fullmatch(expression) is None:
-        return None
-    match = _LEADING_PATH.match(expression)
-    if match is None:  # pragma: no cover - the fullmatch above guarantees an identifier
-        return None
-    steps = match[1].split(".")
-    if steps[0] == resource_type:
-        steps = steps[1:]
-    return tuple(steps) or None
-
-
-def _has_choice(node: dict[str, Any], stem: str) -> bool:
-    """Whether `node` holds a choice element `stem[x]` (`valueQuantity` for `value`)."""
-    size = len(stem)
-    return any(key.startswith(stem) and key[size : size + 1].isupper() for key in node)
-
-
-def _walk(resource: dict[str, Any], steps: tuple[str, ...]) -> list[Any] | None:
-    """The values the member path `steps` reaches in `resource` (lists flattened, nulls and
-    extension-only primitives skipped), or None when a choice element is met on the way
-    (`value` held as `valueQuantity`): only fhirpathpy knows its types."""
-    level: list[Any] = [resource]
-    for step in steps:
-        found: list[Any] = []
-        for node in level:
-            if not isinstance(node, dict):
-                continue
-            value = node.get(step)
-            if value is None:
-                if _has_choice(node, step):
-                    return None
-            elif isinstance(value, list):
-                found.extend(v for v in value if v is not None)
-            else:
-                found.append(value)
-        if not found:
-            return []
-        level = found
-    return level
-
-
-def _reachable(resource: dict[str, Any], steps: tuple[str, ...]) -> bool:
-    """Whether the member path `steps` reaches any value in `resource`; a choice element met
-    on the way counts as reachable and is left to fhirpathpy."""
-    found = _walk(resource, steps)
-    return found is None or bool(found)
-
-
 def _branch(resource_type: str, expression: str) -> _Branch:
     expression = _ABSTRACT_PREFIX.sub(rf"\g<1>{resource_type}.", expression)
     resolve_type = None
@@ -203,9 +148,9 @@ def _branch(resource_type: str, expression: str) -> _Branch:
     if match is not None:
         expression, equals = match["path"], (match["field"], match["value"])
     compiled = _compile(expression)
-    steps = _leading_steps(resource_type, expression)
-    if compiled is not None and steps and _MEMBER_PATH.fullmatch(expression):
-        compiled = _member_path(steps, compiled)
+    steps = leading_steps(resource_type, expression)
+    if compiled is not None and steps and is_member_path(expression):
+        compiled = member_path(steps, compiled)
     return _Branch(
         expression=expression,
         evaluate=compiled,
@@ -213,18 +158,6 @@ def _branch(resource_type: str, expression: str) -> _Branch:
         resolve_type=resolve_type,
         equals=equals,
     )
-
-
-def _member_path(steps: tuple[str, ...], fhirpath: Evaluator) -> Evaluator:
-    """The evaluator of a plain member path (`Appointment.participant.actor`): the JSON walked
-    directly (`_walk`) — what fhirpathpy returns for it, at a fraction of the cost (indexing
-    is most of a write's CPU); a choice element on the way is left to fhirpathpy."""
-
-    def evaluate(resource: dict[str, Any]) -> list[Any]:
-        found = _walk(resource, steps)
-        return fhirpath(resource) if found is None else found
-
-    return evaluate
 
 
 @functools.cache
@@ -263,7 +196,7 @@ def _values(
             continue
         values = memo.get(branch.expression)
         if values is None:
-            if branch.steps is not None and not _reachable(resource, branch.steps):
+            if branch.steps is not None and not reachable(resource, branch.steps):
                 values = []
             else:
                 try:

@@ -1,4 +1,4 @@
-"""The indexer's direct JSON walk for plain member paths (`resources.indexing._member_path`)
+"""The indexer's direct JSON walk for plain member paths (`resources.index_paths.member_path`)
 gives exactly what fhirpathpy gives, for every such branch of every R4 search parameter,
 over the HL7 R4 examples in ../shared/data/hl7-r4/examples (and the resources of their Bundles)
 and the Synthea patients."""
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from resources.index_paths import member_path
 from resources.indexing import _compile, _plan
 from tests.conftest import shared_data
 
@@ -68,9 +69,7 @@ def test_member_paths_match_fhirpathpy_on_every_example() -> None:
     ],
 )
 def test_walk_edge_cases_agree(resource: dict[str, Any], expression: str, expected: Any) -> None:
-    from resources.indexing import _member_path
-
     slow = _compile(expression)
     assert slow is not None
     steps = tuple(expression.split(".")[1:])
-    assert _member_path(steps, slow)(resource) == slow(resource) == expected
+    assert member_path(steps, slow)(resource) == slow(resource) == expected
