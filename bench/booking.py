@@ -1,19 +1,20 @@
-"""Booking benchmark: races, sustained `$book` throughput and `$find-slots` latency.
+"""Booking benchmark: races, `$book` throughput and latency, `$find-slots` latency.
 
-Usage: `make bench` (runs bench/rest.py, then this) or `.venv/bin/python bench/booking.py`.
-Starts `fhir-server serve` (one uvicorn worker) on a fresh SQLite file, sets up 100
-PractitionerRoles with weekly hours (Mon-Fri 09:00-17:00 America/New_York), their Schedules,
-200 Patients and 50 stored free Slots, then drives it with httpx from this process:
+Usage: `make bench` (runs bench/rest.py, then this) or `.venv/bin/python bench/booking.py
+[--seconds 10] [--workers 2] [--bookings 100000]`. Starts `fhir-server serve` (2 workers) on a
+fresh SQLite file with the clinic of `booking_common.setup_bundle`, then:
 
   race        200 concurrent clients `$book` the same 50 Slots (4 contenders each): expect
-              exactly 50 x 201/200 and 150 x 409; afterwards the database file is read directly
-              to count booked Appointments per Slot and overlapping claims (expect none)
-  book        50 concurrent clients `$book` distinct rule-derived slots for N seconds:
-              throughput and p50/p99 latency
+              exactly 50 x 200 and 150 x 409; the database file is then read directly to count
+              booked Appointments per Slot and overlapping bookings (expect none)
   find-1      `Schedule/{id}/$find-slots` over 31 days for one schedule, sequential
   find-100    `Slot/$find-slots` over 31 days across all 100 schedules (`_count=100`)
-  ceiling     the same GET on a bare Starlette endpoint (bench/ceiling_app.py) for scale
+  book        wrk (bench/book.lua), 50 connections, closed loop: distinct free times
+  paced       wrk, 10 connections each waiting 100 ms between requests (100/s offered)
+  year        `booking_year.year_phase`: one schedule's 31 days, empty and with 100,000
+              bookings over the year
 
+Each goal of the issue "Run it in production" is printed with PASS/FAIL at the end.
 MongoDB: runs the same against `FHIR_SERVER_BENCH_MONGODB_URL` when set (a database named by
 the URL is dropped first!); otherwise says it was skipped.
 """
@@ -28,91 +29,31 @@ import os
 import random
 import shutil
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import itertools
 
+from booking_common import (
+    ROOT,
+    Goals,
+    appointment,
+    family,
+    find_latency,
+    parameters,
+    serve,
+    server_env,
+    setup_bundle,
+)
+from booking_year import year_phase
 from rest import admin_token, free_port, rss_mib, wait_up
-
-BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[1]
-ZONE = "America/New_York"
-TZ_EXT = {"url": "http://hl7.org/fhir/StructureDefinition/timezone", "valueCode": ZONE}
-SPECIALTY = {"coding": [{"system": "http://nucc.org/provider-taxonomy", "code": "207Q00000X"}]}
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
-
-
-def parameters(appointment: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "resourceType": "Parameters",
-        "parameter": [{"name": "appointment-resource", "resource": appointment}],
-    }
-
-
-def setup_bundle(monday: dt.date) -> dict[str, Any]:
-    entries: list[dict[str, Any]] = []
-
-    def put(resource: dict[str, Any]) -> None:
-        url = f"{resource['resourceType']}/{resource['id']}"
-        entries.append({"resource": resource, "request": {"method": "PUT", "url": url}})
-
-    for i in range(100):
-        put(
-            {
-                "resourceType": "PractitionerRole",
-                "id": f"role-{i}",
-                "active": True,
-                "specialty": [SPECIALTY],
-                "extension": [TZ_EXT],
-                "availableTime": [
-                    {
-                        "daysOfWeek": ["mon", "tue", "wed", "thu", "fri"],
-                        "availableStartTime": "09:00:00",
-                        "availableEndTime": "17:00:00",
-                    }
-                ],
-            }
-        )
-        put(
-            {
-                "resourceType": "Schedule",
-                "id": f"sched-{i}",
-                "active": True,
-                "extension": [TZ_EXT],
-                "specialty": [SPECIALTY],
-                "actor": [{"reference": f"PractitionerRole/role-{i}"}],
-            }
-        )
-    for i in range(200):
-        put({"resourceType": "Patient", "id": f"pat-{i}", "name": [{"family": f"Bench{i}"}]})
-    base = dt.datetime.combine(monday, dt.time(14, 0), tzinfo=dt.UTC)
-    for i in range(50):
-        start = base + dt.timedelta(minutes=30 * i)
-        put(
-            {
-                "resourceType": "Slot",
-                "id": f"race-{i}",
-                "status": "free",
-                "schedule": {"reference": "Schedule/sched-0"},
-                "start": start.isoformat().replace("+00:00", "Z"),
-                "end": (start + dt.timedelta(minutes=15)).isoformat().replace("+00:00", "Z"),
-            }
-        )
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
 async def race(client: httpx.AsyncClient) -> dict[str, Any]:
@@ -122,18 +63,8 @@ async def race(client: httpx.AsyncClient) -> dict[str, Any]:
 
     async def one(n: int) -> int:
         slot = slots[n % 50]
-        appointment = {
-            "resourceType": "Appointment",
-            "status": "proposed",
-            "start": slot["start"],
-            "end": slot["end"],
-            "slot": [{"reference": f"Slot/race-{n % 50}"}],
-            "participant": [
-                {"actor": {"reference": f"Patient/pat-{n}"}, "status": "accepted"},
-                {"actor": {"reference": "PractitionerRole/role-0"}, "status": "accepted"},
-            ],
-        }
-        r = await client.post("/Appointment/$book", json=parameters(appointment))
+        visit = appointment(slot["start"], slot["end"], f"race-{n % 50}", f"pat-{n}", "role-0")
+        r = await client.post("/Appointment/$book", json=parameters(visit))
         return r.status_code
 
     t0 = time.perf_counter()
@@ -193,22 +124,9 @@ def book_bodies(slots: list[dict[str, Any]], tag: str) -> str:
     """One `$book` Parameters body per line, a new patient for each (never double-booked)."""
     lines = []
     for n, slot in enumerate(slots):
-        schedule = slot["schedule"]["reference"].split("/")[1]
-        appointment = {
-            "resourceType": "Appointment",
-            "status": "proposed",
-            "start": slot["start"],
-            "end": slot["end"],
-            "slot": [{"reference": f"Slot/{slot['id']}"}],
-            "participant": [
-                {"actor": {"reference": f"Patient/{tag}-{n}"}, "status": "accepted"},
-                {
-                    "actor": {"reference": f"PractitionerRole/role-{schedule.split('-')[1]}"},
-                    "status": "accepted",
-                },
-            ],
-        }
-        lines.append(json.dumps(parameters(appointment)))
+        role = "role-" + slot["schedule"]["reference"].rsplit("-", 1)[1]
+        visit = appointment(slot["start"], slot["end"], slot["id"], f"{tag}-{n}", role)
+        lines.append(json.dumps(parameters(visit)))
     return "\n".join(lines) + "\n"
 
 
@@ -232,149 +150,6 @@ def wrk_book(
     result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     result["rps"] = result["ok"] / (result["duration_us"] / 1e6)
     return result
-
-
-async def find_latency(
-    client: httpx.AsyncClient, path: str, params: dict[str, Any], n: int
-) -> dict[str, float]:
-    for _ in range(5):
-        await client.get(path, params=params)
-    latencies = []
-    sizes = []
-    for _ in range(n):
-        t = time.perf_counter()
-        r = await client.get(path, params=params)
-        latencies.append((time.perf_counter() - t) * 1000)
-        assert r.status_code == 200, r.text[:300]
-        sizes.append(r.json().get("total", 0))
-    return {"p50": statistics.median(latencies), "p99": pct(latencies, 0.99), "total": sizes[-1]}
-
-
-def year_of_bookings(monday: dt.date, total: int, path: Path, tag: str) -> list[Path]:
-    """`total` booked Appointments spread over the 52 weeks from week 8 (after the weeks the
-    booking runs use), over all 100 schedules, weekdays 09:00-17:00 New York, 30 minutes
-    each (~25% of the hours), written as two NDJSON files of disjoint schedules (loaded by
-    two `fhir-server load` processes at once)."""
-    zone = ZoneInfo(ZONE)
-    rng = random.Random(11)
-    taken: set[tuple[int, int, int]] = set()
-    files = [path.with_name(f"{tag}-{k}.ndjson") for k in range(2)]
-    outs = [f.open("w") for f in files]
-    n = 0
-    while n < total:
-        role = rng.randrange(100)
-        day = monday + dt.timedelta(weeks=8, days=rng.randrange(7 * 52))
-        if day.weekday() >= 5:
-            continue
-        half_hour = rng.randrange(16)
-        if (role, day.toordinal(), half_hour) in taken:
-            continue
-        taken.add((role, day.toordinal(), half_hour))
-        start = dt.datetime.combine(day, dt.time(9 + half_hour // 2, 30 * (half_hour % 2)), zone)
-        appointment = {
-            "resourceType": "Appointment",
-            "id": f"{tag}-{n}",
-            "status": "booked",
-            "start": start.isoformat(),
-            "end": (start + dt.timedelta(minutes=30)).isoformat(),
-            "participant": [
-                {"actor": {"reference": f"Patient/{tag}-p{n}"}, "status": "accepted"},
-                {"actor": {"reference": f"PractitionerRole/role-{role}"}, "status": "accepted"},
-            ],
-        }
-        outs[role % 2].write(json.dumps(appointment) + "\n")
-        n += 1
-    for out in outs:
-        out.close()
-    return files
-
-
-def load_parallel(env: dict[str, str], files: list[Path]) -> float:
-    """Load `files` with one `fhir-server load` process each, at once; seconds taken."""
-    t0 = time.perf_counter()
-    procs = [
-        subprocess.Popen(
-            [str(BIN / "fhir-server"), "load", "--quiet", str(f)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for f in files
-    ]
-    for proc in procs:
-        _, err = proc.communicate()
-        assert proc.returncode == 0, err.decode()[-2000:]
-    return time.perf_counter() - t0
-
-
-async def find_one(base: str, token: str, window: dict[str, str]) -> dict[str, float]:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as client:
-        return await find_latency(client, "/Schedule/sched-99/$find-slots", window, 300)
-
-
-def year_phase(tmp: Path, monday: dt.date, workers: int, bookings: int, goals: Goals) -> None:
-    """One schedule's 31 days of free time on an empty calendar, and on a calendar holding
-    `bookings` appointments spread over a year on all 100 schedules: two database files with
-    the same setup, the second also loaded with the bookings (`fhir-server load`, two
-    processes) before its server first starts, so no background job replays them while the
-    search is measured (the reminder planner starts at the end of the log)."""
-    setup = tmp / "setup.json"
-    setup.write_text(json.dumps(setup_bundle(monday)))
-    middle = monday + dt.timedelta(weeks=30)
-    window = {
-        "start": f"{middle}T00:00:00Z",
-        "end": f"{middle + dt.timedelta(days=31)}T00:00:00Z",
-    }
-    figures = []
-    for phase in ("empty", "booked"):
-        port = free_port()
-        env = server_env(f"sqlite:///{tmp / f'year-{phase}.db'}", port, tmp)
-        load_parallel(env, [setup])
-        if phase == "booked":
-            files = year_of_bookings(monday, bookings, tmp / "year.ndjson", "yr")
-            seconds = load_parallel(env, files)
-            print(f"loaded {bookings} booked appointments over a year in {seconds:.0f} s")
-        proc = serve(env, port, workers)
-        try:
-            wait_up(f"http://127.0.0.1:{port}/fhir/metadata", proc)
-            token = admin_token(env)
-            one = asyncio.run(find_one(f"http://127.0.0.1:{port}/fhir", token, window))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
-        figures.append(one)
-        print(
-            f"find-1 ({phase}): one schedule, 31 days: p50 {one['p50']:.1f} ms, "
-            f"p99 {one['p99']:.1f} ms ({one['total']} free slots)"
-        )
-    empty, booked = figures
-    goals.check(
-        f"one schedule, 31 days, {bookings} bookings in the year: p50 < 15 ms",
-        f"p50 {booked['p50']:.1f} ms",
-        booked["p50"] < 15,
-    )
-    ratio = booked["p50"] / empty["p50"]
-    goals.check(
-        "... and within 1.5 x of the same search on an empty calendar",
-        f"{booked['p50']:.1f} / {empty['p50']:.1f} ms = {ratio:.2f} x",
-        ratio <= 1.5,
-    )
-
-
-class Goals:
-    """The issue's goals, each printed with its figure and pass/fail at the end."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, str, bool]] = []
-
-    def check(self, goal: str, figure: str, passed: bool) -> None:
-        self.rows.append((goal, figure, passed))
-
-    def print(self) -> None:
-        print("goals:")
-        for goal, figure, passed in self.rows:
-            print(f"  [{'PASS' if passed else 'FAIL'}] {goal}: {figure}")
 
 
 async def run(
@@ -462,35 +237,6 @@ async def run(
         _, twice, overlaps = double_bookings(db)
         print(f"  after the booking runs: {twice} slots booked twice, {overlaps} overlapping")
     print(f"server RSS {sum(rss_mib(pid) for pid in pids):.0f} MiB ({len(pids)} processes)")
-
-
-def server_env(url: str, port: int, tmp: Path) -> dict[str, str]:
-    """The environment of the benchmarked server (and of `fhir-server token` for it)."""
-    return {
-        **os.environ,
-        "FHIR_SERVER_DATABASE_URL": url,
-        "FHIR_SERVER_BASE_URL": f"http://127.0.0.1:{port}/fhir",
-        "FHIR_SERVER_SIGNING_KEYS": str(tmp / "signing-keys.json"),
-    }
-
-
-def serve(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
-    command = [str(BIN / "fhir-server"), "serve", "--port", str(port), "--log-level", "warning"]
-    return subprocess.Popen(
-        [*command, "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def family(pid: int) -> list[int]:
-    """`pid` and its child processes (uvicorn's workers)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    return [pid, *(int(c) for c in children)]
 
 
 def main() -> int:
