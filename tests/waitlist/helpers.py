@@ -10,6 +10,7 @@ import orjson
 
 from fhir_server.repository import Repository
 from fhir_server.search.query import StoreQuery, TokenCondition, TokenValue
+from tests.subscriptions.helpers import appointment
 
 NY = {"url": "http://hl7.org/fhir/StructureDefinition/timezone", "valueCode": "America/New_York"}
 BASE = "https://fhir-scheduling.example.org/StructureDefinition"
@@ -81,16 +82,7 @@ async def seed(repo: Repository, hours: tuple[str, str] = ("10:00:00", "10:30:00
 
 def visit(patient: str, start: str, end: str, status: str = "booked") -> dict[str, Any]:
     """An Appointment of `patient` with Dr. Smith."""
-    return {
-        "resourceType": "Appointment",
-        "status": status,
-        "start": start,
-        "end": end,
-        "participant": [
-            {"actor": {"reference": "PractitionerRole/dr"}, "status": "accepted"},
-            {"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"},
-        ],
-    }
+    return appointment(start, end, "PractitionerRole/dr", f"Patient/{patient}", status)
 
 
 def entry(patient: str, date: str, priority: int | None = None, **more: Any) -> dict[str, Any]:
