@@ -4,7 +4,7 @@ event happens in one place every path goes through:
 - `fhir_requests_total{interaction,type,operation,code}` (counter),
   `fhir_request_duration_seconds{interaction,type,operation}` (histogram),
   `fhir_requests_in_progress` (gauge, summed over live workers) and
-  `fhir_worker_requests_total{pid}` (gauge per live worker): `api.request_log.RequestLog`,
+  `fhir_worker_requests{pid}` (gauge per live worker): `api.request_log.RequestLog`,
   around every HTTP request (labels: `api.metrics_endpoint.labels_of`);
 - `fhir_appointments_booked_total`, `fhir_appointments_cancelled_total`: `repository.commit`,
   for each committed Appointment version that becomes booked / cancelled, on any path;
@@ -66,7 +66,7 @@ IN_PROGRESS = Gauge(
     multiprocess_mode="livesum",
 )
 WORKER_REQUESTS = Gauge(
-    "fhir_worker_requests_total",
+    "fhir_worker_requests",
     "Requests answered by each live worker process since it started.",
     multiprocess_mode="liveall",
 )
