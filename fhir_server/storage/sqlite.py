@@ -41,10 +41,11 @@ from fhir_server.storage.base import (
     WriteOp,
     final_claim_sets,
 )
+from fhir_server.storage.sqlite_checkpoint import checkpoint_loop
 from fhir_server.storage.sqlite_query import compile_search, compile_where
 from fhir_server.storage.sqlite_rows import page_of, stored_row
 from fhir_server.storage.sqlite_schema import PRAGMAS, create_schema
-from fhir_server.storage.sqlite_writes import apply_ops, checkpoint_loop, release_lock, take_lock
+from fhir_server.storage.sqlite_writes import apply_ops, release_lock, take_lock
 from resources.fhir_dates import now_us
 
 T = TypeVar("T")

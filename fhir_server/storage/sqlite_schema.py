@@ -48,7 +48,8 @@ PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
     "PRAGMA cache_size=-65536",
     "PRAGMA mmap_size=268435456",
-    "PRAGMA wal_autocheckpoint=0",  # checkpoints run off the event loop (sqlite.py)
+    "PRAGMA wal_autocheckpoint=0",  # checkpoints run off the event loop (sqlite_checkpoint)
+    "PRAGMA journal_size_limit=67108864",  # a restarted log is cut back to 64 MiB
 )
 
 DDL = """

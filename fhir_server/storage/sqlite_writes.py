@@ -1,13 +1,12 @@
 """SQLite writes: one `apply` as a single `BEGIN IMMEDIATE` transaction (versions, history,
-index entries, sort keys, compartments and claims together), the lock table (`locks.py`), and
-the WAL checkpointer.
+index entries, sort keys, compartments and claims together) and the lock table (`locks.py`).
+The WAL checkpointer is `sqlite_checkpoint.py`.
 
 Called by `sqlite.SQLiteStore` on the event-loop thread; see `sqlite_schema.py` for the tables.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -27,9 +26,6 @@ from resources.index_values import (
     TokenEntry,
     UriEntry,
 )
-
-CHECKPOINT_SECONDS = 1.0
-"""Seconds between WAL checkpoints (`checkpoint_loop`)."""
 
 
 def apply_ops(
@@ -159,27 +155,3 @@ def take_lock(conn: sqlite3.Connection, key: str, owner: str, now: int, expires:
 def release_lock(conn: sqlite3.Connection, key: str, owner: str) -> None:
     """`locks.Release` on the `locks` table: delete `key` only while `owner` holds it."""
     conn.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
-
-
-async def checkpoint_loop(target: str, every: float = CHECKPOINT_SECONDS) -> None:
-    """Copy the WAL of the database file `target` back into it from a worker thread every
-    `every` seconds, until cancelled (`SQLiteStore` runs it as a task). Connections run with
-    `wal_autocheckpoint=0`, so the fsync of a checkpoint never stalls the event loop (it took
-    up to ~1 s here under write load)."""
-    conn = sqlite3.connect(target, check_same_thread=False, timeout=30.0)
-    try:
-        while True:
-            await asyncio.sleep(every)
-            job = asyncio.ensure_future(
-                asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
-            )
-            try:
-                await asyncio.shield(job)
-            except asyncio.CancelledError:
-                # cancelling does not stop the worker thread: let its checkpoint finish
-                # before the connection closes (closing it under a running statement
-                # crashes the process)
-                await job
-                raise
-    finally:
-        conn.close()
