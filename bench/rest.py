@@ -11,6 +11,10 @@ Scenarios, each run against one uvicorn worker on 127.0.0.1, wrk in a separate p
   create       POST Patient (a Synthea patient without id)
 Prints requests/s, p50/p99 latency (ms), server RSS (MiB) after the run, and the ratio to the
 ceiling measured in the same run.
+
+`read` and `read-auth-off` run in alternation, `--rounds` times each (their figures are the
+means), and the SMART goal is judged on the median of the per-round ratios: on this 2-core
+machine two single runs of one scenario differ by up to 15 %, more than the cost measured.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import random
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -137,6 +142,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
         "--only", default="", help="comma-separated scenarios (ceiling always runs)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating runs of read and read-auth-off"
     )
     args = parser.parse_args()
     if not DATA.exists():
@@ -277,9 +285,8 @@ def main() -> int:
             ),
         ]
         wanted = set(args.only.split(",")) if args.only else None
-        for name, url, script, pid in scenarios:
-            if wanted is not None and name != "ceiling" and name not in wanted:
-                continue
+        chosen = [s for s in scenarios if wanted is None or s[0] == "ceiling" or s[0] in wanted]
+        for name, url, script, _pid in chosen:
             sample = re.search(r'"(/fhir/[^"]+)"', script)
             if sample and name != "create":
                 probe = httpx.get(url + sample.group(1), timeout=10, headers=auth)
@@ -287,9 +294,28 @@ def main() -> int:
                     f"  {name}: GET {sample.group(1)} -> {probe.status_code}, {len(probe.content)} bytes"
                 )
             run_wrk(url, script, 2, args.connections, tmp)  # warm-up
-            res = run_wrk(url, script, args.seconds, args.connections, tmp)
-            res["rss"] = rss_mib(pid)
-            results[name] = res
+        alternating = {"read", "read-auth-off"}
+        for name, url, script, pid in chosen:
+            if name in alternating:
+                continue
+            results[name] = run_wrk(url, script, args.seconds, args.connections, tmp)
+            results[name]["rss"] = rss_mib(pid)
+        pair = [s for s in chosen if s[0] in alternating]
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in pair}
+        for _ in range(max(1, args.rounds) if pair else 0):
+            for name, url, script, pid in pair:
+                res = run_wrk(url, script, args.seconds, args.connections, tmp)
+                res["rss"] = rss_mib(pid)
+                runs[name].append(res)
+        for name, done in runs.items():
+            results[name] = {k: statistics.fmean(r[k] for r in done) for k in done[0]}
+        if len(runs) == 2:
+            ratios = [
+                a["rps"] / b["rps"]
+                for a, b in zip(runs["read"], runs["read-auth-off"], strict=True)
+            ]
+            results["read"]["ratio"] = statistics.median(ratios)
+            print("  read / read-auth-off per round: " + ", ".join(f"{r:.1%}" for r in ratios))
     finally:
         for proc in (server, ceiling, noauth):
             if proc is not None:
@@ -313,11 +339,11 @@ def main() -> int:
         verdict = "PASS" if rps >= 800 and not results["create"]["non2xx"] else "FAIL"
         print(f"  [{verdict}] REST create of a Synthea Patient >= 800/s (1 worker): {rps:.0f}/s")
     if "read" in results and "read-auth-off" in results:
-        ratio = results["read"]["rps"] / results["read-auth-off"]["rps"]
+        ratio = results["read"]["ratio"]
         verdict = "PASS" if ratio >= 0.9 else "FAIL"
         print(
             f"  [{verdict}] read with a SMART token >= 90% of the same read without auth "
-            f"(1 worker): {ratio:.1%}"
+            f"(1 worker, median of {args.rounds} alternating rounds): {ratio:.1%}"
         )
     return 0
 
