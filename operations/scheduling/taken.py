@@ -122,14 +122,18 @@ async def taken_time(
 
     Args:
         context: the Schedule.
-        window: the search window (µs UTC); seats are read for shared Slots inside it.
-        span: the span rule slots are laid over (claims are read over it, widened by the
-            buffers; bookings per day too).
+        window: the search window (µs UTC); seats are read for shared Slots inside it, and
+            claims over it widened by both buffers on each side: only slots wholly inside it
+            are offered, and a claim farther out cannot touch their buffered occupancy (so
+            checking one slot reads its own minutes, not three days of them).
+        span: the span rule slots are laid over (bookings per day are counted over it).
         free: its stored free Slots (`StoredSlots.free`).
         extension_base: the canonical base of our extensions (`hold-expires`).
     """
     params = context.params
-    low, high = span.start - params.buffer_before_us, span.end + params.buffer_after_us
+    reach = params.buffer_before_us + params.buffer_after_us
+    low = max(span.start - params.buffer_before_us, window.start - reach)
+    high = min(span.end + params.buffer_after_us, window.end + reach)
     claimed = await claimed_intervals(lookup, context.reference, low, high)
     owners = {
         slot_id: await seat_owners(lookup, slot_id, seats)

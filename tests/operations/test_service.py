@@ -12,7 +12,7 @@ import pytest
 from fhir_server.app import build_repositories
 from fhir_server.repository import Repository
 from fhir_server.search.query import TokenValue
-from operations.scheduling.extensions import SLOT_CAPACITY_URL, extension_url
+from operations.scheduling.extensions import DEFAULT_BASE, SLOT_CAPACITY_URL, extension_url
 from operations.scheduling.intervals import Interval
 from operations.scheduling.matching import reference_parts
 from operations.scheduling.service import OfferedSlot, SchedulingService
@@ -256,6 +256,64 @@ async def test_slot_resource_bare_candidate_has_no_schedule_codes(
         "start": "1970-01-01T00:00:00Z",
         "end": "1970-01-01T00:30:00Z",
     }
+
+
+def _minutes(ext_id: str, value: int) -> dict[str, Any]:
+    duration = {"value": value, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"}
+    return {"url": extension_url(ext_id, DEFAULT_BASE), "valueDuration": duration}
+
+
+async def test_one_slot_window_sees_the_buffered_bookings_a_day_sees(
+    service: SchedulingService, repository: Repository
+) -> None:
+    """Claims are read over the window widened by both buffers (`taken.taken_time`): each
+    slot is free over its own window exactly when the whole day offers it, with bookings that
+    touch its buffered time from just outside the window on either side."""
+    buffered = sched(
+        "s-buf",
+        "PractitionerRole/dr",
+        extension=[
+            TZ,
+            _minutes("visit-duration", 20),
+            _minutes("buffer-before", 10),
+            _minutes("buffer-after", 15),
+        ],
+    )
+    await repository.update("Schedule", "s-buf", buffered)
+    (schedule,) = await service.matcher.schedules(schedule_ids=["s-buf"])
+    day, minute = parse_instant(f"{MONDAY}T00:00:00Z"), 60_000_000
+
+    async def verdicts() -> list[bool]:
+        whole = await service.free_slots([schedule], day, day + 1440 * minute)
+        offered = {c.slot_id for c in whole}
+        found = []
+        for start in (day + 850 * minute, day + 895 * minute):  # 14:10 and 14:55 UTC
+            slot_id = rule_slot_id("s-buf", start, start + 20 * minute)
+            alone = await service.free_slots([schedule], start, start + 20 * minute)
+            assert [c.slot_id for c in alone] == ([slot_id] if slot_id in offered else [])
+            resolved = await service.resolve_slot(slot_id)
+            assert (resolved is not None) == (slot_id in offered)
+            found.append(slot_id in offered)
+        return found
+
+    # 09:00-11:00 New York: occupancies (visit - 10 min, + 15 min) [14:00, 14:45) and
+    # [14:45, 15:30); a third would end past 16:00
+    assert await verdicts() == [True, True]
+    for start, end in (("13:45", "13:47"), ("15:35", "15:37")):
+        await repository.create(
+            {
+                "resourceType": "Appointment",
+                "status": "booked",
+                "start": f"{MONDAY}T{start}:00Z",
+                "end": f"{MONDAY}T{end}:00Z",
+                "participant": [
+                    {"actor": {"reference": "PractitionerRole/dr"}, "status": "accepted"}
+                ],
+            }
+        )
+    # [13:35, 14:02) touches the first 23 minutes before its window, [15:25, 15:52) the
+    # second 20 minutes after its window: the buffers of both sides (25 minutes) reach them
+    assert await verdicts() == [False, False]
 
 
 def test_reference_parts_forms() -> None:
