@@ -32,9 +32,9 @@ __all__ = ["CHECKPOINT_SECONDS", "Checkpoint", "checkpoint_loop", "checkpoint_on
 
 CHECKPOINT_SECONDS = 1.0
 """Seconds between checkpoints (`checkpoint_loop`)."""
-RESTART_FRAMES = 1000
-"""A log of more frames than this (pages of 4 KiB: ~4 MiB) is restarted, not only copied."""
-RESTART_WAIT_MS = 100
+RESTART_FRAMES = 4096
+"""A log of more frames than this (pages of 4 KiB: 16 MiB) is restarted, not only copied."""
+RESTART_WAIT_MS = 20
 """How long a RESTART checkpoint may hold new writers back and wait for readers (ms)."""
 WARN_FRAMES = 65536
 """A log still this long (256 MiB) after a RESTART found writers busy is logged as a warning:

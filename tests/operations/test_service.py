@@ -99,6 +99,19 @@ def service(repository: Repository) -> SchedulingService:
     return SchedulingService(repository)
 
 
+async def book_dr(repository: Repository, start: str, end: str) -> None:
+    """A booked Appointment of PractitionerRole/dr on MONDAY from `start` to `end` (UTC HH:MM)."""
+    await repository.create(
+        {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "start": f"{MONDAY}T{start}:00Z",
+            "end": f"{MONDAY}T{end}:00Z",
+            "participant": [{"actor": {"reference": "PractitionerRole/dr"}, "status": "accepted"}],
+        }
+    )
+
+
 async def ids(service: SchedulingService, **criteria: Any) -> list[str]:
     return [s["id"] for s in await service.matcher.schedules(**criteria)]
 
@@ -197,17 +210,7 @@ async def test_claimed_intervals_each_owner_merged_apart(
     service: SchedulingService, repository: Repository
 ) -> None:
     for start, end in (("14:00", "14:30"), ("14:30", "15:00")):
-        await repository.create(
-            {
-                "resourceType": "Appointment",
-                "status": "booked",
-                "start": f"{MONDAY}T{start}:00Z",
-                "end": f"{MONDAY}T{end}:00Z",
-                "participant": [
-                    {"actor": {"reference": "PractitionerRole/dr"}, "status": "accepted"}
-                ],
-            }
-        )
+        await book_dr(repository, start, end)
     low = parse_instant(f"{MONDAY}T00:00:00Z")
     claimed = await claimed_intervals(service.lookup, "Schedule/s-dr", low, low + 86_400_000_000)
     assert [interval for _, interval in claimed] == [
@@ -300,17 +303,7 @@ async def test_one_slot_window_sees_the_buffered_bookings_a_day_sees(
     # [14:45, 15:30); a third would end past 16:00
     assert await verdicts() == [True, True]
     for start, end in (("13:45", "13:47"), ("15:35", "15:37")):
-        await repository.create(
-            {
-                "resourceType": "Appointment",
-                "status": "booked",
-                "start": f"{MONDAY}T{start}:00Z",
-                "end": f"{MONDAY}T{end}:00Z",
-                "participant": [
-                    {"actor": {"reference": "PractitionerRole/dr"}, "status": "accepted"}
-                ],
-            }
-        )
+        await book_dr(repository, start, end)
     # [13:35, 14:02) touches the first 23 minutes before its window, [15:25, 15:52) the
     # second 20 minutes after its window: the buffers of both sides (25 minutes) reach them
     assert await verdicts() == [False, False]

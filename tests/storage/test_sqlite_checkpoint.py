@@ -59,8 +59,12 @@ def test_the_log_starts_over_while_writes_go_on(tmp_path: Path) -> None:
     results: list[Checkpoint] = []
     largest = 0
     try:
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
+        # at least 2 s and three times the restart bound written (at most 10 s)
+        start = time.monotonic()
+        enough = 3 * 2 * sqlite_checkpoint.RESTART_FRAMES * 4096 // (20 * 3000)
+        while time.monotonic() < start + 2 or (
+            written[0] < enough and time.monotonic() < start + 10
+        ):
             time.sleep(0.1)
             results.append(checkpoint_once(checkpointer))
             largest = max(largest, _frames(path))
@@ -70,10 +74,12 @@ def test_the_log_starts_over_while_writes_go_on(tmp_path: Path) -> None:
         checkpointer.close()
     assert written[0] > 200, written  # the writer really kept writing (~20 pages a commit)
     total_frames = written[0] * 20 * 3000 // 4096
-    assert sum(r.restarted for r in results) >= len(results) // 2, results
-    # the file never held more than a few checkpoint periods of frames, whatever was written
-    assert largest < total_frames / 4, (largest, total_frames)
-    assert max(r.frames for r in results) < total_frames / 4, (results, total_frames)
+    assert sum(r.restarted for r in results) >= 3, results  # again and again
+    # the log never grew far past the restart threshold, whatever was written (PASSIVE
+    # copies alone: it held every frame written, ~20,000 here)
+    bound = 2 * sqlite_checkpoint.RESTART_FRAMES
+    assert largest < bound < total_frames, (largest, total_frames)
+    assert max(r.frames for r in results) < bound, results
 
 
 def test_a_small_log_is_only_copied(tmp_path: Path) -> None:
