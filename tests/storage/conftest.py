@@ -10,6 +10,7 @@ calls interleave (`tests/storage/interleaving.py`).
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from fhir_server.storage.base import ResourceStore
 from fhir_server.storage.mongo import MongoStore
+from fhir_server.storage.sqlite import SQLiteStore
 from tests.engines import ALL_ENGINES, make_store
 from tests.storage.interleaving import YieldingDatabase
 from tests.storage.transactions import PlayedReplicaSet
@@ -54,4 +56,21 @@ async def interleaved_store(request: pytest.FixtureRequest) -> AsyncIterator[Res
     try:
         yield store
     finally:
+        await store.close()
+
+
+@pytest.fixture
+async def sqlite_and_other(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[SQLiteStore, sqlite3.Connection]]:
+    """A started SQLiteStore on a file and a second plain connection to that file (another
+    worker process's), both closed afterwards."""
+    path = str(tmp_path / "fhir.db")
+    store = SQLiteStore(path)
+    await store.start()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield store, other
+    finally:
+        other.close()
         await store.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -30,52 +29,38 @@ async def _ticks_while(task: asyncio.Task[object], every: float = 0.005) -> int:
 
 
 async def test_a_write_waits_for_another_process_without_blocking_the_loop(
-    tmp_path: Path,
+    sqlite_and_other: tuple[SQLiteStore, sqlite3.Connection],
 ) -> None:
-    path = str(tmp_path / "fhir.db")
-    store = SQLiteStore(path)
-    await store.start()
-    other = sqlite3.connect(path, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")  # the other worker's write transaction
-        write = asyncio.ensure_future(store.apply([book("a", [1, 2])]))
-        ticker = asyncio.ensure_future(_ticks_while(write))  # type: ignore[arg-type]
-        await asyncio.sleep(0.3)
-        assert not write.done()
-        assert await store.read("Appointment", "a") is None  # reads go on meanwhile
-        other.execute("COMMIT")
-        await asyncio.wait_for(write, timeout=5)
-        ticks = await ticker
-        # a loop blocked inside SQLite's busy handler would have ticked about once
-        assert ticks >= 20, ticks
-        assert await store.claims_of("Appointment/a") == held("Appointment/a", [1, 2])
-    finally:
-        other.close()
-        await store.close()
+    store, other = sqlite_and_other
+    other.execute("BEGIN IMMEDIATE")  # the other worker's write transaction
+    write = asyncio.ensure_future(store.apply([book("a", [1, 2])]))
+    ticker = asyncio.ensure_future(_ticks_while(write))  # type: ignore[arg-type]
+    await asyncio.sleep(0.3)
+    assert not write.done()
+    assert await store.read("Appointment", "a") is None  # reads go on meanwhile
+    other.execute("COMMIT")
+    await asyncio.wait_for(write, timeout=5)
+    ticks = await ticker
+    # a loop blocked inside SQLite's busy handler would have ticked about once
+    assert ticks >= 20, ticks
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", [1, 2])
 
 
 async def test_past_the_deadline_the_write_fails_503_and_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_and_other: tuple[SQLiteStore, sqlite3.Connection], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = str(tmp_path / "fhir.db")
-    store = SQLiteStore(path)
-    await store.start()
+    store, other = sqlite_and_other
     run = sqlite_busy.run
     monkeypatch.setattr(sqlite_busy, "run", lambda fn: run(fn, 0.2))
-    other = sqlite3.connect(path, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
-        with pytest.raises(ServiceUnavailable) as raised:
-            await store.apply([book("a", [1, 2])])
-        assert raised.value.status == 503 and raised.value.headers["Retry-After"] == "1"
-        other.execute("ROLLBACK")
-        assert await store.read("Appointment", "a") is None
-        assert await store.claims_of("Appointment/a") == []
-        await store.apply([book("a", [1, 2])])  # the lock is free again: it writes
-        assert await store.claims_of("Appointment/a") == held("Appointment/a", [1, 2])
-    finally:
-        other.close()
-        await store.close()
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(ServiceUnavailable) as raised:
+        await store.apply([book("a", [1, 2])])
+    assert raised.value.status == 503 and raised.value.headers["Retry-After"] == "1"
+    other.execute("ROLLBACK")
+    assert await store.read("Appointment", "a") is None
+    assert await store.claims_of("Appointment/a") == []
+    await store.apply([book("a", [1, 2])])  # the lock is free again: it writes
+    assert await store.claims_of("Appointment/a") == held("Appointment/a", [1, 2])
 
 
 def test_busy_is_told_from_other_operational_errors() -> None:
