@@ -15,7 +15,7 @@
   oldest of them; 0 when none).
 
 Public like `/healthz` (no token): it carries counts and timings only. Turn it off with
-`FHIR_SERVER_METRICS=false` (then 404).
+`FHIR_SERVER_METRICS=false` (then 404 with an OperationOutcome).
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Scope
 
+from fhir_server.api.errors import outcome_response
 from fhir_server.metrics import IN_PROGRESS, LATENCY, MULTIPROCESS, REQUESTS, WORKER_REQUESTS
 from fhir_server.repository import RepositoryFactory
 from operations.subscriptions.dispatch_loop import outbox
+from resources.errors import Issue
 from resources.types import is_resource_type
 
 __all__ = ["labels_of", "metrics_routes", "observe", "started"]
@@ -174,11 +176,12 @@ class _Local(Collector):
 
 
 def metrics_routes(enabled: Callable[[], bool]) -> list[Route]:
-    """`GET /metrics` (404 while `enabled()` is false)."""
+    """`GET /metrics` (404 `not-found` OperationOutcome while `enabled()` is false)."""
 
     async def metrics(request: Request) -> Response:
         if not enabled():
-            return Response(status_code=404)
+            why = "Metrics are turned off on this server (FHIR_SERVER_METRICS)"
+            return outcome_response(404, [Issue(code="not-found", diagnostics=why)], None, request)
         registry = CollectorRegistry()
         if MULTIPROCESS:
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

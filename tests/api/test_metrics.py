@@ -157,7 +157,12 @@ def test_bookings_refusals_cancellations_and_expired_holds_are_counted(
 def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
     with LiveServer(make_settings(tmp_path, metrics=False)) as server:
         origin = server.base_url.rsplit("/fhir", 1)[0]
-        assert httpx.get(f"{origin}/metrics").status_code == 404
+        answer = httpx.get(f"{origin}/metrics")
+        assert answer.status_code == 404
+        outcome = answer.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert outcome["issue"][0]["code"] == "not-found"
+        assert "FHIR_SERVER_METRICS" in outcome["issue"][0]["diagnostics"]
 
 
 async def test_outbox_counts_events_behind_the_slowest_live_subscription(
