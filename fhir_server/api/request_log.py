@@ -72,7 +72,8 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        raw = next((v for k, v in scope.get("headers") or () if k == b"x-request-id"), b"")
+        given = raw.decode("latin-1")
         request_id = given if _VALID_ID.fullmatch(given) else uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
