@@ -175,6 +175,12 @@ class RecordStore(Protocol):
     async def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
         """The live record's document, or None."""
 
+    def change_stamp(self) -> bytes | None:
+        """An opaque token of the store's committed state, read without a query: two equal
+        stamps mean no write was committed in between, by any process (a record read after
+        the first stamp still reads the same, unless it lapsed by its `expires`). None: the
+        store cannot tell cheaply (ask the store itself)."""
+
     async def put_record(
         self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
     ) -> None:

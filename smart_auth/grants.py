@@ -51,6 +51,7 @@ class Grant:
         active: False once revoked.
         created: µs UTC.
         kind: `authorization_code`, `client_credentials` or `admin` (minted by the CLI).
+        expires: µs UTC when the stored grant lapses (set by `Grants.save`), None before.
     """
 
     id: str
@@ -66,6 +67,7 @@ class Grant:
     created: int = field(default_factory=now_us)
     kind: str = "authorization_code"
     nonce: str | None = None
+    expires: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form."""
@@ -108,14 +110,19 @@ class Grants:
         refresh_seconds: refresh token lifetime.
     """
 
+    ACTIVE_LIMIT = 10_000
+    """Grants remembered active at once (`is_active`); past it the memory starts again."""
+
     def __init__(self, records: RecordStore, code_seconds: int, refresh_seconds: int) -> None:
         self.records = records
         self.code_seconds = code_seconds
         self.refresh_seconds = refresh_seconds
+        self._active: dict[str, tuple[bytes, int]] = {}
 
     async def save(self, grant: Grant, lifetime: int) -> None:
-        """Store (or replace) a grant, kept for `lifetime` seconds."""
-        await self.records.put_record("grant", grant.id, grant.to_dict(), now_us() + lifetime * US)
+        """Store (or replace) a grant, kept for `lifetime` seconds (`grant.expires` is set)."""
+        grant.expires = now_us() + lifetime * US
+        await self.records.put_record("grant", grant.id, grant.to_dict(), grant.expires)
 
     async def get(self, grant_id: str) -> Grant | None:
         """The grant, active or revoked, or None once it lapsed."""
@@ -123,9 +130,27 @@ class Grants:
         return Grant.from_dict(doc) if doc else None
 
     async def is_active(self, grant_id: str) -> bool:
-        """Whether access tokens of this grant are still honoured."""
+        """Whether access tokens of this grant are still honoured, as stored now.
+
+        Asked on every request that carries a token. A grant found active is remembered with
+        the store's `change_stamp` taken before it was read and the time it lapses
+        (`Grant.expires`); while the stamp stays the same nothing was committed since by any
+        process (no revocation either), so until then the answer stands without a query. A
+        store without stamps (MongoDB), or a grant stored without `expires`, is asked every
+        time.
+        """
+        stamp = self.records.change_stamp()
+        known = self._active.get(grant_id)
+        if known is not None and known[0] == stamp and known[1] >= now_us():
+            return True
         doc = await self.records.get_record("grant", grant_id)
-        return bool(doc and doc.get("active"))
+        active = bool(doc and doc.get("active"))
+        expires = doc.get("expires") if doc else None
+        if active and stamp is not None and isinstance(expires, int):
+            if len(self._active) >= self.ACTIVE_LIMIT:
+                self._active.clear()
+            self._active[grant_id] = (stamp, expires)
+        return active
 
     async def revoke(self, grant_id: str) -> bool:
         """Mark the grant revoked (its access and refresh tokens stop working at once)."""
@@ -133,7 +158,8 @@ class Grants:
         if not doc or not doc.get("active"):
             return False
         doc["active"] = False
-        await self.records.put_record("grant", grant_id, doc, now_us() + self.refresh_seconds * US)
+        doc["expires"] = now_us() + self.refresh_seconds * US  # kept to refuse reuse meanwhile
+        await self.records.put_record("grant", grant_id, doc, doc["expires"])
         return True
 
     # -- codes ------------------------------------------------------------------------------

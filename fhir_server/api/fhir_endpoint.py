@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fhir_server.access import AccessPolicy, SystemPolicy
 from fhir_server.api.negotiation import parse_body, parse_prefer, prefers_async, response_format
 from fhir_server.api.rendering import render
+from fhir_server.api.request_log import header_value
 from fhir_server.config import Settings
 from fhir_server.interactions import Interactions
 from fhir_server.messages import FhirRequest
@@ -85,8 +86,9 @@ async def fhir_endpoint(request: Request) -> Response:
     path = request.path_params.get("path", "")
     if authenticate is None or path.strip("/") in PUBLIC_PATHS:
         return await _serve(request, path, UNAUTHENTICATED)
-    policy = await authenticate(request.headers.get("authorization"))
-    request.state.client_id = getattr(policy, "client_id", None) or None  # for the access log
+    policy = await authenticate(header_value(request.scope, b"authorization"))
+    client_id = getattr(policy, "client_id", None) or None
+    request.scope.setdefault("state", {})["client_id"] = client_id  # for the access log
     try:
         return await _serve(request, path, policy)
     except Forbidden as exc:

@@ -122,6 +122,10 @@ class Records:
         """The live record's document, or None."""
         return await self._store.get_record(kind, key)
 
+    def change_stamp(self) -> bytes | None:
+        """The store's `change_stamp` (equal stamps: nothing committed in between)."""
+        return self._store.change_stamp()
+
     async def put_record(
         self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None
     ) -> None:

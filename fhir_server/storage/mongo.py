@@ -37,11 +37,7 @@ from fhir_server.storage.base import (
     WriteOp,
     runs_of,
 )
-from fhir_server.storage.mongo_apply import (
-    apply_in_transaction,
-    apply_ops,
-    supports_transactions,
-)
+from fhir_server.storage.mongo_apply import apply_in_transaction, apply_ops, supports_transactions
 from fhir_server.storage.mongo_query import (
     Filter,
     compile_filter,
@@ -360,6 +356,10 @@ class MongoStore:
     async def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
         """The live record's document, or None."""
         return await mongo_records.get_record(self._records, kind, key, self._clock())
+
+    def change_stamp(self) -> bytes | None:
+        """None: MongoDB cannot tell without a query (`RecordStore.change_stamp`)."""
+        return None
 
     async def put_record(
         self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None

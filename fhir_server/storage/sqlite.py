@@ -3,7 +3,8 @@
 Schema: `sqlite_schema.py`; SQL compilation: `sqlite_query.py`; claims: `sqlite_claims.py`;
 writes and the WAL checkpointer: `sqlite_writes.py`; the event log and leases:
 `sqlite_events.py`; rows read back as values: `sqlite_rows.py`; records (`base.RecordStore`):
-`sqlite_records.py`; the lock: `locks.py`.
+`sqlite_records.py`; whether anything changed (`change_stamp`): `sqlite_changes.py`; the lock:
+`locks.py`.
 
 Every statement runs on the calling (event-loop) thread's own connection. SQLite answers our
 indexed queries in microseconds to a few milliseconds, and handing work to threads costs more
@@ -41,6 +42,7 @@ from fhir_server.storage.base import (
     WriteOp,
     final_claim_sets,
 )
+from fhir_server.storage.sqlite_changes import WalChanges
 from fhir_server.storage.sqlite_checkpoint import checkpoint_loop
 from fhir_server.storage.sqlite_query import compile_search, compile_where
 from fhir_server.storage.sqlite_rows import page_of, stored_row
@@ -72,6 +74,7 @@ class SQLiteStore(sqlite_records.RecordMethods):
         self._keeper: sqlite3.Connection | None = None
         self._conn_lock = threading.Lock()
         self._checkpointer: asyncio.Task[None] | None = None
+        self._changes: WalChanges | None = None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -101,6 +104,11 @@ class SQLiteStore(sqlite_records.RecordMethods):
         self._records_cache().writes += 1  # this connection's own change (RecordCache)
         return await self._read(fn)
 
+    def change_stamp(self) -> bytes | None:
+        """`RecordStore.change_stamp`: the WAL-index header of the file (`sqlite_changes`);
+        None for an in-memory database or before `start`."""
+        return self._changes.stamp() if self._changes is not None else None
+
     def _records_cache(self) -> sqlite_records.RecordCache:
         cache: sqlite_records.RecordCache | None = getattr(self._local, "records", None)
         if cache is None:
@@ -117,9 +125,15 @@ class SQLiteStore(sqlite_records.RecordMethods):
         await self._write(create_schema)
         if not self._uri:
             self._checkpointer = asyncio.create_task(checkpoint_loop(self._target))
+            mode = self._connection().execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() == "wal":  # else no WAL-index: change_stamp() stays None
+                self._changes = WalChanges(self._target)
 
     async def close(self) -> None:
         """Stop the checkpointer, checkpoint the WAL once more, close every connection."""
+        if self._changes is not None:  # unmapped while this process still holds the file
+            self._changes.close()
+            self._changes = None
         if self._checkpointer is not None:
             self._checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

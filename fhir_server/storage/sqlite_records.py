@@ -117,11 +117,11 @@ def _doc(blob: bytes) -> dict[str, Any]:
 class RecordCache:
     """`get_record` answers kept while the database is unchanged, for one connection.
 
-    `PRAGMA data_version` changes when another connection (another worker process) commits;
-    this connection's own writes are counted in `writes` (the store bumps it on every write
-    call). While both stand still, a record read before reads the same now, so the
-    authorization server's check of a token's grant on every request costs one pragma
-    instead of a query (SMART reads: `bench/rest.py`). Documents are kept as the stored
+    Unchanged means: the store's `change_stamp` (the WAL-index header, `sqlite_changes`) is
+    the one the answers were read under; where the store has no stamp (an in-memory
+    database), `PRAGMA data_version` (which changes when another connection commits) and
+    `writes` (this connection's own writes: the store bumps it on every write call) stand
+    still. A record read before then reads the same now. Documents are kept as the stored
     JSON bytes and parsed per call, so a caller may change what it gets.
     """
 
@@ -129,12 +129,18 @@ class RecordCache:
 
     def __init__(self) -> None:
         self.writes = 0
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: bytes | tuple[int, int] | None = None
         self._entries: dict[tuple[str, str], tuple[bytes | None, int | None]] = {}
 
-    def get(self, conn: sqlite3.Connection, kind: str, key: str, now: int) -> dict[str, Any] | None:
-        """`get_record(conn, kind, key, now)`, from the cache when nothing changed since."""
-        stamp = (int(conn.execute("PRAGMA data_version").fetchone()[0]), self.writes)
+    def get(
+        self, conn: sqlite3.Connection, kind: str, key: str, now: int, changes: bytes | None
+    ) -> dict[str, Any] | None:
+        """`get_record(conn, kind, key, now)`, from the cache when nothing changed since;
+        `changes` is the store's `change_stamp()` taken before this call, or None."""
+        stamp: bytes | tuple[int, int] = changes or (
+            int(conn.execute("PRAGMA data_version").fetchone()[0]),
+            self.writes,
+        )
         if stamp != self._stamp:
             self._entries.clear()
             self._stamp = stamp
@@ -167,10 +173,14 @@ class RecordMethods(abc.ABC):
     def _records_cache(self) -> RecordCache:
         """This connection's `RecordCache`."""
 
+    @abc.abstractmethod
+    def change_stamp(self) -> bytes | None:
+        """`RecordStore.change_stamp`."""
+
     async def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
         """The live record's document, or None."""
-        now, cache = now_us(), self._records_cache()
-        return await self._read(lambda conn: cache.get(conn, kind, key, now))
+        now, cache, changes = now_us(), self._records_cache(), self.change_stamp()
+        return await self._read(lambda conn: cache.get(conn, kind, key, now, changes))
 
     async def put_record(
         self, kind: str, key: str, doc: dict[str, Any], expires: int | None = None

@@ -61,6 +61,20 @@ async def test_get_record_missing_returns_none(store: ResourceStore) -> None:
     assert await store.get_record(KIND, "nope") is None
 
 
+async def test_a_change_stamp_if_given_changes_with_every_write(store: ResourceStore) -> None:
+    """`change_stamp`: None (the engine cannot tell: callers ask it) or a token that no write
+    leaves as it was."""
+    before = store.change_stamp()
+    for n in range(3):
+        await store.put_record(KIND, f"stamp-{n}", doc(n))
+        after = store.change_stamp()
+        assert (before is None) == (after is None)
+        assert after is None or after != before
+        before = after
+    await store.get_record(KIND, "stamp-0")
+    assert store.change_stamp() == before
+
+
 async def test_put_record_then_get_returns_the_doc(store: ResourceStore) -> None:
     await store.put_record(KIND, "k", doc(1))
     assert await store.get_record(KIND, "k") == doc(1)
