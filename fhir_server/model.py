@@ -211,9 +211,9 @@ class RecordStore(Protocol):
         """Delete every record with `expires < now` (µs UTC); return how many (hit
         counters of `count_hit` included)."""
 
-    async def count_hit(self, kind: str, key: str, expires: int) -> int:
-        """Add one to the counter `(kind, key)` and return its new value, atomically across
-        processes (of N concurrent calls on a fresh counter, each gets a different value
-        1..N). A counter that does not exist, or whose `expires` (µs UTC) has passed,
-        starts again at 1 and lasts until this call's `expires`. Counters are separate from
+    async def count_hit(self, kind: str, key: str, expires: int, by: int = 1) -> int:
+        """Add `by` (>= 1) to the counter `(kind, key)` and return its new value, atomically
+        across processes (of N concurrent calls of `by` 1 on a fresh counter, each gets a
+        different value 1..N). A counter that does not exist, or whose `expires` (µs UTC)
+        has passed, starts again at `by` and lasts until this call's `expires`. Counters are separate from
         records (a record and a counter may share a kind and key). For rate limits."""

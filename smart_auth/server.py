@@ -22,7 +22,7 @@ from smart_auth.client_auth import JwksCache
 from smart_auth.grants import Grant, Grants
 from smart_auth.keys import KeyFile, KeyRecords, ServerKeys, load_keys
 from smart_auth.policy import ScopePolicy
-from smart_auth.rate_limits import Limit, hit
+from smart_auth.rate_limits import Limit, RateLimiter
 from smart_auth.registry import Client, Registry
 from smart_auth.scopes import ScopeSet
 from smart_auth.tokens import (
@@ -102,6 +102,8 @@ class AuthServer:
         self.settings = settings
         self.registry = registry
         self.grants = grants
+        self.limiter = RateLimiter(grants.records)
+        self._user_limit, self._client_limit = settings.user_limit, settings.client_limit
         self.key_source = keys
         self.keys: ServerKeys | None = None
         self.jwks = JwksCache()
@@ -268,11 +270,9 @@ class AuthServer:
         """
         if claims.client_id == ADMIN_CLIENT:
             return
-        records = self.grants.records
-        settings = self.settings
         if claims.subject and claims.subject != claims.client_id:  # a signed-in user
-            await hit(records, settings.user_limit, claims.subject)
-        await hit(records, settings.client_limit, policy.client_id)
+            await self.limiter.hit(self._user_limit, claims.subject)
+        await self.limiter.hit(self._client_limit, policy.client_id)
 
     async def restore_policy(self, credentials: dict[str, Any]) -> AccessPolicy | None:
         """The policy `credentials` (`AccessPolicy.credentials()` of an earlier request)

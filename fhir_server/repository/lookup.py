@@ -154,6 +154,6 @@ class Records:
         """Delete every record and hit counter with `expires < now` (µs UTC); how many."""
         return await self._store.purge_records(now)
 
-    async def count_hit(self, kind: str, key: str, expires: int) -> int:
-        """Add one to the counter `(kind, key)` and return it (`RecordStore.count_hit`)."""
-        return await self._store.count_hit(kind, key, expires)
+    async def count_hit(self, kind: str, key: str, expires: int, by: int = 1) -> int:
+        """Add `by` to the counter `(kind, key)` and return it (`RecordStore.count_hit`)."""
+        return await self._store.count_hit(kind, key, expires, by)

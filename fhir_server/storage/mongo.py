@@ -393,6 +393,6 @@ class MongoStore:
         """Delete every record with `expires < now` (µs UTC); return how many."""
         return await mongo_records.purge_records(self._records, now)
 
-    async def count_hit(self, kind: str, key: str, expires: int) -> int:
-        """Add one to the counter and return it (`RecordStore.count_hit`)."""
-        return await mongo_records.count_hit(self._records, kind, key, expires, self._clock())
+    async def count_hit(self, kind: str, key: str, expires: int, by: int = 1) -> int:
+        """Add `by` to the counter and return it (`RecordStore.count_hit`)."""
+        return await mongo_records.count_hit(self._records, kind, key, expires, self._clock(), by)

@@ -149,7 +149,7 @@ them."""
 
 
 async def count_hit(
-    records: AsyncCollection[Doc], kind: str, key: str, expires: int, now: int
+    records: AsyncCollection[Doc], kind: str, key: str, expires: int, now: int, by: int = 1
 ) -> int:
     """`RecordStore.count_hit`: drop the counter if it expired, then one upserting
     `find_one_and_update` with `$inc` (atomic on the document). Two first hits at once both
@@ -157,7 +157,7 @@ async def count_hit(
     _id = f"{HIT_KIND}{SEPARATOR}{record_id(kind, key)}"
     await records.delete_one({"_id": _id, "expires": {"$lt": now}})
     update = {
-        "$inc": {"n": 1},
+        "$inc": {"n": by},
         "$setOnInsert": {"kind": HIT_KIND, "key": record_id(kind, key), "expires": expires},
     }
     for _ in range(3):

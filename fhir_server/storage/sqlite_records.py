@@ -96,18 +96,20 @@ def purge_records(conn: sqlite3.Connection, now: int) -> int:
 
 
 _HIT = (
-    "INSERT INTO hits (kind, key, n, expires) VALUES (?, ?, 1, ?) "
+    "INSERT INTO hits (kind, key, n, expires) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (kind, key) DO UPDATE SET "
-    "n = CASE WHEN hits.expires < ? THEN 1 ELSE hits.n + 1 END, "
+    "n = CASE WHEN hits.expires < ? THEN excluded.n ELSE hits.n + excluded.n END, "
     "expires = CASE WHEN hits.expires < ? THEN excluded.expires ELSE hits.expires END "
     "RETURNING n"
 )
 
 
-def count_hit(conn: sqlite3.Connection, kind: str, key: str, expires: int, now: int) -> int:
+def count_hit(
+    conn: sqlite3.Connection, kind: str, key: str, expires: int, now: int, by: int = 1
+) -> int:
     """`RecordStore.count_hit` in one upsert statement on the `hits` table (the primary key
     and SQLite's write lock make it atomic across processes)."""
-    return int(conn.execute(_HIT, (kind, key, expires, now, now)).fetchone()[0])
+    return int(conn.execute(_HIT, (kind, key, by, expires, now, now)).fetchone()[0])
 
 
 def _doc(blob: bytes) -> dict[str, Any]:
@@ -218,7 +220,7 @@ class RecordMethods(abc.ABC):
         """Delete every record and hit counter with `expires < now` (µs UTC); how many."""
         return await self._write(lambda conn: purge_records(conn, now))
 
-    async def count_hit(self, kind: str, key: str, expires: int) -> int:
-        """Add one to the counter and return it (`RecordStore.count_hit`)."""
+    async def count_hit(self, kind: str, key: str, expires: int, by: int = 1) -> int:
+        """Add `by` to the counter and return it (`RecordStore.count_hit`)."""
         now = now_us()
-        return await self._write(lambda conn: count_hit(conn, kind, key, expires, now))
+        return await self._write(lambda conn: count_hit(conn, kind, key, expires, now, by))

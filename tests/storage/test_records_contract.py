@@ -288,6 +288,14 @@ async def test_count_hit_counts_up_and_starts_again_once_expired(store: Resource
     assert await store.count_hit("rate", "old", later()) == 1  # so it starts again
 
 
+async def test_count_hit_by_adds_that_many_and_starts_again_at_it(store: ResourceStore) -> None:
+    assert await store.count_hit("rate", "slice", later(), by=5) == 5
+    assert await store.count_hit("rate", "slice", later()) == 6
+    assert await store.count_hit("rate", "slice", later(), by=10) == 16
+    await store.count_hit("rate", "old-slice", past(), by=7)
+    assert await store.count_hit("rate", "old-slice", later(), by=3) == 3  # expired: anew
+
+
 async def test_count_hit_is_apart_from_records_and_purged_when_expired(
     store: ResourceStore,
 ) -> None:
