@@ -78,6 +78,11 @@ def cli(env: dict[str, str], *args: str) -> str:
     return out.stdout.strip()
 
 
+def admin_token(env: dict[str, str]) -> str:
+    """A `system/*.cruds` token from `fhir-server token`, for the server started with `env`."""
+    return cli(env, "token", "--scope", "system/*.cruds")
+
+
 def backend_token(env: dict[str, str], base: str, tmp: Path) -> str:
     """A `system/*.cruds` access token of a registered SMART Backend Services client, got as
     such a client gets one: `client_credentials` with a `private_key_jwt` assertion. Unlike
