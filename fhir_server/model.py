@@ -215,5 +215,6 @@ class RecordStore(Protocol):
         """Add `by` (>= 1) to the counter `(kind, key)` and return its new value, atomically
         across processes (of N concurrent calls of `by` 1 on a fresh counter, each gets a
         different value 1..N). A counter that does not exist, or whose `expires` (µs UTC)
-        has passed, starts again at `by` and lasts until this call's `expires`. Counters are separate from
-        records (a record and a counter may share a kind and key). For rate limits."""
+        has passed, starts again at `by` and lasts until this call's `expires`. Counters are
+        separate from records (a record and a counter may share a kind and key). For rate
+        limits (`smart_auth.rate_limits`)."""

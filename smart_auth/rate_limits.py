@@ -63,8 +63,9 @@ SHARE_PARTS = 20
 SHARE_MAX = 100
 """The largest share (hits)."""
 REMEMBERED = 10_000
-"""Callers whose unused shares a `RateLimiter` keeps; past it, it forgets them all (a caller
-then loses its unused share: refused earlier, never admitted past the limit)."""
+"""Unused shares a `RateLimiter` keeps; past it, it drops those of ended windows, and all of
+them if that is not enough (a caller then loses its unused share: refused earlier, never
+admitted past the limit)."""
 
 
 def share_of(limit: Limit) -> int:
@@ -95,9 +96,9 @@ def _window(limit: Limit, at: int) -> tuple[str, int]:
     return str(window), (window + 1) * length
 
 
-def _slot(limit: Limit, who: str, at: int) -> tuple[str, str, int]:
-    """`(kind, who, window number)`: what a `RateLimiter` keeps an unused share under."""
-    return limit.kind, who, at // (limit.seconds * US)
+def _slot(limit: Limit, who: str, at: int) -> tuple[str, str, str]:
+    """`(kind, who, window)`: what a `RateLimiter` keeps an unused share under."""
+    return limit.kind, who, _window(limit, at)[0]
 
 
 async def _take(records: RecordStore, limit: Limit, who: str, size: int, now: int | None) -> int:
@@ -130,7 +131,7 @@ class RateLimiter:
 
     def __init__(self, records: RecordStore) -> None:
         self.records = records
-        self._left: dict[tuple[str, str, int], int] = {}  # (kind, who, window) -> unused
+        self._left: dict[tuple[str, str, str], tuple[int, int]] = {}  # -> (unused, ends)
 
     async def hit(self, limit: Limit, who: str, now: int | None = None) -> None:
         """Count one hit of `who` against `limit`: from this process's unused share of the
@@ -147,17 +148,24 @@ class RateLimiter:
             return
         at = now if now is not None else now_us()
         slot = _slot(limit, who, at)
-        left = self._left.get(slot, 0)
-        if left > 0:
-            self._left[slot] = left - 1
+        left, ends = self._left.get(slot, (0, 0))
+        if left > 1:
+            self._left[slot] = (left - 1, ends)
+            return
+        if left == 1:
+            del self._left[slot]
             return
         within = await _take(self.records, limit, who, share_of(limit), at)
         if within > 1:
             if len(self._left) >= REMEMBERED:
-                self._left.clear()
-            self._left[slot] = self._left.get(slot, 0) + within - 1
+                self._left = {k: v for k, v in self._left.items() if v[1] > at}
+                if len(self._left) >= REMEMBERED:
+                    self._left.clear()
+            before = self._left.get(slot, (0, 0))[0]  # taken meanwhile by another request
+            self._left[slot] = (before + within - 1, _window(limit, at)[1])
 
     def held(self, limit: Limit, who: str, now: int | None = None) -> int:
         """The hits of `who` this process took for the window holding `now` and has not
         used yet."""
-        return self._left.get(_slot(limit, who, now if now is not None else now_us()), 0)
+        at = now if now is not None else now_us()
+        return self._left.get(_slot(limit, who, at), (0, 0))[0]

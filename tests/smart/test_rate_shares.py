@@ -18,6 +18,7 @@ import pytest
 from fhir_server.storage.sqlite import SQLiteStore
 from resources.errors import TooManyRequests
 from resources.fhir_dates import now_us
+from smart_auth import rate_limits
 from smart_auth.rate_limits import Limit, RateLimiter, share_of
 
 MINUTE_US = 60_000_000
@@ -112,7 +113,7 @@ async def test_concurrent_requests_never_pass_the_limit_and_lose_no_share(
     for window in range(5):
         at = minute(30 + window)
 
-        async def arriving(n: int) -> bool:  # requests arrive over a few loop turns
+        async def arriving(n: int, at: int = at) -> bool:  # arriving over a few loop turns
             for _ in range(n % 7):
                 await asyncio.sleep(0)
             return await _admitted(limiters[n % 3 == 0], limit, "cy", at)
@@ -146,3 +147,21 @@ async def test_a_new_window_starts_whole_and_small_limits_count_every_hit(
     ]
     assert results == [True] * 5 + [False] * 2
     assert store.writes + other.writes - before == 7  # shares of one hit: exact, as `hit`
+
+
+async def test_unused_shares_of_ended_windows_are_dropped_first(
+    two_processes: tuple[CountingStore, CountingStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rate_limits, "REMEMBERED", 3)
+    limiter = RateLimiter(two_processes[0])
+    first = minute(50)
+    for who in ("u1", "u2", "u3"):  # three unused shares of one window
+        assert await _admitted(limiter, PER_USER, who, first)
+    assert limiter.held(PER_USER, "u1", first) == share_of(PER_USER) - 1
+    later = first + MINUTE_US
+    assert await _admitted(limiter, PER_USER, "u4", later)  # the next window: a fourth share
+    assert [limiter.held(PER_USER, who, first) for who in ("u1", "u2", "u3")] == [0, 0, 0]
+    assert limiter.held(PER_USER, "u4", later) == share_of(PER_USER) - 1
+    for _ in range(share_of(PER_USER) - 1):  # used up: nothing kept for it
+        assert await _admitted(limiter, PER_USER, "u4", later)
+    assert limiter.held(PER_USER, "u4", later) == 0
