@@ -95,8 +95,9 @@ async def test_the_grant_check_sees_a_revocation_by_another_process_and_a_lapse_
     assert reads == 2
     # another worker revokes the grant (the stored document, as `Grants.revoke` writes it)
     doc = orjson.loads(
-        other.execute("SELECT doc FROM records WHERE kind = 'grant' AND key = 'g-kept'")
-        .fetchone()[0]
+        other.execute("SELECT doc FROM records WHERE kind = 'grant' AND key = 'g-kept'").fetchone()[
+            0
+        ]
     )
     doc["active"] = False
     other.execute(
