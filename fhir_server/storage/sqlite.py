@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import threading
 import uuid
@@ -51,6 +52,8 @@ from fhir_server.storage.sqlite_writes import apply_ops, release_lock, take_lock
 from resources.fhir_dates import now_us
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+YEAR_US = 365 * 86_400_000_000
 
 
 class SQLiteStore(sqlite_records.RecordMethods):
@@ -125,9 +128,23 @@ class SQLiteStore(sqlite_records.RecordMethods):
         await self._write(create_schema)
         if not self._uri:
             self._checkpointer = asyncio.create_task(checkpoint_loop(self._target))
-            mode = self._connection().execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() == "wal":  # else no WAL-index: change_stamp() stays None
-                self._changes = WalChanges(self._target)
+            self._changes = await self._watch_changes()
+
+    async def _watch_changes(self) -> WalChanges | None:
+        """The file's WAL-index header (`sqlite_changes`), once seen to change with a commit
+        of this store; else None (no WAL, or a `-shm` file that does not follow the
+        commits): `change_stamp` then stays None and callers ask the database."""
+        mode = await self._read(lambda conn: conn.execute("PRAGMA journal_mode").fetchone()[0])
+        if str(mode).lower() != "wal":
+            return None
+        changes = WalChanges(self._target)
+        before = changes.stamp()
+        await self.count_hit("store", "change-stamp check", now_us() + YEAR_US)  # a commit
+        if before is not None and changes.stamp() not in (None, before):
+            return changes
+        changes.close()
+        log.warning("%s: the WAL-index header does not follow commits; not used", self._target)
+        return None
 
     async def close(self) -> None:
         """Stop the checkpointer, checkpoint the WAL once more, close every connection."""

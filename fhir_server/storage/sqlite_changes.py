@@ -37,12 +37,13 @@ class WalChanges:
     Args:
         db_path: the database file; its `-shm` file must exist (it does while a connection
             to the file in WAL mode is open: open this after the store's first connection).
+            Symbolic links are resolved, as SQLite resolves them when it names the file.
     """
 
     def __init__(self, db_path: str) -> None:
         self._map: mmap.mmap | None = None
         try:
-            fd = os.open(db_path + "-shm", os.O_RDONLY)
+            fd = os.open(os.path.realpath(db_path) + "-shm", os.O_RDONLY)
         except OSError:
             return
         try:

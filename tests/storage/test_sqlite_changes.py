@@ -10,7 +10,9 @@ import sqlite3
 from pathlib import Path
 
 import orjson
+import pytest
 
+from fhir_server.storage import sqlite as sqlite_store
 from fhir_server.storage.sqlite import SQLiteStore
 from fhir_server.storage.sqlite_changes import WalChanges
 from smart_auth.grants import Grant, Grants
@@ -112,3 +114,22 @@ async def test_the_grant_check_sees_a_revocation_by_another_process_and_a_lapse_
     await asyncio.sleep(1.1)
     assert store.change_stamp() == stamp
     assert not await grants.is_active("g-1s")
+
+
+async def test_a_header_that_does_not_follow_commits_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Frozen(WalChanges):  # as a -shm file SQLite does not write would read
+        def stamp(self) -> bytes | None:
+            return b"\1" * 48
+
+    monkeypatch.setattr(sqlite_store, "WalChanges", Frozen)
+    store = SQLiteStore(str(tmp_path / "fhir.db"))
+    await store.start()
+    try:
+        assert store.change_stamp() is None  # so every caller asks the database
+        assert "does not follow commits" in caplog.text
+        await store.put_record("grant", "g", {"active": True})
+        assert await store.get_record("grant", "g") == {"active": True}
+    finally:
+        await store.close()
