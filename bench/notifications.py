@@ -31,7 +31,7 @@ import orjson
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from booking import parameters, pct, serve, server_env, setup_bundle
+from booking_common import parameters, pct, serve, server_env, setup_bundle
 from rest import admin_token, free_port, rss_mib, wait_up
 
 RECEIVED: dict[str, float] = {}
@@ -177,7 +177,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fhir-notify-"))
     port, hook_port = free_port(), free_port()
     env = server_env(f"sqlite:///{tmp / 'bench.db'}", port, tmp)
-    proc = serve(env, port)
+    proc = serve(env, port, 1)  # one uvicorn worker
     receiver = start_receiver(hook_port)
     try:
         base = f"http://127.0.0.1:{port}/fhir"
