@@ -103,7 +103,6 @@ class AuthServer:
         self.registry = registry
         self.grants = grants
         self.limiter = RateLimiter(grants.records)
-        self._user_limit, self._client_limit = settings.user_limit, settings.client_limit
         self.key_source = keys
         self.keys: ServerKeys | None = None
         self.jwks = JwksCache()
@@ -271,8 +270,8 @@ class AuthServer:
         if claims.client_id == ADMIN_CLIENT:
             return
         if claims.subject and claims.subject != claims.client_id:  # a signed-in user
-            await self.limiter.hit(self._user_limit, claims.subject)
-        await self.limiter.hit(self._client_limit, policy.client_id)
+            await self.limiter.hit(self.settings.user_limit, claims.subject)
+        await self.limiter.hit(self.settings.client_limit, policy.client_id)
 
     async def restore_policy(self, credentials: dict[str, Any]) -> AccessPolicy | None:
         """The policy `credentials` (`AccessPolicy.credentials()` of an earlier request)
