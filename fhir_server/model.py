@@ -8,7 +8,9 @@ while only the request-scoped repository (`fhir_server.repository`) reaches a st
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Literal, Protocol
 
 from fhir_server.search.query import Cursor
@@ -67,6 +69,16 @@ class ClaimKey:
     def __str__(self) -> str:
         """The key as `StoreConflict.key` reports it: `{scope}#{quantum}`."""
         return f"{self.scope}#{self.quantum}"
+
+
+_KEY_ORDER = attrgetter("scope", "quantum")
+
+
+def sorted_keys(keys: Iterable[ClaimKey]) -> tuple[ClaimKey, ...]:
+    """`keys` in ClaimKey order (scope, then quantum), without duplicates; the same as
+    `tuple(sorted(set(keys)))`, with the comparison done in C instead of by the dataclass's
+    `__lt__` (a booking sorts ~60 keys twice)."""
+    return tuple(sorted(set(keys), key=_KEY_ORDER))
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from fhir_server.model import (
     RecordStore,
     StoredResource,
     WriteOp,
+    sorted_keys,
 )
 from fhir_server.search.query import Condition, StoreQuery
 from resources.errors import ClaimConflict
@@ -253,7 +254,7 @@ def final_claim_sets(ops: Sequence[WriteOp]) -> list[ClaimSet]:
     sets: list[ClaimSet] = []
     wanted: dict[ClaimKey, str] = {}
     for owner, cs in last.items():
-        keys = tuple(sorted(set(cs.keys)))
+        keys = sorted_keys(cs.keys)
         for key in keys:
             other = wanted.setdefault(key, owner)
             if other != owner:

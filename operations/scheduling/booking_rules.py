@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from fhir_server.model import ClaimKey, ClaimSet
+from fhir_server.model import ClaimKey, ClaimSet, sorted_keys
 from fhir_server.repository import (
     PlannedWrite,
     Repository,
@@ -145,7 +145,7 @@ class BookingRules:
         audits = await self._availability(
             repository, service, write, people, before, time, planner.actor_schedules
         )
-        claims = ClaimSet(owner, tuple(sorted(planner.keys)), expires)
+        claims = ClaimSet(owner, sorted_keys(planner.keys), expires)
         return RulesPlan(claims, audits, frozenset(planner.seat_scopes))
 
     async def explain(self, repository: Repository, key: str, claims: ClaimSet) -> Conflict:
