@@ -260,23 +260,28 @@ def main() -> int:
     mongo = os.environ.get("FHIR_SERVER_BENCH_MONGODB_URL")
     if mongo:
         engines.append(("mongodb", mongo, None))
-    for name, url, db in engines:
-        print(f"== {name} ({url}), {args.workers} workers, week of {monday}")
-        port = free_port()
-        env = server_env(url, port, tmp)
-        proc = serve(env, port, args.workers)
-        goals = Goals()
-        try:
-            wait_up(f"http://127.0.0.1:{port}/fhir/metadata", proc)
-            token = admin_token(env)
-            base = f"http://127.0.0.1:{port}/fhir"
-            asyncio.run(run(base, db, monday, args.seconds, family(proc.pid), token, tmp, goals))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
-        if name == "sqlite" and args.bookings:
-            year_phase(tmp, monday, args.workers, args.bookings, goals)
-        goals.print()
+    try:
+        for name, url, db in engines:
+            print(f"== {name} ({url}), {args.workers} workers, week of {monday}")
+            port = free_port()
+            env = server_env(url, port, tmp)
+            proc = serve(env, port, args.workers)
+            goals = Goals()
+            try:
+                wait_up(f"http://127.0.0.1:{port}/fhir/metadata", proc)
+                token = admin_token(env)
+                base = f"http://127.0.0.1:{port}/fhir"
+                asyncio.run(
+                    run(base, db, monday, args.seconds, family(proc.pid), token, tmp, goals)
+                )
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+            if name == "sqlite" and args.bookings:
+                year_phase(tmp, monday, args.workers, args.bookings, goals)
+            goals.print()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # its year-phase file alone is ~1 GB
     if not mongo:
         print("== mongodb: skipped (set FHIR_SERVER_BENCH_MONGODB_URL to a MongoDB to run it)")
     return 0
