@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from fhir_server.storage.base import Claim, ClaimKey, ClaimRun, ClaimSet, is_live
@@ -80,31 +81,36 @@ def claims_in(conn: sqlite3.Connection, scope: str, low: int, high: int, now: in
     return [_claim(r) for r in rows]
 
 
-_RUNS = (
-    "SELECT owner, quantum FROM claims WHERE scope = ? AND quantum >= ? AND quantum < ? "
-    "AND (expires IS NULL OR expires >= ?) ORDER BY quantum"
+_LIVE_IN = "scope = ? AND quantum >= ? AND quantum < ? AND (expires IS NULL OR expires >= ?)"
+_SPANS = (
+    "SELECT owner, min(quantum), max(quantum) + 1, count(*) FROM claims "
+    f"WHERE {_LIVE_IN} GROUP BY owner"
 )
+_QUANTA = f"SELECT quantum FROM claims WHERE {_LIVE_IN} AND owner = ? ORDER BY quantum"
 
 
 def claim_runs(
     conn: sqlite3.Connection, scope: str, low: int, high: int, now: int
 ) -> list[ClaimRun]:
-    """`ResourceStore.claim_runs`, live at `now` (µs): one pass over the primary key's order
-    (a quantum has one owner, so an owner's consecutive quanta are neighbours there), on
-    bare `(owner, quantum)` rows. Measured on 2,340 claims: 0.8 ms, against 2.5 ms for the
-    same merge in SQL with a window function (its temporary B-trees) and more for `Claim`
-    objects."""
+    """`ResourceStore.claim_runs`, live at `now` (µs): each owner's first and last quantum
+    and count in the window, grouped by SQLite; an owner holding as many quanta as its span
+    is one run (a booking), one with gaps in its span is read quantum by quantum. Measured
+    on a schedule's 31 days with 2,340 claims (78 bookings): 0.63 ms, against 0.96 ms for
+    merging the rows of the primary key's order in Python (most of it making 2,340 row
+    tuples) and 2.5 ms for the same merge with a window function."""
     runs: list[ClaimRun] = []
-    owner, first, end = "", 0, 0
-    for row_owner, quantum in conn.execute(_RUNS, (scope, low, high, now)):
-        if row_owner == owner and quantum == end:
-            end += 1
-            continue
-        if owner:
+    for owner, first, end, count in conn.execute(_SPANS, (scope, low, high, now)).fetchall():
+        if count == end - first:
             runs.append((owner, first, end))
-        owner, first, end = row_owner, quantum, quantum + 1
-    if owner:
-        runs.append((owner, first, end))
+            continue
+        start = stop = first
+        for (quantum,) in conn.execute(_QUANTA, (scope, first, end, now, owner)).fetchall():
+            if quantum != stop:
+                runs.append((owner, start, stop))
+                start = quantum
+            stop = quantum + 1
+        runs.append((owner, start, stop))
+    runs.sort(key=itemgetter(1))
     return runs
 
 
