@@ -38,7 +38,7 @@ from fhir_server.api.errors import (
     unexpected_error_handler,
     unexpected_error_response,
 )
-from fhir_server.api.fhir_endpoint import FHIR_PREFIX, FhirMount, fhir_endpoint, request_slots
+from fhir_server.api.fhir_endpoint import FHIR_PREFIX, FhirMount, fhir_endpoint
 from fhir_server.api.health import health_routes
 from fhir_server.api.metrics_endpoint import metrics_routes
 from fhir_server.api.portal import portal_routes
@@ -303,7 +303,6 @@ def create_app(settings: Settings | None = None, store: ResourceStore | None = N
     app.state.exports = exports
     app.state.authenticate = None
     app.state.on_denied = None
-    app.state.request_slots = request_slots(settings)
     app.state.ready = False
     app.state.auth = auth
     app.add_exception_handler(FhirError, fhir_error_handler)

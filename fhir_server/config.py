@@ -42,9 +42,6 @@ class Settings(BaseSettings):
             one client's tokens may make (100 / 6000; 0: unlimited; the administrator's
             `fhir-server token` tokens are not limited), `smart_auth.rate_limits`.
         logins_per_minute: sign-in attempts a minute from one client address (20).
-        request_slots: how many FHIR requests one server process works on at once; more
-            wait for a free slot in arrival order (`fhir_server.api.fhir_endpoint.
-            request_slots`). Unset: 4 on SQLite, no limit on MongoDB; 0: no limit.
 
     Subscriptions (R4 Subscription, `operations/subscriptions/`):
         subscription_retry_hours: how long a failing delivery is retried, with exponential
@@ -107,7 +104,6 @@ class Settings(BaseSettings):
     rate_limit_per_user: int = 100
     rate_limit_per_client: int = 6000
     logins_per_minute: int = 20
-    request_slots: int | None = None
     access_log: bool = True
     metrics: bool = True
 

@@ -7,7 +7,6 @@ the OperationOutcome handlers in `errors.py`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -57,31 +56,6 @@ def base_url_of(request: Request, settings: Settings) -> str:
         server = request.scope.get("server") or ("localhost", 80)
         host = f"{server[0]}:{server[1]}"
     return f"{request.scope.get('scheme', 'http')}://{host}{FHIR_PREFIX}"
-
-
-SQLITE_REQUEST_SLOTS = 4
-"""`Settings.request_slots` unset on SQLite (see `request_slots`)."""
-
-
-def request_slots(settings: Settings) -> asyncio.Semaphore | None:
-    """The slots of `Settings.request_slots`: how many FHIR requests this process works on
-    at once (a request waits for a free one after its body is read, in arrival order, and
-    keeps it until its interaction is done), or None for no limit.
-
-    Why on SQLite: every store call there is a synchronous statement on the event-loop
-    thread, so a request uses the CPU from start to end and only gives way when it must
-    wait for another process's write lock (`sqlite_busy`). With every request let in, such
-    a request resumes behind all the others in progress (25 of them with 50 clients on 2
-    workers, ~3 ms each): bench/booking.py's closed loop had a p99 3.5-3.8 x its p50, the
-    retried 9 % being the tail. With 4 slots it waits behind at most 3: p99/p50 2.2-2.3,
-    for 5 % fewer bookings/s (a process waiting for the lock has less other work at hand);
-    8 slots gave 2.7-2.9. On MongoDB every store call is a network round trip, during which
-    other requests should run: no limit unless set.
-    """
-    slots = settings.request_slots
-    if slots is None:
-        slots = SQLITE_REQUEST_SLOTS if settings.database_url.startswith("sqlite:") else 0
-    return asyncio.Semaphore(slots) if slots > 0 else None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -165,12 +139,7 @@ async def _serve(request: Request, path: str, policy: AccessPolicy) -> Response:
         response_format=fmt,
     )
     repository = repositories.for_request(policy, base_url)
-    slots: asyncio.Semaphore | None = state.request_slots
-    if slots is None:
-        result = await interactions.dispatch(freq, repository)
-    else:
-        async with slots:
-            result = await interactions.dispatch(freq, repository)
+    result = await interactions.dispatch(freq, repository)
     return render(result, fmt, pretty, head=method == "HEAD")
 
 
