@@ -1,7 +1,8 @@
 """SQLite adapter of the ResourceStore: the embedded default (one file, WAL, zero setup).
 
 Schema: `sqlite_schema.py`; SQL compilation: `sqlite_query.py`; claims: `sqlite_claims.py`;
-writes and the WAL checkpointer: `sqlite_writes.py`; the event log and leases:
+writes: `sqlite_writes.py`, grouped into transactions by `sqlite_group.py`; the WAL
+checkpointer: `sqlite_checkpoint.py`; the event log and leases:
 `sqlite_events.py`; rows read back as values: `sqlite_rows.py`; records (`base.RecordStore`):
 `sqlite_records.py`; whether anything changed (`change_stamp`): `sqlite_changes.py`; the lock:
 `locks.py`.
@@ -10,9 +11,10 @@ Every statement runs on the calling (event-loop) thread's own connection. SQLite
 indexed queries in microseconds to a few milliseconds, and handing work to threads costs more
 than it saves: under load the GIL convoy between the event loop and worker threads adds up to
 several milliseconds per hop (measured with bench/rest.py: create p99 830 ms with a writer
-thread). A write is one `BEGIN IMMEDIATE` transaction with no await inside it, so within a
-process writes never interleave; across processes (`--workers`) SQLite's file lock serialises
-them: a statement that finds the lock taken waits at most 1 ms in place, then is retried
+thread). A write is one `BEGIN IMMEDIATE` transaction with no await inside it (the `apply`
+calls of one event-loop turn share one, each in its own savepoint: `sqlite_group.py`), so
+within a process writes never interleave; across processes (`--workers`) SQLite's file lock
+serialises them: a statement that finds the lock taken waits at most 1 ms in place, then is retried
 after an `asyncio.sleep` (`sqlite_busy.py`), so a waiting writer never holds its event loop.
 WAL readers never wait for writers and see every committed write. A process killed inside a
 write leaves nothing of it (SQLite rolls the open transaction back when the file is next
@@ -45,6 +47,7 @@ from fhir_server.storage.base import (
 )
 from fhir_server.storage.sqlite_changes import WalChanges
 from fhir_server.storage.sqlite_checkpoint import checkpoint_loop
+from fhir_server.storage.sqlite_group import GroupCommit
 from fhir_server.storage.sqlite_query import compile_search, compile_where
 from fhir_server.storage.sqlite_rows import page_of, stored_row
 from fhir_server.storage.sqlite_schema import PRAGMAS, create_schema
@@ -78,6 +81,7 @@ class SQLiteStore(sqlite_records.RecordMethods):
         self._conn_lock = threading.Lock()
         self._checkpointer: asyncio.Task[None] | None = None
         self._changes: WalChanges | None = None
+        self._group = GroupCommit(self._connection)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -325,7 +329,9 @@ class SQLiteStore(sqlite_records.RecordMethods):
     # -- writes ---------------------------------------------------------------------------
 
     async def apply(self, ops: Sequence[WriteOp]) -> None:
-        """Write all versions and claim sets in one `BEGIN IMMEDIATE` transaction.
+        """Write all versions and claim sets in one savepoint of a `BEGIN IMMEDIATE`
+        transaction shared with the other `apply` calls of this event-loop turn
+        (`sqlite_group.GroupCommit`): all of them or nothing, committed before it returns.
 
         Claims follow `ResourceStore.apply` (SCHEDULING.md "Never double-book"); see
         `sqlite_claims.apply_claims`.
@@ -337,7 +343,8 @@ class SQLiteStore(sqlite_records.RecordMethods):
         if not ops:
             return
         claim_sets = final_claim_sets(ops)
-        await self._write(lambda conn: apply_ops(conn, ops, claim_sets))
+        self._records_cache().writes += 1  # this connection's own change (RecordCache)
+        await self._group.submit(lambda conn: apply_ops(conn, ops, claim_sets))
 
     async def recover(self, now: int) -> int:
         """Nothing to recover: a crash rolls an apply's transaction back. Returns 0."""

@@ -13,7 +13,7 @@ was 6.6 x the p50; with 1 ms, 2.4 x.
 
 Retrying the whole unit is safe because SQLite took nothing from it: a busy `BEGIN
 IMMEDIATE` began no transaction, and a busy autocommit statement changed nothing; the units
-(`sqlite_writes.apply_ops`, the record and lock statements) are written to be repeated.
+(a group of `sqlite_group`, the record and lock statements) are written to be repeated.
 """
 
 from __future__ import annotations

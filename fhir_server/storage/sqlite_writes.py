@@ -1,6 +1,7 @@
-"""SQLite writes: one `apply` as a single `BEGIN IMMEDIATE` transaction (versions, history,
-index entries, sort keys, compartments and claims together) and the lock table (`locks.py`).
-The WAL checkpointer is `sqlite_checkpoint.py`.
+"""SQLite writes: one `apply` (versions, history, index entries, sort keys, compartments and
+claims together) inside a savepoint of a group's `BEGIN IMMEDIATE` transaction
+(`sqlite_group.py`), and the lock table (`locks.py`). The WAL checkpointer is
+`sqlite_checkpoint.py`.
 
 Called by `sqlite.SQLiteStore` on the event-loop thread; see `sqlite_schema.py` for the tables.
 """
@@ -31,16 +32,17 @@ from resources.index_values import (
 def apply_ops(
     conn: sqlite3.Connection, ops: Sequence[WriteOp], claim_sets: Sequence[ClaimSet]
 ) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for op in ops:
-            _apply_one(conn, op)
-        if claim_sets:
-            sqlite_claims.apply_claims(conn, claim_sets, now_us())
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    """Write the versions of `ops` and the final `claim_sets` of one `apply`, inside the
+    caller's write transaction (a savepoint of a group, `sqlite_group`).
+
+    Raises:
+        StoreConflict: a version mismatch, or a claim key held live by another owner; the
+            caller rolls its savepoint back.
+    """
+    for op in ops:
+        _apply_one(conn, op)
+    if claim_sets:
+        sqlite_claims.apply_claims(conn, claim_sets, now_us())
 
 
 def _apply_one(conn: sqlite3.Connection, op: WriteOp) -> None:
