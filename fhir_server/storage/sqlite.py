@@ -81,6 +81,7 @@ class SQLiteStore(sqlite_records.RecordMethods):
         self._conn_lock = threading.Lock()
         self._checkpointer: asyncio.Task[None] | None = None
         self._changes: WalChanges | None = None
+        self._shm: WalChanges | None = None
         self._group = GroupCommit(self._connection)
 
     # -- plumbing -------------------------------------------------------------------------
@@ -141,20 +142,18 @@ class SQLiteStore(sqlite_records.RecordMethods):
         mode = await self._read(lambda conn: conn.execute("PRAGMA journal_mode").fetchone()[0])
         if str(mode).lower() != "wal":
             return None
-        changes = WalChanges(self._target)
+        changes = self._shm = WalChanges(self._target)  # closed after the connections
         before = changes.stamp()
         await self.count_hit("store", "change-stamp check", now_us() + YEAR_US)  # a commit
         if before is not None and changes.stamp() not in (None, before):
             return changes
-        changes.close()
         log.warning("%s: the WAL-index header does not follow commits; not used", self._target)
         return None
 
     async def close(self) -> None:
-        """Stop the checkpointer, checkpoint the WAL once more, close every connection."""
-        if self._changes is not None:  # unmapped while this process still holds the file
-            self._changes.close()
-            self._changes = None
+        """Stop the checkpointer, checkpoint the WAL once more, close every connection, then
+        the `-shm` descriptor of `change_stamp` (`sqlite_changes.WalChanges`)."""
+        self._changes = None  # change_stamp answers None from now on
         if self._checkpointer is not None:
             self._checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -166,6 +165,9 @@ class SQLiteStore(sqlite_records.RecordMethods):
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
+        if self._shm is not None:  # only now: closing its descriptor drops the file's locks
+            self._shm.close()
+            self._shm = None
         if self._keeper is not None:
             self._keeper.close()
 

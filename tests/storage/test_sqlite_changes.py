@@ -6,7 +6,10 @@ log restarts and truncations; None where it cannot tell; and the grant check tha
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -133,3 +136,57 @@ async def test_a_header_that_does_not_follow_commits_is_not_used(
         assert await store.get_record("grant", "g") == {"active": True}
     finally:
         await store.close()
+
+
+DMS_BYTE = 128
+"""SQLite's "dead man switch" lock byte of a `-shm` file (unix VFS: UNIX_SHM_DMS = (22 + 8) * 4
++ 8): every process with a connection to the file holds a shared lock on it; a connection
+that can lock it exclusively takes itself for the only user and starts the `-shm` over."""
+
+PROBE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, int(sys.argv[2]))
+except OSError:
+    print("held")
+else:
+    print("free")
+"""
+
+
+def dms_lock(db: Path) -> str:
+    """Whether another process finds the `-shm` file's DMS byte locked ("held") or not."""
+    shm = f"{db}-shm"
+    found = subprocess.run(
+        [sys.executable, "-c", PROBE, shm, str(DMS_BYTE)], capture_output=True, check=True
+    )
+    return found.stdout.decode().strip()
+
+
+async def test_the_process_keeps_sqlites_locks_on_the_shm_file(tmp_path: Path) -> None:
+    """Mapping the `-shm` file must not drop this process's POSIX locks on it (closing any
+    descriptor of a file drops them all): another process would then restart the `-shm`
+    under this one, which dies of SIGBUS at its next access (seen under bench/booking.py)."""
+    db = tmp_path / "locks.db"
+    first, second = SQLiteStore(str(db)), SQLiteStore(str(db))
+    await first.start()
+    await second.start()
+    assert first.change_stamp() is not None
+    assert dms_lock(db) == "held"
+    await first.close()  # the other store of this process still uses the file
+    assert dms_lock(db) == "held"
+    stamp = second.change_stamp()
+    await second.put_record("code", "k", {"n": 1})
+    assert second.change_stamp() not in (None, stamp)
+    await second.close()
+    # the probe sees the failure it guards against: a descriptor of the file closed while a
+    # connection of this process holds the lock
+    control = tmp_path / "control.db"
+    conn = sqlite3.connect(control, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (n INTEGER)")
+    assert dms_lock(control) == "held"
+    os.close(os.open(f"{control}-shm", os.O_RDONLY))
+    assert dms_lock(control) == "free"
+    conn.close()
