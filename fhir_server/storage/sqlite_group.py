@@ -4,10 +4,13 @@
 Why: a write transaction holds SQLite's file lock, which all server processes share; each
 `$book` held it 1.36 ms (its rows 0.49 ms, its time claims 0.28 ms, the COMMIT of ~100 pages
 0.60 ms), so two workers waited for each other and bench/booking.py's closed loop stayed
-near 470 bookings/s. Writing the bookings that are ready together in one transaction pays
-the lock, the COMMIT and the pages every booking touches (index leaves, the table ends)
-once for all of them: 575-600/s with 4 request slots, 646-673/s with 8 (same machine, same
-run, against 447-478/s one transaction each).
+near 470 bookings/s with a p99 3.5-3.8 x its p50 (a writer that found the lock taken
+waited off the loop and resumed behind every other request in progress). Writing the
+bookings that are ready together in one transaction pays the lock, the COMMIT and the pages
+every booking touches (index leaves, the table ends) once for all of them, and takes the
+lock a fraction as often: 601-704/s, p99/p50 2.4-3.0 in six runs on this 2-core machine
+(447-478/s, 3.5-3.8 one transaction each, measured alternately in one session); REST create
+(bench/rest.py, 1 worker) 414 -> 527/s.
 
 How: `GroupCommit.submit(unit)` queues `unit` and, if it is the first of a new group,
 schedules `flush` with `loop.call_soon`, so the group runs after every callback already
