@@ -45,6 +45,7 @@ from booking_common import (
     ROOT,
     Goals,
     appointment,
+    crashes,
     family,
     find_latency,
     parameters,
@@ -233,6 +234,13 @@ async def run(
         f"p99 {paced['p99_us'] / 1000:.1f} ms",
         paced["p99_us"] < 50_000,
     )
+    restarted = sorted(set(family(pids[0])) - set(pids))
+    lost = closed["socket_errors"] + closed["other"] + paced["socket_errors"] + paced["other"]
+    goals.check(
+        "every $book answered 200/409, no worker restarted",
+        f"{lost:.0f} socket errors or other statuses, workers restarted: {restarted or 'none'}",
+        not lost and not restarted,
+    )
     if db is not None:
         _, twice, overlaps = double_bookings(db)
         print(f"  after the booking runs: {twice} slots booked twice, {overlaps} overlapping")
@@ -265,7 +273,7 @@ def main() -> int:
             print(f"== {name} ({url}), {args.workers} workers, week of {monday}")
             port = free_port()
             env = server_env(url, port, tmp)
-            proc = serve(env, port, args.workers)
+            proc = serve(env, port, args.workers, log=tmp / "server.log")
             goals = Goals()
             try:
                 wait_up(f"http://127.0.0.1:{port}/fhir/metadata", proc)
@@ -277,6 +285,8 @@ def main() -> int:
             finally:
                 proc.terminate()
                 proc.wait(timeout=20)
+            for crash in crashes(tmp / "server.log"):
+                print(f"a server process failed:\n{crash}")
             if name == "sqlite" and args.bookings:
                 year_phase(tmp, monday, args.workers, args.bookings, goals)
             goals.print()

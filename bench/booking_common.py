@@ -143,14 +143,35 @@ def server_env(url: str, port: int, tmp: Path) -> dict[str, str]:
     }
 
 
-def serve(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
+def serve(
+    env: dict[str, str], port: int, workers: int, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `fhir-server serve` with `workers` processes; its stderr (warnings, and the
+    faulthandler's report of a worker that crashed) goes to `log` if given."""
     command = [str(BIN / "fhir-server"), "serve", "--port", str(port), "--log-level", "warning"]
-    return subprocess.Popen(
-        [*command, "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    errors = log.open("ab") if log is not None else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            [*command, "--workers", str(workers)],
+            env={**env, "PYTHONFAULTHANDLER": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+    finally:
+        if log is not None:
+            errors.close()  # type: ignore[union-attr]
+
+
+def crashes(log: Path) -> list[str]:
+    """The first lines of each worker crash (`Fatal Python error`) or traceback in `log`."""
+    if not log.exists():
+        return []
+    lines = log.read_text(errors="replace").splitlines()
+    found = []
+    for n, line in enumerate(lines):
+        if line.startswith(("Fatal Python error", "Traceback")):
+            found.append("\n".join(lines[n : n + 12]))
+    return found
 
 
 def family(pid: int) -> list[int]:

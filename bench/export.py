@@ -43,7 +43,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from booking import serve, server_env
+from booking_common import serve, server_env
 from rest import BIN, DATA, ROOT, admin_token, free_port, rss_mib, wait_up
 
 sys.path.insert(1, str(ROOT))
@@ -309,7 +309,7 @@ def main() -> int:
         "FHIR_SERVER_EXPORT_DIR": str(tmp / "exports"),
         "FHIR_SERVER_EXPORT_POLL_SECONDS": "1",
     }
-    proc = serve(env, port)
+    proc = serve(env, port, 1)
     rows = []
     try:
         base = f"http://127.0.0.1:{port}/fhir"
