@@ -17,6 +17,7 @@ import pytest
 
 from fhir_server.storage.base import WriteOp
 from fhir_server.storage.sqlite import SQLiteStore
+from fhir_server.storage.sqlite_group import MAX_GROUP
 from resources.errors import ClaimConflict, StoreConflict
 from tests.storage.contract import index, version
 from tests.storage.test_claims_contract import book, held, nothing_of
@@ -61,6 +62,20 @@ async def test_the_applies_of_one_turn_share_one_transaction(store: SQLiteStore)
         "RELEASE unit",
         "COMMIT",
     ]
+
+
+async def test_a_group_takes_at_most_max_group_applies(store: SQLiteStore) -> None:
+    statements = traced(store)
+    n = 2 * MAX_GROUP + 6
+    await asyncio.gather(*(store.apply([book(f"m{i}", [1000 + i])]) for i in range(n)))
+    steps = transactions(statements)
+    assert steps.count("BEGIN IMMEDIATE") == steps.count("COMMIT") == 3
+    assert steps.count("SAVEPOINT unit") == n
+    commits = [i for i, step in enumerate(steps) if step == "COMMIT"]
+    per_group = [steps[:c].count("SAVEPOINT unit") for c in commits]
+    assert per_group == [MAX_GROUP, 2 * MAX_GROUP, n]
+    for i in (0, MAX_GROUP, n - 1):
+        assert await store.claims_of(f"Appointment/m{i}") == held(f"Appointment/m{i}", [1000 + i])
 
 
 async def test_a_refused_apply_leaves_nothing_and_the_others_commit(store: SQLiteStore) -> None:
