@@ -194,6 +194,10 @@ def backend_token(
     return str(response.json()["access_token"])
 
 
+ACCESS_LOG_LINE = '{"ts":'
+"""How a line of the server's access log starts (`fhir_server.api.request_log`)."""
+
+
 def run_cli(settings: Any, *args: str, input: str | None = None) -> str:
     """Run `fhir-server ARGS` in-process on the live server's database and keys (as an
     administrator would, while the server runs); returns stdout, asserting exit code 0."""
@@ -219,7 +223,10 @@ def run_cli(settings: Any, *args: str, input: str | None = None) -> str:
             else:
                 os.environ[k] = v
     assert result.exit_code == 0, (result.output, result.exception)
-    return str(result.stdout)
+    # CliRunner swaps sys.stdout for the whole process: an access-log line the live server's
+    # thread writes meanwhile lands in the command's output; leave those out
+    lines = str(result.stdout).splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith(ACCESS_LOG_LINE))
 
 
 def patient_token(
