@@ -129,6 +129,13 @@ class Grants:
         doc = await self.records.get_record("grant", grant_id)
         return Grant.from_dict(doc) if doc else None
 
+    def known_active(self, grant_id: str, now: int) -> bool:
+        """Whether `is_active` would answer True for the grant at `now` (µs UTC) without
+        asking the store: remembered active and nothing committed since (`is_active`). False
+        means "ask `is_active`", not "revoked". Every request with a token asks this first."""
+        known = self._active.get(grant_id)
+        return known is not None and known[1] >= now and known[0] == self.records.change_stamp()
+
     async def is_active(self, grant_id: str) -> bool:
         """Whether access tokens of this grant are still honoured, as stored now.
 
@@ -139,10 +146,9 @@ class Grants:
         store without stamps (MongoDB), or a grant stored without `expires`, is asked every
         time.
         """
-        stamp = self.records.change_stamp()
-        known = self._active.get(grant_id)
-        if known is not None and known[0] == stamp and known[1] >= now_us():
+        if self.known_active(grant_id, now_us()):
             return True
+        stamp = self.records.change_stamp()
         doc = await self.records.get_record("grant", grant_id)
         active = bool(doc and doc.get("active"))
         expires = doc.get("expires") if doc else None

@@ -89,16 +89,17 @@ async def hit(records: RecordStore, limit: Limit, who: str, now: int | None = No
         await _take(records, limit, who, 1, now)
 
 
-def _window(limit: Limit, at: int) -> tuple[str, int]:
-    """`(counter key suffix, end of the window in µs UTC)` of the window holding `at`."""
+def _window(limit: Limit, at: int) -> tuple[int, int]:
+    """`(window number, end of the window in µs UTC)` of the window holding `at` (the
+    number is the counters' key suffix)."""
     length = limit.seconds * US
     window = at // length
-    return str(window), (window + 1) * length
+    return window, (window + 1) * length
 
 
-def _slot(limit: Limit, who: str, at: int) -> tuple[str, str, str]:
-    """`(kind, who, window)`: what a `RateLimiter` keeps an unused share under."""
-    return limit.kind, who, _window(limit, at)[0]
+def _slot(limit: Limit, who: str, at: int) -> tuple[str, str, int]:
+    """`(kind, who, window number)`: what a `RateLimiter` keeps an unused share under."""
+    return limit.kind, who, at // (limit.seconds * US)
 
 
 async def _take(records: RecordStore, limit: Limit, who: str, size: int, now: int | None) -> int:
@@ -131,7 +132,7 @@ class RateLimiter:
 
     def __init__(self, records: RecordStore) -> None:
         self.records = records
-        self._left: dict[tuple[str, str, str], tuple[int, int]] = {}  # -> (unused, ends)
+        self._left: dict[tuple[str, str, int], tuple[int, int]] = {}  # -> (unused, ends)
 
     async def hit(self, limit: Limit, who: str, now: int | None = None) -> None:
         """Count one hit of `who` against `limit`: from this process's unused share of the
@@ -147,14 +148,9 @@ class RateLimiter:
         if limit.count <= 0:
             return
         at = now if now is not None else now_us()
+        if self.take_held(limit, who, at):
+            return
         slot = _slot(limit, who, at)
-        left, ends = self._left.get(slot, (0, 0))
-        if left > 1:
-            self._left[slot] = (left - 1, ends)
-            return
-        if left == 1:
-            del self._left[slot]
-            return
         within = await _take(self.records, limit, who, share_of(limit), at)
         if within > 1:
             if len(self._left) >= REMEMBERED:
@@ -163,6 +159,23 @@ class RateLimiter:
                     self._left.clear()
             before = self._left.get(slot, (0, 0))[0]  # taken meanwhile by another request
             self._left[slot] = (before + within - 1, _window(limit, at)[1])
+
+    def take_held(self, limit: Limit, who: str, at: int) -> bool:
+        """Count one hit of `who` against `limit` from this process's unused share of the
+        window holding `at` (µs UTC), without waiting: False when it holds none (then
+        `hit` takes a share from the database). Every request with a token asks this, so
+        it is kept to a few dictionary operations. A limit of 0 (none) always admits."""
+        if limit.count <= 0:
+            return True
+        slot = _slot(limit, who, at)
+        left, ends = self._left.get(slot, (0, 0))
+        if left > 1:
+            self._left[slot] = (left - 1, ends)
+            return True
+        if left == 1:
+            del self._left[slot]
+            return True
+        return False
 
     def held(self, limit: Limit, who: str, now: int | None = None) -> int:
         """The hits of `who` this process took for the window holding `now` and has not

@@ -18,11 +18,12 @@ from typing import Any
 from conformance.smart_configuration import auth_endpoint
 from fhir_server.access import AccessPolicy, SystemPolicy
 from resources.errors import Unauthorized
+from resources.fhir_dates import now_us
 from smart_auth.client_auth import JwksCache
 from smart_auth.grants import Grant, Grants
 from smart_auth.keys import KeyFile, KeyRecords, ServerKeys, load_keys
 from smart_auth.policy import ScopePolicy
-from smart_auth.rate_limits import Limit, RateLimiter
+from smart_auth.rate_limits import US, Limit, RateLimiter
 from smart_auth.registry import Client, Registry
 from smart_auth.scopes import ScopeSet
 from smart_auth.tokens import (
@@ -39,6 +40,18 @@ ADMIN_CLIENT = "fhir-server-cli"
 VERIFIED_CACHE = 4096  # tokens whose signature and claims were checked (LRU), per process
 AuditHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 """Records an authorization event: `(event code, details)`; see `smart_auth.audit`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """What `AuthServer.policy` remembers of an access token whose signature and claims it
+    checked: the policy it yields, its grant (checked for revocation on every request), when
+    it expires (µs UTC) and the rate limits each of its requests counts against."""
+
+    policy: ScopePolicy
+    grant: str
+    expires: int
+    limits: tuple[tuple[Limit, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +121,9 @@ class AuthServer:
         self.jwks = JwksCache()
         self.audit = audit
         self._reload_after = 0.0
-        self._verified: OrderedDict[str, tuple[AccessClaims, ScopePolicy]] = OrderedDict()
+        self._verified: OrderedDict[str, Verified] = OrderedDict()
+        self._user_limit = settings.user_limit
+        self._client_limit = settings.client_limit
 
     async def start(self) -> None:
         """Load (or generate) the signing keys."""
@@ -238,40 +253,47 @@ class AuthServer:
                 headers={"WWW-Authenticate": f'Bearer realm="{self.settings.base_url}"'},
             )
         token = authorization[7:].strip()
-        cached = self._verified.get(token)
-        if cached is not None and cached[0].expires_at > time.time():
+        now = now_us()
+        known = self._verified.get(token)
+        if known is not None and known.expires > now:
             # the signature was checked before; revocation is still checked every time
-            if not await self.grants.is_active(cached[0].grant):
+            if not self.grants.known_active(known.grant, now) and not await self.grants.is_active(
+                known.grant
+            ):
                 raise invalid_token("the token has been revoked")
             self._verified.move_to_end(token)
-            await self._count(*cached)
-            return cached[1]
-        claims = await self.verify(token)
-        policy = ScopePolicy(
-            ScopeSet.parse(claims.scope),
-            patient=claims.patient,
-            fhir_user=claims.fhir_user,
-            client_id=claims.client_id,
-            grant=claims.grant,
-        )
-        self._verified[token] = (claims, policy)
-        if len(self._verified) > VERIFIED_CACHE:
-            self._verified.popitem(last=False)
-        await self._count(claims, policy)
-        return policy
+        else:
+            claims = await self.verify(token)
+            known = Verified(
+                ScopePolicy(
+                    ScopeSet.parse(claims.scope),
+                    patient=claims.patient,
+                    fhir_user=claims.fhir_user,
+                    client_id=claims.client_id,
+                    grant=claims.grant,
+                ),
+                claims.grant,
+                claims.expires_at * US,
+                self._limits(claims),
+            )
+            self._verified[token] = known
+            if len(self._verified) > VERIFIED_CACHE:
+                self._verified.popitem(last=False)
+        for limit, who in known.limits:
+            if not self.limiter.take_held(limit, who, now):
+                await self.limiter.hit(limit, who, now)
+        return known.policy
 
-    async def _count(self, claims: AccessClaims, policy: ScopePolicy) -> None:
-        """One request against the rate limits of the token's user and client (the
-        administrator's CLI tokens are not limited; `smart_auth.rate_limits`).
-
-        Raises:
-            TooManyRequests: (429 `throttled`, Retry-After) a limit is exceeded.
-        """
+    def _limits(self, claims: AccessClaims) -> tuple[tuple[Limit, str], ...]:
+        """`(limit, who)` each request with a token of `claims` counts against
+        (`smart_auth.rate_limits`): the signed-in user's and the client's; none for the
+        administrator's CLI tokens, nor for a limit set to 0."""
         if claims.client_id == ADMIN_CLIENT:
-            return
+            return ()
+        out = [(self._client_limit, claims.client_id)]
         if claims.subject and claims.subject != claims.client_id:  # a signed-in user
-            await self.limiter.hit(self.settings.user_limit, claims.subject)
-        await self.limiter.hit(self.settings.client_limit, policy.client_id)
+            out.insert(0, (self._user_limit, claims.subject))
+        return tuple((limit, who) for limit, who in out if limit.count > 0)
 
     async def restore_policy(self, credentials: dict[str, Any]) -> AccessPolicy | None:
         """The policy `credentials` (`AccessPolicy.credentials()` of an earlier request)

@@ -244,6 +244,10 @@ class RepositoryBase:
         judged by the latest version that had content."""
         if self.is_system:
             return
+        if stored.content is not None and not stored.deleted:
+            reach = self._sight(stored.resource_type)
+            if reach is not None and not reach.confined:
+                return  # the whole type is seen: what `admit` would answer, without its work
         if stored.deleted:
             versions = await self.lookup.history(
                 "instance", stored.resource_type, stored.id, count=2
