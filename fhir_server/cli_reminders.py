@@ -34,13 +34,12 @@ from fhir_server.search.query import (
 )
 from fhir_server.storage.factory import open_store
 from operations.reminders.sender import communication_id
-from resources.fhir_dates import format_instant, now_us
+from resources.fhir_dates import US, format_instant, now_us
 
 __all__ = ["register"]
 
 reminders_app = typer.Typer(help="Appointment reminders and notices.", no_args_is_help=True)
 console = Console(width=None if sys.stdout.isatty() else 200)  # piped: one row per line
-US = 1_000_000
 
 
 @asynccontextmanager

@@ -26,7 +26,7 @@ import orjson
 from fhir_server.access import AccessPolicy
 from fhir_server.repository import Records
 from resources.errors import StoreConflict
-from resources.fhir_dates import now_us
+from resources.fhir_dates import US, now_us
 
 __all__ = ["JOB", "LEASE_SECONDS", "FileItem", "Job", "JobRecords", "owner_of"]
 
@@ -35,7 +35,6 @@ TOMBSTONE: Final = "bulk-export-deleted"
 POLL: Final = "bulk-export-poll"
 LEASE_SECONDS: Final = 60
 """How long a running job's last heartbeat vouches for it (s)."""
-US: Final = 1_000_000
 Status = Literal["in-progress", "complete", "failed"]
 
 

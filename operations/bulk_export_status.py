@@ -25,7 +25,7 @@ from fhir_server.repository import Repository
 from operations.bulk_export_files import ExportFiles
 from operations.bulk_export_jobs import Job, JobRecords, owner_of
 from resources.errors import Issue, NotFound, ServerError, TooManyRequests, operation_outcome
-from resources.fhir_dates import format_instant, now_us
+from resources.fhir_dates import US, format_instant, now_us
 
 __all__ = ["PACE", "STATUS_PATH", "ExportStatus", "status_url"]
 
@@ -33,7 +33,6 @@ STATUS_PATH: Final = "/bulk-export"
 """Where status URLs live on the server's origin: `{origin}/bulk-export/{job}`."""
 PACE: Final = 0.75
 """A poll counts as too soon when it comes before this share of `Retry-After` has passed."""
-US: Final = 1_000_000
 
 
 def status_url(base_url: str, job_id: str) -> str:

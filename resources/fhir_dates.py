@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import re
 import time
+from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # Year, month, day, hour, minute, second, fraction, offset (R4 `datatypes.html#dateTime`,
@@ -22,8 +23,9 @@ _DATE_TIME = re.compile(
     r"(Z|[+-]\d{2}:\d{2})?)?)?)?",
     re.ASCII,
 )
-_US_PER_SECOND = 1_000_000
-_US_PER_DAY = 86_400 * _US_PER_SECOND
+US: Final = 1_000_000
+"""Microseconds per second: instants throughout the server are µs since the epoch, UTC."""
+_US_PER_DAY = 86_400 * US
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _MAX_ORDINAL = dt.date.max.toordinal()
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -58,7 +60,7 @@ def _local_to_utc_us(local_us: int, ordinal: int, seconds_of_day: int, zone: Zon
     offset = zone.utcoffset(naive)
     if offset is None:  # pragma: no cover - ZoneInfo always answers for a naive datetime
         return local_us
-    return local_us - (offset.days * 86_400 + offset.seconds) * _US_PER_SECOND
+    return local_us - (offset.days * 86_400 + offset.seconds) * US
 
 
 def _midnight_us(ordinal: int, zone: ZoneInfo | None) -> int:
@@ -117,9 +119,9 @@ def date_range(text: str, default_tz: str = "UTC") -> tuple[int, int]:
         width = 10 ** (6 - digits)
         sub_us = int(fraction[:digits]) * width
     else:
-        width = _US_PER_SECOND if second_s else 60 * _US_PER_SECOND
+        width = US if second_s else 60 * US
         sub_us = 0
-    local = (ordinal - _EPOCH_ORDINAL) * _US_PER_DAY + seconds_of_day * _US_PER_SECOND + sub_us
+    local = (ordinal - _EPOCH_ORDINAL) * _US_PER_DAY + seconds_of_day * US + sub_us
     if offset_s is None:
         zone = _zone(default_tz)
         low = local if zone is None else _local_to_utc_us(local, ordinal, seconds_of_day, zone)
@@ -129,7 +131,7 @@ def date_range(text: str, default_tz: str = "UTC") -> tuple[int, int]:
         offset_hours, offset_minutes = int(offset_s[1:3]), int(offset_s[4:6])
         if offset_hours > 23 or offset_minutes > 59:
             raise ValueError(f"invalid FHIR time zone offset in {text!r}")
-        offset_us = (offset_hours * 3600 + offset_minutes * 60) * _US_PER_SECOND
+        offset_us = (offset_hours * 3600 + offset_minutes * 60) * US
         low = local - offset_us if offset_s[0] == "+" else local + offset_us
     return low, low + width
 

@@ -21,9 +21,7 @@ from typing import Any
 
 from fhir_server.model import RecordStore
 from resources.errors import StoreConflict
-from resources.fhir_dates import now_us
-
-US = 1_000_000
+from resources.fhir_dates import US, now_us
 
 
 def token_hash(token: str) -> str:

@@ -24,12 +24,11 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from fhir_server.model import RecordStore
 from resources.errors import StoreConflict
-from resources.fhir_dates import now_us
+from resources.fhir_dates import US, now_us
 
 RECORD_KIND = "signing-key"
 DATABASE = "database"
 SIGNING_ALG = "RS256"
-US = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)

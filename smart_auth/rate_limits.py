@@ -34,11 +34,9 @@ from dataclasses import dataclass
 
 from fhir_server.model import RecordStore
 from resources.errors import TooManyRequests
-from resources.fhir_dates import now_us
+from resources.fhir_dates import US, now_us
 
 __all__ = ["Limit", "RateLimiter", "hit", "share_of"]
-
-US = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,9 @@
 No HTTP here (the endpoints are in `smart_auth.routes`, the grant types in
 `smart_auth.token_grants`). Access tokens presented to the FHIR API are verified once per
 token (signature, `iss`, `aud`, `exp`; RFC 6750) and kept in a small per-process cache; the
-grant record is read on every request, so a revocation (RFC 7009) bites at once.
+expiry, the grant's revocation and the rate limits are checked on every request, so a
+revocation (RFC 7009) bites at once (the grant record is read again whenever anything was
+committed since it was last read: `Grants.is_active`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from typing import Any
 from conformance.smart_configuration import auth_endpoint
 from fhir_server.access import AccessPolicy, SystemPolicy
 from resources.errors import Unauthorized
-from resources.fhir_dates import now_us
+from resources.fhir_dates import US, now_us
 from smart_auth.client_auth import JwksCache
 from smart_auth.grants import Grant, Grants
 from smart_auth.keys import KeyFile, KeyRecords, ServerKeys, load_keys
 from smart_auth.policy import ScopePolicy
-from smart_auth.rate_limits import US, Limit, RateLimiter
+from smart_auth.rate_limits import Limit, RateLimiter
 from smart_auth.registry import Client, Registry
 from smart_auth.scopes import ScopeSet
 from smart_auth.tokens import (

@@ -46,7 +46,7 @@ from operations.reminders.notices import is_offer
 from operations.reminders.requests import MEDIUM_SYSTEM, address_for
 from operations.scheduling.appointments import SchedulingConfig
 from operations.scheduling.claims import hold_expiry
-from resources.fhir_dates import format_instant, now_us, parse_instant
+from resources.fhir_dates import US, format_instant, now_us, parse_instant
 from resources.index_values import DATE_MIN
 
 __all__ = ["RETRY", "ReminderSender", "communication_id"]
@@ -56,7 +56,6 @@ RETRY = "reminder-retry"
 RETRY_FIRST_S = 15.0
 RETRY_MAX_S = 120.0
 TIMEOUT_S = 20.0
-US = 1_000_000
 PAGE = 200
 NOTICE_WINDOW_US = 86_400 * US
 """How long a confirmation or change notice may still be sent after it was due."""

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from operations.scheduling.extensions import ExtensionError, timezone_code
 from operations.scheduling.intervals import Interval
+from resources.fhir_dates import US
 
 __all__ = [
     "is_known_zone",
@@ -30,8 +31,7 @@ __all__ = [
     "zone",
 ]
 
-_US_PER_SECOND: Final = 1_000_000
-_US_PER_DAY: Final = 86_400 * _US_PER_SECOND
+_US_PER_DAY: Final = 86_400 * US
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
 _UTC_NAMES: Final = frozenset({"UTC", "Etc/UTC"})
@@ -187,14 +187,14 @@ def _repeated_span(tz: ZoneInfo, ordinal: int) -> Interval | None:
 def _transition_us(tz: ZoneInfo, low_us: int, high_us: int, after: int) -> int:
     """The first whole second in `[low_us, high_us]` whose offset is `after`, in µs, given
     one transition there to `after` (TZif stores transitions in whole seconds)."""
-    low, high = low_us // _US_PER_SECOND, high_us // _US_PER_SECOND
+    low, high = low_us // US, high_us // US
     while low < high:
         middle = (low + high) // 2
-        if _offset_at(tz, middle * _US_PER_SECOND) == after:
+        if _offset_at(tz, middle * US) == after:
             high = middle
         else:
             low = middle + 1
-    return low * _US_PER_SECOND
+    return low * US
 
 
 def _offset_at(tz: ZoneInfo, us: int) -> int:
@@ -203,7 +203,7 @@ def _offset_at(tz: ZoneInfo, us: int) -> int:
 
 
 def _offset_us(offset: dt.timedelta | None) -> int:
-    return 0 if offset is None else (offset.days * 86_400 + offset.seconds) * _US_PER_SECOND
+    return 0 if offset is None else (offset.days * 86_400 + offset.seconds) * US
 
 
 def local_date(us: int, tz: ZoneInfo | None) -> dt.date:

@@ -53,7 +53,7 @@ from operations.subscriptions.rest_hook import DeliveryFailed
 from operations.subscriptions.rules import ACCESS, STATE
 from operations.subscriptions.topics import judged_version
 from resources.errors import FhirError
-from resources.fhir_dates import now_us
+from resources.fhir_dates import US, now_us
 from resources.indexing import extract_index
 
 __all__ = [
@@ -84,7 +84,6 @@ BATCH = 200
 """Events read per Subscription per round."""
 BACKOFF_MAX_S = 300.0
 """The longest retry delay (s); the first is `subscription_backoff_seconds`."""
-US = 1_000_000
 
 Restore = Callable[[dict[str, Any]], Awaitable[AccessPolicy | None]]
 """Turns a Subscription creator's `AccessPolicy.credentials()` back into a policy, or None once

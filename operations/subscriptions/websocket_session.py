@@ -33,13 +33,12 @@ from operations.subscriptions.dispatcher import EVENT, STATE, event_key
 from operations.subscriptions.notifications import Item, plan_bundle
 from operations.subscriptions.plan import Plan, read_plan
 from resources.errors import FhirError
-from resources.fhir_dates import now_us
+from resources.fhir_dates import US, now_us
 
 __all__ = ["BINDING", "Socket", "WebsocketSession"]
 
 BINDING = "ws-binding-token"
 """Record kind of a websocket binding token: `{subscriptions: [id, ...]}`, expiring."""
-US = 1_000_000
 
 
 class Socket(Protocol):

@@ -41,13 +41,12 @@ from operations.scheduling.slots import CandidateSlot
 from operations.scheduling.waitlist import WaitlistEntry
 from operations.waitlist.links import link_key, offer_url
 from resources.errors import FhirError
-from resources.fhir_dates import format_instant, parse_instant
+from resources.fhir_dates import US, format_instant, parse_instant
 
 __all__ = ["STATE", "EntryState", "make_offer", "offer_id", "schedules_for"]
 
 STATE: Final = "waitlist-entry"
 """Record kind, keyed by entry id: the entry's `EntryState`."""
-US: Final = 1_000_000
 DAY_US: Final = 86_400 * US
 CHUNK_US: Final = 14 * DAY_US
 """Free time is looked for 14 days at a time (overlapping by a day), earliest first."""
