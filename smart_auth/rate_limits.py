@@ -97,7 +97,7 @@ def _window(limit: Limit, at: int) -> tuple[int, int]:
 
 def _slot(limit: Limit, who: str, at: int) -> tuple[str, str, int]:
     """`(kind, who, window number)`: what a `RateLimiter` keeps an unused share under."""
-    return limit.kind, who, at // (limit.seconds * US)
+    return limit.kind, who, _window(limit, at)[0]
 
 
 async def _take(records: RecordStore, limit: Limit, who: str, size: int, now: int | None) -> int:
