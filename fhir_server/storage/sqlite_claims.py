@@ -1,10 +1,11 @@
 """Time claims on SQLite: the `claims` table behind SCHEDULING.md "Never double-book".
 
 `claims` (see `sqlite_schema.py`) has the primary key `(scope, quantum)`, so two owners can
-never hold one key. `apply_claims` runs inside the `BEGIN IMMEDIATE` transaction of
-`sqlite._apply`, which SQLite's file lock serialises across processes; a StoreConflict raised
-here rolls back the whole call (resources, history, index and claims). Instants are µs since
-the epoch, UTC.
+never hold one key. `apply_claims` runs inside one `apply`'s savepoint of a group's `BEGIN
+IMMEDIATE` transaction (`sqlite_group.py`), which SQLite's file lock serialises across
+processes; a StoreConflict raised here rolls that savepoint back: nothing of the call
+(resources, history, index and claims) is written, the group's other calls still are.
+Instants are µs since the epoch, UTC.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def apply_claims(conn: sqlite3.Connection, sets: Sequence[ClaimSet], now: int) -
     Releases come first, so a key one owner of the call gives up may be taken by another.
 
     Args:
-        conn: a connection inside `BEGIN IMMEDIATE` (rolled back by the caller on error).
+        conn: a connection inside a write transaction (the caller rolls its savepoint back
+            on error).
         sets: the final claim sets of the call (`base.final_claim_sets`: keys unique and no
             key wanted by two owners).
         now: µs UTC; a claim of another owner with `expires < now` may be taken over.

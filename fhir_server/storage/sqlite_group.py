@@ -26,7 +26,7 @@ meanwhile is left out (never written). If BEGIN or COMMIT fails otherwise, the t
 is rolled back and every unit of the group gets the error: nothing of it was written.
 
 Units must be synchronous, leave the connection's transaction alone and raise an Exception
-for a refusal (`sqlite_writes.apply_body`). Spec: sqlite.org/lang_savepoint.html.
+for a refusal (`sqlite_writes.apply_ops`). Spec: sqlite.org/lang_savepoint.html.
 """
 
 from __future__ import annotations
