@@ -205,6 +205,52 @@ async def test_concurrent_bookings_of_same_time_exactly_one_wins(clinic: httpx.A
     assert await booked_count(clinic) == 1
 
 
+async def test_concurrent_bookings_of_same_time_over_every_write_path_exactly_one_wins(
+    clinic: httpx.AsyncClient,
+) -> None:
+    """The same half hour of `dr` asked at once through REST POST and PUT, a transaction and
+    a batch, naming the practitioner by relative, absolute and versioned references: the
+    writes of one event-loop turn share a transaction (SQLite group commit), and still only
+    one of them takes the time."""
+    start, end = "2026-12-03T11:00:00Z", "2026-12-03T11:30:00Z"
+    actors = [
+        "PractitionerRole/dr",
+        "http://test/fhir/PractitionerRole/dr",
+        "PractitionerRole/dr/_history/1",
+    ]
+
+    def entry(actor: str) -> dict[str, Any]:
+        return {
+            "resource": appointment(start, end, actor=actor),
+            "request": {"method": "POST", "url": "Appointment"},
+        }
+
+    calls = []
+    for n, actor in enumerate(actors):
+        calls.append(clinic.post("/Appointment", json=appointment(start, end, actor=actor)))
+        put = {**appointment(start, end, actor=actor), "id": f"race-{n}"}
+        calls.append(clinic.put(f"/Appointment/race-{n}", json=put))
+        transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [entry(actor)]}
+        calls.append(clinic.post("", json=transaction))
+        batch = {"resourceType": "Bundle", "type": "batch", "entry": [entry(actor)]}
+        calls.append(clinic.post("", json=batch))
+    answers = await asyncio.gather(*calls)
+    won = 0
+    for answer in answers:
+        body = answer.json()
+        if body.get("type") == "batch-response":
+            status = body["entry"][0]["response"]["status"]
+            won += status.startswith("201")
+            assert status.startswith(("201", "409")), status
+        elif body.get("type") == "transaction-response":
+            won += 1
+        else:
+            assert answer.status_code in (201, 409), answer.text
+            won += answer.status_code == 201
+    assert won == 1
+    assert await booked_count(clinic) == 1
+
+
 async def test_shared_slot_capacity_two_allows_two_then_409(clinic: httpx.AsyncClient) -> None:
     def seat() -> dict[str, Any]:
         return appointment(
